@@ -1,0 +1,44 @@
+# acrpull: run `make help` for the targets.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+CONTROLLER_GEN := go run sigs.k8s.io/controller-tools/cmd/controller-gen
+# Test binaries (kube-apiserver, etcd, kubectl, registry, helm) live outside the repository, built once per version.
+ASSETS = $(shell hack/test-env.sh)
+GO_TEST_FLAGS ?= -timeout 20m
+
+.PHONY: help
+help: ## Show the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: generate
+generate: ## Regenerate deepcopy code.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+.PHONY: manifests
+manifests: ## Regenerate CRDs and RBAC.
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:dir=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=acrpull-controller paths=./internal/controller/... output:rbac:dir=config/rbac
+
+.PHONY: verify
+verify: ## Fail if generated files are stale or code is unformatted.
+	hack/verify.sh
+
+.PHONY: build
+build: ## Build bin/acrpull and bin/fakeazure.
+	go build -o bin/acrpull ./cmd/acrpull
+	go build -o bin/fakeazure ./cmd/fakeazure
+
+.PHONY: assets
+assets: ## Build the test platform binaries into the cache (prints the directory).
+	hack/test-env.sh
+
+.PHONY: test
+test: verify ## Unit, envtest and e2e tests on a real apiserver, fake Azure and a real registry.
+	@assets=$$(hack/test-env.sh) && echo "test assets: $$assets" && \
+	  KUBEBUILDER_ASSETS=$$assets go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: lint
+lint: ## gofmt and go vet.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...

@@ -1,0 +1,44 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package v1beta2
+
+// ConditionReady is True while the pull secret holds an unexpired credential minted from the current spec and is
+// attached to the target service account.
+const ConditionReady = "Ready"
+
+// Reasons of the Ready condition. Each names what the user or the operator can act on; v1beta1 bindings use them too.
+const (
+	// ReasonTokenMinted: the credential is current and attached.
+	ReasonTokenMinted = "TokenMinted"
+	// ReasonServiceAccountNotFound: the target or the federated service account does not exist (yet).
+	ReasonServiceAccountNotFound = "ServiceAccountNotFound"
+	// ReasonIdentityNotFederated: Entra ID refused the service-account assertion (no matching federated credential).
+	ReasonIdentityNotFederated = "IdentityNotFederated"
+	// ReasonIdentityNotFound: the identity is unknown, or not assigned to the node (managed identity).
+	ReasonIdentityNotFound = "IdentityNotFound"
+	// ReasonIdentityMissing: no identity is named by the spec, the service account's annotations or the controller
+	// defaults.
+	ReasonIdentityMissing = "IdentityMissing"
+	// ReasonRegistryDenied: the registry refused the identity's token (no role on the registry, audience refused).
+	ReasonRegistryDenied = "RegistryDenied"
+	// ReasonServerNotAllowed: the server is outside --allowed-acr-server-suffixes; no token was sent anywhere.
+	ReasonServerNotAllowed = "ServerNotAllowed"
+	// ReasonAzureThrottled: an Azure endpoint answered 429; the controller waits as told by Retry-After.
+	ReasonAzureThrottled = "AzureThrottled"
+	// ReasonAzureUnavailable: an Azure endpoint failed or could not be reached; retried with backoff.
+	ReasonAzureUnavailable = "AzureUnavailable"
+	// ReasonTokenInvalid: Azure returned a token acrpull cannot use (no expiry, unparsable).
+	ReasonTokenInvalid = "TokenInvalid"
+	// ReasonServiceAccountTokenFailed: the apiserver refused to issue the federated service account's token.
+	ReasonServiceAccountTokenFailed = "ServiceAccountTokenFailed"
+	// ReasonInvalidSpec: the spec cannot work and admission could not tell (for example a v1beta1 binding with no
+	// server and no ACR_SERVER default).
+	ReasonInvalidSpec = "InvalidSpec"
+)
+
+// ReasonSecretConflict: a secret with the binding's secret name exists and belongs to something else; acrpull does
+// not take it over.
+const ReasonSecretConflict = "SecretConflict"

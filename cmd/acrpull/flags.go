@@ -1,0 +1,108 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/manager"
+)
+
+// kubeClientLimits are the apiserver client's rate limits. controller-runtime's default (20 QPS) would cap the
+// controller at about 20 writes a second, far below what the apiserver takes.
+type kubeClientLimits struct {
+	qps   float32
+	burst int
+}
+
+// suffixList collects --allowed-acr-server-suffixes, which may be repeated and may hold comma-separated values.
+type suffixList []string
+
+func (s *suffixList) String() string { return strings.Join(*s, ",") }
+
+func (s *suffixList) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		part = strings.Trim(strings.ToLower(strings.TrimSpace(part)), ".")
+		if part != "" && !containsString(*s, part) {
+			*s = append(*s, part)
+		}
+	}
+	return nil
+}
+
+func containsString(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// parseFlags reads msi-acrpull's flags and environment defaults (and its older flag spellings), plus acrpull's own.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (manager.Options, kubeClientLimits, error) {
+	var (
+		opts          manager.Options
+		kube          kubeClientLimits
+		suffixes      suffixList
+		selector      string
+		qps           float64
+		legacyMetrics string
+		legacyLeader  bool
+	)
+	c := &opts.Controller
+	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
+	fs.StringVar(&legacyMetrics, "metrics-addr", "", "Deprecated spelling of --metrics-bind-address (msi-acrpull v1beta1 manifests).")
+	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	fs.BoolVar(&opts.LeaderElection, "leader-elect", false, "Elect a leader, so only one replica acts at a time.")
+	fs.BoolVar(&legacyLeader, "enable-leader-election", false, "Deprecated spelling of --leader-elect.")
+	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (needed outside a cluster).")
+	fs.IntVar(&opts.Workers, "workers", 16, "Bindings reconciled concurrently, per API version.")
+	fs.Float64Var(&qps, "kube-api-qps", 200, "Requests per second to the apiserver.")
+	fs.IntVar(&kube.burst, "kube-api-burst", 400, "Burst of requests to the apiserver.")
+	fs.StringVar(&c.ServiceAccountTokenAudience, "service-account-token-audience", "api://AzureCRTokenExchange",
+		"The only audience of the service-account tokens presented to Entra ID; federated credentials must name it.")
+	fs.StringVar(&c.ACRAudience, "acr-token-audience", azauth.ACRAudience,
+		"Entra ID audience tried first for registry tokens; empty uses the cloud's ARM audience only.")
+	fs.Float64Var(&c.TTLRotationFraction, "ttl-rotation-fraction", 0.5, "Share of a v1beta2 token's lifetime after which it is replaced (0 < f < 1).")
+	fs.StringVar(&selector, "label-selector", "", "Serve only bindings matching this label selector (sharding).")
+	fs.Var(&suffixes, "allowed-acr-server-suffixes", "Registry host suffixes tokens may be sent to (comma-separated, repeatable); empty allows all.")
+	fs.StringVar(&c.V1beta1.ACRServer, "default-acr-server", getenv("ACR_SERVER"), "v1beta1 default registry (env ACR_SERVER).")
+	fs.StringVar(&c.V1beta1.ClientID, "default-managed-identity-client-id", getenv("MANAGED_IDENTITY_CLIENT_ID"),
+		"v1beta1 default identity client ID (env MANAGED_IDENTITY_CLIENT_ID).")
+	fs.StringVar(&c.V1beta1.ResourceID, "default-managed-identity-resource-id", getenv("MANAGED_IDENTITY_RESOURCE_ID"),
+		"v1beta1 default identity resource ID (env MANAGED_IDENTITY_RESOURCE_ID).")
+	fs.StringVar(&c.V1beta1.ARMResource, "arm-resource", getenv("ARM_RESOURCE"),
+		"v1beta1 ARM audience override (env ARM_RESOURCE); default https://management.azure.com/.")
+	if err := fs.Parse(args); err != nil {
+		return opts, kube, err
+	}
+	if legacyMetrics != "" {
+		opts.MetricsAddr = legacyMetrics
+	}
+	opts.LeaderElection = opts.LeaderElection || legacyLeader
+	if c.TTLRotationFraction <= 0 || c.TTLRotationFraction >= 1 {
+		return opts, kube, fmt.Errorf("--ttl-rotation-fraction must be between 0 and 1, got %v", c.TTLRotationFraction)
+	}
+	if c.ServiceAccountTokenAudience == "" {
+		return opts, kube, fmt.Errorf("--service-account-token-audience must not be empty")
+	}
+	if selector != "" {
+		sel, err := labels.Parse(selector)
+		if err != nil {
+			return opts, kube, fmt.Errorf("--label-selector: %w", err)
+		}
+		c.LabelSelector = sel
+	}
+	c.AllowedServerSuffixes = suffixes
+	kube.qps = float32(qps)
+	return opts, kube, nil
+}

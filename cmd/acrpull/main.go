@@ -1,0 +1,48 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+// Command acrpull runs the AcrPullBinding controller manager.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/acrpull/acrpull/internal/manager"
+)
+
+func main() {
+	fs := flag.NewFlagSet("acrpull", flag.ExitOnError)
+	zapOpts := zap.Options{Development: false}
+	zapOpts.BindFlags(fs)
+	opts, kube, err := parseFlags(fs, os.Args[1:], os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "Failed to load kubeconfig")
+		os.Exit(1)
+	}
+	cfg.QPS, cfg.Burst = kube.qps, kube.burst
+	mgr, err := manager.New(cfg, opts)
+	if err != nil {
+		log.Error(err, "Failed to build manager")
+		os.Exit(1)
+	}
+	log.Info("Starting manager", "workers", opts.Workers, "leaderElection", opts.LeaderElection)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "Manager stopped")
+		os.Exit(1)
+	}
+}

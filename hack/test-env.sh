@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Puts the binaries the tests run for real (kube-apiserver, etcd, kubectl, an OCI registry, helm) in a cache directory
+# outside the repository and prints that directory (use it as KUBEBUILDER_ASSETS).
+#
+# The envtest download site is not reachable from this machine kind, so everything is built from Go modules served by
+# the module proxy. Each binary is built in a throwaway module so none of these large dependency graphs touch acrpull's
+# own go.mod. Builds are keyed by version, so a warm run only checks that the files exist.
+#
+# Usage: hack/test-env.sh [--print-only]     progress goes to stderr, the directory to stdout.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-v1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
+REGISTRY_VERSION=${REGISTRY_VERSION:-v3.0.0}
+HELM_VERSION=${HELM_VERSION:-v3.19.2}
+CACHE_ROOT=${ACRPULL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/acrpull}
+ASSETS=$CACHE_ROOT/assets/k8s-$K8S_VERSION-etcd-$ETCD_VERSION
+TOOLS=$CACHE_ROOT/tools
+mkdir -p "$ASSETS" "$TOOLS"
+
+log() { printf '[test-env] %s\n' "$*" >&2; }
+start_all=$(date +%s)
+
+timed() { # timed NAME COMMAND...: runs a build step and reports how long it took
+  local name=$1; shift
+  local t0; t0=$(date +%s)
+  log "building $name ..."
+  "$@"
+  log "built $name in $(( $(date +%s) - t0 )) s"
+}
+
+scratch_module() { # scratch_module NAME: a fresh throwaway module directory, printed
+  local d; d=$(mktemp -d "${TMPDIR:-/tmp}/acrpull-$1-XXXXXX")
+  (cd "$d" && go mod init "local/$1" >/dev/null 2>&1)
+  echo "$d"
+}
+
+build_kubernetes() {
+  local d; d=$(scratch_module kube)
+  (
+    cd "$d"
+    go mod download -json "k8s.io/kubernetes@$K8S_VERSION" >/dev/null
+    local modfile minor major
+    modfile=$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$K8S_VERSION.mod
+    minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+    major=${K8S_VERSION#v}; major=${major%%.*}
+    # k8s.io/kubernetes points its staging modules at ./staging; the proxy serves each of them as k8s.io/<name> v0.<minor>.<patch>.
+    {
+      echo "require k8s.io/kubernetes $K8S_VERSION"
+      echo "replace ("
+      grep -oE '^\s*k8s.io/[a-z0-9-]+ => \./staging/src/k8s.io/[a-z0-9-]+' "$modfile" |
+        awk -v v="v0.${K8S_VERSION#v1.}" '{print "\t" $1 " => " $1 " " v}'
+      echo ")"
+    } >>go.mod
+    cat >tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
+    # Unstamped binaries report v0.0.0-master, which breaks Helm kubeVersion checks and `kubectl version`.
+    local ldflags=""
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    done
+    GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$ASSETS/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+    GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$ASSETS/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
+    mv "$ASSETS/kube-apiserver.tmp" "$ASSETS/kube-apiserver"
+    mv "$ASSETS/kubectl.tmp" "$ASSETS/kubectl"
+  )
+  rm -rf "$d"
+}
+
+build_etcd() {
+  local d; d=$(scratch_module etcd)
+  (
+    cd "$d"
+    printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >main.go
+    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1
+    go build -trimpath -ldflags "-s -w" -o "$ASSETS/etcd.tmp" .
+    mv "$ASSETS/etcd.tmp" "$ASSETS/etcd"
+  )
+  rm -rf "$d"
+}
+
+build_go_tool() { # build_go_tool OUTPUT MODULE@VERSION PACKAGE
+  local out=$1 modver=$2 pkg=$3
+  local d; d=$(scratch_module tool)
+  (
+    cd "$d"
+    printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >tools.go
+    go get "$modver" >/dev/null 2>&1
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
+    GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$out.tmp" "$pkg"
+    mv "$out.tmp" "$out"
+  )
+  rm -rf "$d"
+}
+
+[[ -x $ASSETS/etcd ]] || timed "etcd $ETCD_VERSION" build_etcd
+[[ -x $ASSETS/kube-apiserver && -x $ASSETS/kubectl ]] || timed "kube-apiserver+kubectl $K8S_VERSION" build_kubernetes
+[[ -x $TOOLS/registry-$REGISTRY_VERSION ]] ||
+  timed "registry $REGISTRY_VERSION" build_go_tool "$TOOLS/registry-$REGISTRY_VERSION" \
+    "github.com/distribution/distribution/v3@$REGISTRY_VERSION" github.com/distribution/distribution/v3/cmd/registry
+if [[ ${WITH_HELM:-0} == 1 && ! -x $TOOLS/helm-$HELM_VERSION ]]; then
+  timed "helm $HELM_VERSION" build_go_tool "$TOOLS/helm-$HELM_VERSION" "helm.sh/helm/v3@$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+fi
+ln -sf "$TOOLS/registry-$REGISTRY_VERSION" "$ASSETS/registry"
+[[ -x $TOOLS/helm-$HELM_VERSION ]] && ln -sf "$TOOLS/helm-$HELM_VERSION" "$ASSETS/helm"
+
+log "assets ready in $(( $(date +%s) - start_all )) s"
+echo "$ASSETS"

@@ -1,0 +1,212 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+// Package azauth is acrpull's only door to Azure: Entra ID tokens for managed and workload identities, and the ACR
+// token exchange. It wraps azidentity and azcontainerregistry; nothing else in acrpull imports an Azure SDK.
+//
+// Every call goes through one HTTP client, so the standard proxy and CA settings (HTTPS_PROXY, SSL_CERT_FILE) and
+// the metrics transport apply to all of them. SDK retries are off: the controller owns backoff and honours
+// Retry-After itself, instead of blocking a worker inside the SDK for a minute.
+package azauth
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/containers/azcontainerregistry"
+	"k8s.io/utils/clock"
+)
+
+// Endpoint kinds, as named in errors and metrics.
+const (
+	EndpointIMDS        = "imds"
+	EndpointEntra       = "entra"
+	EndpointACRExchange = "acr-exchange"
+	EndpointACRToken    = "acr-token"
+)
+
+// Options configure a Client.
+type Options struct {
+	// HTTPClient carries every request; nil uses a client that honours the proxy environment.
+	HTTPClient *http.Client
+	// CallTimeout bounds each Azure call; 0 means 30 s.
+	CallTimeout time.Duration
+	// Clock reads the time tokens are received at.
+	Clock clock.PassiveClock
+}
+
+// ManagedIdentity names a user-assigned identity by client ID or by ARM resource ID.
+type ManagedIdentity struct {
+	ClientID   string
+	ResourceID string
+}
+
+// WorkloadIdentity is an identity federated with a Kubernetes service account.
+type WorkloadIdentity struct {
+	TenantID string
+	ClientID string
+	// Assertion returns a fresh service-account token to present to Entra ID.
+	Assertion func(ctx context.Context) (string, error)
+}
+
+// Client makes the Azure calls. It is safe for concurrent use.
+type Client struct {
+	httpClient *http.Client
+	timeout    time.Duration
+	clock      clock.PassiveClock
+	acrClients sync.Map // server → *azcontainerregistry.AuthenticationClient
+}
+
+// NewClient returns a Client.
+func NewClient(opts Options) *Client {
+	c := &Client{httpClient: opts.HTTPClient, timeout: opts.CallTimeout, clock: opts.Clock}
+	if c.httpClient == nil {
+		c.httpClient = &http.Client{Transport: http.DefaultTransport}
+	}
+	if c.timeout == 0 {
+		c.timeout = 30 * time.Second
+	}
+	if c.clock == nil {
+		c.clock = clock.RealClock{}
+	}
+	return c
+}
+
+func (c *Client) clientOptions(authorityHost string) azcore.ClientOptions {
+	opts := azcore.ClientOptions{
+		Transport: c.httpClient,
+		Retry:     policy.RetryOptions{MaxRetries: -1},
+		Telemetry: policy.TelemetryOptions{ApplicationID: "acrpull"},
+	}
+	if authorityHost != "" {
+		opts.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: authorityHost}
+	}
+	return opts
+}
+
+// ManagedIdentityToken gets an Entra ID token for audience from the node's instance metadata service.
+func (c *Client) ManagedIdentityToken(ctx context.Context, id ManagedIdentity, audience string) (Token, error) {
+	opts := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: c.clientOptions("")}
+	switch {
+	case id.ClientID != "":
+		opts.ID = azidentity.ClientID(id.ClientID)
+	case id.ResourceID != "":
+		opts.ID = azidentity.ResourceID(id.ResourceID)
+	}
+	cred, err := azidentity.NewManagedIdentityCredential(opts)
+	if err != nil {
+		return Token{}, classifyEntra(EndpointIMDS, err)
+	}
+	return c.entraToken(ctx, EndpointIMDS, cred, audience)
+}
+
+// WorkloadIdentityToken gets an Entra ID token for audience by presenting the workload's service-account token.
+func (c *Client) WorkloadIdentityToken(ctx context.Context, azCloud Cloud, id WorkloadIdentity, audience string) (Token, error) {
+	cred, err := azidentity.NewClientAssertionCredential(id.TenantID, id.ClientID, id.Assertion,
+		&azidentity.ClientAssertionCredentialOptions{
+			ClientOptions: c.clientOptions(azCloud.AuthorityHost),
+			// Instance discovery asks the public cloud about the authority; sovereign and air-gapped authorities
+			// are known already, and the controller must not call hosts it was not configured with.
+			DisableInstanceDiscovery: true,
+		})
+	if err != nil {
+		return Token{}, classifyEntra(EndpointEntra, err)
+	}
+	return c.entraToken(ctx, EndpointEntra, cred, audience)
+}
+
+func (c *Client) entraToken(ctx context.Context, endpoint string, cred azcore.TokenCredential, audience string) (Token, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	at, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scopeFor(audience)}})
+	if err != nil {
+		return Token{}, classifyEntra(endpoint, err)
+	}
+	received := c.clock.Now()
+	tok, err := ParseJWTTimes(at.Token, received)
+	if err != nil {
+		// Entra tokens are JWTs, but the SDK knows their expiry even when acrpull cannot read it.
+		if at.ExpiresOn.IsZero() {
+			return Token{}, invalidToken(endpoint, err)
+		}
+		tok = Token{Value: at.Token, IssuedAt: received, ExpiresAt: at.ExpiresOn}
+	}
+	return tok, nil
+}
+
+func (c *Client) acrClient(server string) (*azcontainerregistry.AuthenticationClient, error) {
+	if v, ok := c.acrClients.Load(server); ok {
+		return v.(*azcontainerregistry.AuthenticationClient), nil
+	}
+	ac, err := azcontainerregistry.NewAuthenticationClient("https://"+server,
+		&azcontainerregistry.AuthenticationClientOptions{ClientOptions: c.clientOptions("")})
+	if err != nil {
+		return nil, err
+	}
+	v, _ := c.acrClients.LoadOrStore(server, ac)
+	return v.(*azcontainerregistry.AuthenticationClient), nil
+}
+
+// ExchangeForRefreshToken trades an Entra ID token for the registry's refresh token, which grants everything the
+// identity's roles allow on that registry.
+func (c *Client) ExchangeForRefreshToken(ctx context.Context, server string, entraToken Token) (Token, error) {
+	ac, err := c.acrClient(server)
+	if err != nil {
+		return Token{}, classifyACR(EndpointACRExchange, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := ac.ExchangeAADAccessTokenForACRRefreshToken(ctx, azcontainerregistry.PostContentSchemaGrantTypeAccessToken,
+		hostOf(server), &azcontainerregistry.AuthenticationClientExchangeAADAccessTokenForACRRefreshTokenOptions{
+			AccessToken: to.Ptr(entraToken.Value),
+		})
+	if err != nil {
+		return Token{}, classifyACR(EndpointACRExchange, err)
+	}
+	if resp.RefreshToken == nil || *resp.RefreshToken == "" {
+		return Token{}, &Error{Kind: TokenInvalid, Endpoint: EndpointACRExchange, Detail: "registry returned no refresh token"}
+	}
+	tok, err := ParseJWTTimes(*resp.RefreshToken, c.clock.Now())
+	if err != nil {
+		return Token{}, invalidToken(EndpointACRExchange, err)
+	}
+	return tok, nil
+}
+
+// AccessToken trades the registry's refresh token for an access token limited to scope (space-separated).
+func (c *Client) AccessToken(ctx context.Context, server, scope string, refreshToken Token) (Token, error) {
+	ac, err := c.acrClient(server)
+	if err != nil {
+		return Token{}, classifyACR(EndpointACRToken, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := ac.ExchangeACRRefreshTokenForACRAccessToken(ctx, hostOf(server), scope, refreshToken.Value,
+		&azcontainerregistry.AuthenticationClientExchangeACRRefreshTokenForACRAccessTokenOptions{
+			GrantType: to.Ptr(azcontainerregistry.TokenGrantTypeRefreshToken),
+		})
+	if err != nil {
+		return Token{}, classifyACR(EndpointACRToken, err)
+	}
+	if resp.AccessToken == nil || *resp.AccessToken == "" {
+		return Token{}, &Error{Kind: TokenInvalid, Endpoint: EndpointACRToken, Detail: "registry returned no access token"}
+	}
+	tok, err := ParseJWTTimes(*resp.AccessToken, c.clock.Now())
+	if err != nil {
+		return Token{}, invalidToken(EndpointACRToken, err)
+	}
+	return tok, nil
+}
+
+// hostOf is the registry's service name: its host, lowercased, as ACR names itself in tokens.
+func hostOf(server string) string { return strings.ToLower(server) }

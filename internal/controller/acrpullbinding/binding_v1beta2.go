@@ -1,0 +1,92 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package acrpullbinding
+
+import (
+	"fmt"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
+	"github.com/acrpull/acrpull/internal/azauth"
+)
+
+// v1beta2API adapts acrpull.microsoft.com/v1beta2 bindings.
+type v1beta2API struct{}
+
+func (v1beta2API) name() string              { return "acrpullbinding-v1beta2" }
+func (v1beta2API) newObject() client.Object  { return &acrv1beta2.AcrPullBinding{} }
+func (v1beta2API) newList() client.ObjectList { return &acrv1beta2.AcrPullBindingList{} }
+func (v1beta2API) wrap(o client.Object) binding {
+	return v1beta2Binding{o.(*acrv1beta2.AcrPullBinding)}
+}
+
+type v1beta2Binding struct{ *acrv1beta2.AcrPullBinding }
+
+func (b v1beta2Binding) object() client.Object { return b.AcrPullBinding }
+
+func (b v1beta2Binding) secretName() string { return secretName(v1beta2SecretPrefix, b.Name, "") }
+
+func (b v1beta2Binding) serviceAccountNames() []string {
+	names := []string{b.Spec.ServiceAccountName}
+	if wi := b.Spec.Auth.WorkloadIdentity; wi != nil && wi.ServiceAccountName != b.Spec.ServiceAccountName {
+		names = append(names, wi.ServiceAccountName)
+	}
+	return names
+}
+
+func (b v1beta2Binding) desired(cfg Config) (desiredState, error) {
+	spec := b.Spec
+	d := desiredState{
+		server:               spec.ACR.Server,
+		scope:                spec.ACR.Scope,
+		targetServiceAccount: spec.ServiceAccountName,
+		refresh:              fractionOfLifetime(cfg.TTLRotationFraction),
+	}
+	if spec.ACR.Environment == acrv1beta2.AzureEnvironmentAirgappedCloud {
+		cc := spec.ACR.CloudConfig
+		if cc == nil {
+			return d, fmt.Errorf("%w: environment AirgappedCloud needs spec.acr.cloudConfig", errInvalidSpec)
+		}
+		d.cloud = azauth.Cloud{AuthorityHost: cc.EntraAuthorityHost, ARMAudience: cc.ResourceManagerAudience}
+	} else {
+		c, ok := azauth.CloudNamed(string(spec.ACR.Environment))
+		if !ok {
+			return d, fmt.Errorf("%w: unknown environment %q", errInvalidSpec, spec.ACR.Environment)
+		}
+		d.cloud = c
+	}
+	d.audiences = audiencesFor(cfg, d.cloud.ARMAudience)
+	switch auth := spec.Auth; {
+	case auth.ManagedIdentity != nil && auth.WorkloadIdentity == nil:
+		mi := auth.ManagedIdentity
+		if (mi.ClientID == "") == (mi.ResourceID == "") {
+			return d, fmt.Errorf("%w: managedIdentity needs exactly one of clientID and resourceID", errInvalidSpec)
+		}
+		d.managedIdentity = &azauth.ManagedIdentity{ClientID: mi.ClientID, ResourceID: mi.ResourceID}
+	case auth.WorkloadIdentity != nil && auth.ManagedIdentity == nil:
+		wi := auth.WorkloadIdentity
+		d.workload = &workloadRef{serviceAccount: wi.ServiceAccountName, clientID: wi.ClientID, tenantID: wi.TenantID}
+	default:
+		return d, fmt.Errorf("%w: exactly one of auth.managedIdentity and auth.workloadIdentity must be set", errInvalidSpec)
+	}
+	if d.server == "" || d.scope == "" || d.targetServiceAccount == "" {
+		return d, fmt.Errorf("%w: server, scope and serviceAccountName are required", errInvalidSpec)
+	}
+	return d, nil
+}
+
+func (b v1beta2Binding) getStatus() bindingStatus {
+	s := b.Status
+	return bindingStatus{LastTokenRefreshTime: s.LastTokenRefreshTime, TokenExpirationTime: s.TokenExpirationTime,
+		Error: s.Error, ObservedGeneration: s.ObservedGeneration, TokenAudience: s.TokenAudience, Conditions: s.Conditions}
+}
+
+func (b v1beta2Binding) setStatus(s bindingStatus) {
+	b.Status = acrv1beta2.AcrPullBindingStatus{LastTokenRefreshTime: s.LastTokenRefreshTime,
+		TokenExpirationTime: s.TokenExpirationTime, Error: s.Error, ObservedGeneration: s.ObservedGeneration,
+		TokenAudience: s.TokenAudience, Conditions: s.Conditions}
+}

@@ -1,0 +1,328 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package acrpullbinding
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
+	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/mint"
+)
+
+// Annotations of the azure-workload-identity webhook, which federated service accounts already carry.
+const (
+	workloadClientIDAnnotation = "azure.workload.identity/client-id"
+	workloadTenantIDAnnotation = "azure.workload.identity/tenant-id"
+)
+
+// serviceAccountTokenSeconds is the life of the assertions the controller requests: the apiserver's minimum, since
+// each one is presented to Entra ID once, right away.
+const serviceAccountTokenSeconds = 600
+
+// resolveSpec turns the spec into the engine's terms; a spec that cannot work waits for the user to change it.
+func (r *Reconciler) resolveSpec(_ context.Context, s *scope) (ctrl.Result, error) {
+	d, err := s.binding.desired(r.Config)
+	if err != nil {
+		s.fail(acrv1beta2.ReasonInvalidSpec, err.Error())
+		s.stop = true
+		return ctrl.Result{}, nil
+	}
+	s.desired = d
+	return ctrl.Result{}, nil
+}
+
+// checkServer refuses registries outside --allowed-acr-server-suffixes before any token is requested for them.
+func (r *Reconciler) checkServer(_ context.Context, s *scope) (ctrl.Result, error) {
+	if err := serverAllowed(s.desired.server, r.Config.AllowedServerSuffixes); err != nil {
+		s.fail(acrv1beta2.ReasonServerNotAllowed, err.Error())
+		s.stop = true
+	}
+	return ctrl.Result{}, nil
+}
+
+// serverAllowed accepts a bare host name equal to an allowed suffix or ending in "." plus one.
+func serverAllowed(server string, suffixes []string) error {
+	if len(suffixes) == 0 {
+		return nil
+	}
+	u, err := url.Parse("https://" + server)
+	if err != nil || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Port() != "" ||
+		u.Hostname() != server {
+		return fmt.Errorf("ACR server %q is not a plain host name", server)
+	}
+	host := strings.ToLower(u.Hostname())
+	for _, suffix := range suffixes {
+		if host == suffix || strings.HasSuffix(host, "."+suffix) {
+			return nil
+		}
+	}
+	return fmt.Errorf("ACR server %q is not in the allowed ACR server suffixes: %s", server, strings.Join(suffixes, ", "))
+}
+
+// loadServiceAccount reads the target service account; its absence is reported but does not stop minting, so the
+// secret is ready the moment the account appears.
+func (r *Reconciler) loadServiceAccount(ctx context.Context, s *scope) (ctrl.Result, error) {
+	sa, err := r.serviceAccount(ctx, s.binding.object().GetNamespace(), s.desired.targetServiceAccount)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	s.targetSA = sa
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) serviceAccount(ctx context.Context, namespace, name string) (*corev1.ServiceAccount, error) {
+	sa := &corev1.ServiceAccount{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sa)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return sa, err
+}
+
+// reconcileSecret mints a new credential when the secret's observed state calls for it, and writes it in place.
+// A failed mint keeps the existing secret: it stays valid until its token expires.
+func (r *Reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result, error) {
+	obj := s.binding.object()
+	secret, err := r.ownSecret(ctx, s.binding)
+	if err != nil {
+		var conflict *secretConflictError
+		if errors.As(err, &conflict) {
+			s.fail(acrv1beta2.ReasonSecretConflict, err.Error())
+			s.stop = true
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	s.secret = secret
+
+	req, err := r.mintRequest(ctx, s)
+	if err != nil || req == nil {
+		return ctrl.Result{}, err
+	}
+	inputs := inputsHash(s.desired.inputs()...)
+	spread := spreadOf(string(obj.GetUID()))
+	if due, at := mintDue(secret, inputs, s.desired.refresh, spread, s.now); !due {
+		return ctrl.Result{RequeueAfter: at.Sub(s.now)}, nil
+	}
+
+	cred, err := r.Minter.Mint(ctx, *req)
+	if err != nil {
+		return r.mintFailed(s, err), nil
+	}
+	r.Metrics.MintAttempt(r.api.name(), acrv1beta2.ReasonTokenMinted)
+	s.audience = cred.Audience
+	if s.secret, err = r.writeSecret(ctx, s, cred.Token, inputs); err != nil {
+		return ctrl.Result{}, err
+	}
+	at := s.desired.refresh.refreshAt(cred.Token.IssuedAt, cred.Token.ExpiresAt, spread)
+	return ctrl.Result{RequeueAfter: max(at.Sub(s.now), time.Second)}, nil
+}
+
+// mintDue decides from the secret alone whether a new token is needed, and otherwise when it will be.
+func mintDue(secret *metav1.PartialObjectMetadata, inputs string, policy refreshPolicy, spread float64, now time.Time) (bool, time.Time) {
+	if secret == nil || secret.Annotations[InputsAnnotation] != inputs {
+		return true, now
+	}
+	issued, expires, ok := tokenTimes(secret.Annotations)
+	if !ok {
+		return true, now
+	}
+	at := policy.refreshAt(issued, expires, spread)
+	return !now.Before(at), at
+}
+
+// mintRequest builds the minting request, or reports (and returns nil) what keeps it from being built.
+func (r *Reconciler) mintRequest(ctx context.Context, s *scope) (*mint.Request, error) {
+	d := s.desired
+	req := &mint.Request{
+		Server:          d.server,
+		Scope:           d.scope,
+		Cloud:           d.cloud,
+		Audiences:       d.audiences,
+		ManagedIdentity: d.managedIdentity,
+		Fresh:           freshFor(d.refresh, r.Clock.Now),
+	}
+	if d.workload == nil {
+		return req, nil
+	}
+	namespace := s.binding.object().GetNamespace()
+	sa, err := r.serviceAccount(ctx, namespace, d.workload.serviceAccount)
+	if err != nil {
+		return nil, err
+	}
+	if sa == nil {
+		s.fail(acrv1beta2.ReasonServiceAccountNotFound,
+			fmt.Sprintf("federated service account %q not found", d.workload.serviceAccount))
+		return nil, nil
+	}
+	wi := *d.workload
+	if wi.clientID == "" {
+		wi.clientID, wi.tenantID = sa.Annotations[workloadClientIDAnnotation], sa.Annotations[workloadTenantIDAnnotation]
+	}
+	if wi.clientID == "" || wi.tenantID == "" {
+		s.fail(acrv1beta2.ReasonIdentityMissing, fmt.Sprintf(
+			"no client and tenant ID: set them in spec.auth.workloadIdentity or annotate service account %q with %s and %s",
+			wi.serviceAccount, workloadClientIDAnnotation, workloadTenantIDAnnotation))
+		return nil, nil
+	}
+	// The resolved IDs are part of the inputs: re-annotating the account mints a new token.
+	s.desired.workload = &wi
+	req.WorkloadIdentity = &mint.WorkloadIdentity{
+		WorkloadIdentity: azauth.WorkloadIdentity{
+			TenantID:  wi.tenantID,
+			ClientID:  wi.clientID,
+			Assertion: r.serviceAccountToken(namespace, wi.serviceAccount),
+		},
+		ServiceAccount: namespace + "/" + wi.serviceAccount,
+	}
+	return req, nil
+}
+
+// serviceAccountToken requests a token for the federated account, for the single audience Entra ID trusts.
+func (r *Reconciler) serviceAccountToken(namespace, name string) func(ctx context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			Audiences:         []string{r.Config.ServiceAccountTokenAudience},
+			ExpirationSeconds: ptrTo(int64(serviceAccountTokenSeconds)),
+		}}
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+		if err := r.Client.SubResource("token").Create(ctx, sa, tr); err != nil {
+			return "", &serviceAccountTokenError{namespace: namespace, name: name, err: err}
+		}
+		return tr.Status.Token, nil
+	}
+}
+
+// mintFailed records a failed mint and schedules the next attempt: as Azure asked (Retry-After), else backing off
+// with how long the binding has been failing, but never so late that a still-valid token expires unretried.
+func (r *Reconciler) mintFailed(s *scope, err error) ctrl.Result {
+	reason, message := failureOf(err)
+	r.Metrics.MintAttempt(r.api.name(), reason)
+	s.fail(reason, message)
+
+	wait := azauth.RetryAfterOf(err)
+	if wait == 0 {
+		wait = failingFor(s.original, s.now)
+		wait = min(max(wait, 2*time.Second), 5*time.Minute)
+	}
+	if s.secret != nil {
+		if _, expires, ok := tokenTimes(s.secret.Annotations); ok && expires.After(s.now) {
+			wait = min(wait, max(expires.Sub(s.now)/4, time.Second))
+		}
+	}
+	return ctrl.Result{RequeueAfter: wait}
+}
+
+// failingFor is how long the binding has been not Ready for a failure, read from its condition.
+func failingFor(st bindingStatus, now time.Time) time.Duration {
+	for _, c := range st.Conditions {
+		if c.Type == acrv1beta2.ConditionReady && c.Status == metav1.ConditionFalse {
+			return now.Sub(c.LastTransitionTime.Time)
+		}
+	}
+	return 0
+}
+
+// failureOf turns a mint error into a condition reason and a message fit for users (no tokens, no response bodies).
+func failureOf(err error) (reason, message string) {
+	var saErr *serviceAccountTokenError
+	if errors.As(err, &saErr) {
+		return acrv1beta2.ReasonServiceAccountTokenFailed, saErr.Error()
+	}
+	var azErr *azauth.Error
+	if errors.As(err, &azErr) {
+		return string(azErr.Kind), azErr.Error()
+	}
+	return acrv1beta2.ReasonAzureUnavailable, "minting failed"
+}
+
+type serviceAccountTokenError struct {
+	namespace, name string
+	err             error
+}
+
+func (e *serviceAccountTokenError) Error() string {
+	reason := string(apierrors.ReasonForError(e.err))
+	if reason == "" {
+		reason = "request failed"
+	}
+	return fmt.Sprintf("requesting a token for service account %s/%s: %s", e.namespace, e.name, reason)
+}
+
+func (e *serviceAccountTokenError) Unwrap() error { return e.err }
+
+func ptrTo[T any](v T) *T { return &v }
+
+// attachSecret lists the secret in the target service account's imagePullSecrets, so new pods get it.
+func (r *Reconciler) attachSecret(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if s.targetSA == nil || s.secret == nil {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.editPullSecrets(ctx, s.targetSA, func(names []corev1.LocalObjectReference) []corev1.LocalObjectReference {
+		return withPullSecret(names, s.secret.Name)
+	})
+}
+
+// detachFromOtherServiceAccounts removes the secret from accounts the binding no longer targets.
+func (r *Reconciler) detachFromOtherServiceAccounts(ctx context.Context, s *scope) (ctrl.Result, error) {
+	name := s.binding.secretName()
+	return ctrl.Result{}, r.detachEverywhere(ctx, s.binding.object().GetNamespace(), []string{name}, s.desired.targetServiceAccount)
+}
+
+// removeExtraneousSecrets deletes secrets the binding owns under other names (left by a renamed scheme), after
+// unreferencing them.
+func (r *Reconciler) removeExtraneousSecrets(ctx context.Context, s *scope) (ctrl.Result, error) {
+	owned, err := r.ownedSecrets(ctx, s.binding.object())
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var extra []string
+	for _, sec := range owned {
+		if sec.Name != s.binding.secretName() {
+			extra = append(extra, sec.Name)
+		}
+	}
+	if len(extra) == 0 {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.unreferenceAndDelete(ctx, s.binding.object().GetNamespace(), extra, owned)
+}
+
+// reconcileDelete unreferences, then deletes, the binding's secrets, then lets the binding go.
+func (r *Reconciler) reconcileDelete(ctx context.Context, b binding) error {
+	obj := b.object()
+	if !containsFinalizer(obj) {
+		return nil
+	}
+	owned, err := r.ownedSecrets(ctx, obj)
+	if err != nil {
+		return err
+	}
+	names := []string{b.secretName()}
+	for _, sec := range owned {
+		if sec.Name != b.secretName() {
+			names = append(names, sec.Name)
+		}
+	}
+	if err := r.unreferenceAndDelete(ctx, obj.GetNamespace(), names, owned); err != nil {
+		return err
+	}
+	r.Metrics.ForgetBinding(r.api.name(), obj.GetNamespace(), obj.GetName())
+	return r.removeFinalizer(ctx, obj)
+}

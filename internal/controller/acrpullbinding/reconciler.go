@@ -1,0 +1,225 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+// Package acrpullbinding reconciles AcrPullBindings of both API versions with one engine: it mints a registry
+// credential for the binding's identity, keeps it in a kubernetes.io/dockerconfigjson secret that is refreshed in
+// place before the token expires, and attaches that secret to the target service account.
+package acrpullbinding
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/labels"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/acrpull/acrpull/internal/mint"
+)
+
+// Minter mints registry credentials; mint.Minter is the real one.
+type Minter interface {
+	Mint(ctx context.Context, req mint.Request) (mint.Credential, error)
+}
+
+// MetricsSink receives what the controller observes; metrics.Metrics implements it.
+type MetricsSink interface {
+	TokenExpiry(kind, namespace, name string, expires time.Time)
+	ForgetBinding(kind, namespace, name string)
+	MintAttempt(kind, reason string)
+}
+
+// Config is the controller-wide configuration, from flags and environment.
+type Config struct {
+	// ServiceAccountTokenAudience is the only audience the controller requests service-account tokens for.
+	ServiceAccountTokenAudience string
+	// ACRAudience is the Entra ID audience tried first; empty skips it and uses the cloud's ARM audience only.
+	ACRAudience string
+	// TTLRotationFraction is the share of a v1beta2 token's life after which it is replaced.
+	TTLRotationFraction float64
+	// AllowedServerSuffixes limits the registries tokens are sent to; empty allows all.
+	AllowedServerSuffixes []string
+	// LabelSelector limits the bindings this controller serves (sharding); nil serves all.
+	LabelSelector labels.Selector
+	// V1beta1 holds msi-acrpull's controller-wide defaults.
+	V1beta1 V1beta1Defaults
+}
+
+// V1beta1Defaults are msi-acrpull's environment defaults for v1beta1 bindings that leave fields empty.
+type V1beta1Defaults struct {
+	ACRServer  string
+	ClientID   string
+	ResourceID string
+	// ARMResource overrides the ARM audience of v1beta1 managed-identity tokens (msi-acrpull's ARM_RESOURCE).
+	ARMResource string
+}
+
+// Reconciler reconciles one API version of AcrPullBinding.
+type Reconciler struct {
+	Client client.Client
+	// APIReader reads around the cache, for conflicts the cache cannot settle yet.
+	APIReader client.Reader
+	Minter    Minter
+	Recorder  events.EventRecorder
+	Metrics   MetricsSink
+	Clock     clock.Clock
+	Config    Config
+
+	api apiVersion
+}
+
+// apiVersion is the adapter of one API version.
+type apiVersion interface {
+	name() string
+	newObject() client.Object
+	newList() client.ObjectList
+	wrap(client.Object) binding
+}
+
+// phase is one ordered step of a reconcile pass. A phase that sets s.stop ends the pass.
+type phase func(ctx context.Context, s *scope) (ctrl.Result, error)
+
+// +kubebuilder:rbac:groups=acrpull.microsoft.com,resources=acrpullbindings,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=acrpull.microsoft.com,resources=acrpullbindings/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=acrpull.microsoft.com,resources=acrpullbindings/finalizers,verbs=update
+// +kubebuilder:rbac:groups=msi-acrpull.microsoft.com,resources=acrpullbindings,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=msi-acrpull.microsoft.com,resources=acrpullbindings/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=msi-acrpull.microsoft.com,resources=acrpullbindings/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one binding's secret and service-account reference in line with its spec.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, reterr error) {
+	obj := r.api.newObject()
+	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.Config.LabelSelector != nil && !r.Config.LabelSelector.Matches(labels.Set(obj.GetLabels())) {
+		// Another shard serves it; the cache should not even hold it.
+		return ctrl.Result{}, nil
+	}
+	b := r.api.wrap(obj)
+
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, b)
+	}
+	// The finalizer comes first, so nothing the controller creates can outlive the binding.
+	if err := r.ensureFinalizer(ctx, obj); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	s := newScope(b, r.Clock.Now())
+	// Status is written once per pass, from what the phases observed.
+	defer func() {
+		reterr = kerrors.NewAggregate([]error{reterr, r.patchStatus(ctx, s, reterr)})
+	}()
+
+	for _, p := range []phase{
+		r.resolveSpec,
+		r.checkServer,
+		r.loadServiceAccount,
+		r.reconcileSecret,
+		r.attachSecret,
+		r.detachFromOtherServiceAccounts,
+		r.removeExtraneousSecrets,
+	} {
+		res, err := p(ctx, s)
+		result = lowestNonZero(result, res)
+		if err != nil || s.stop {
+			return result, err
+		}
+	}
+	return result, nil
+}
+
+func (r *Reconciler) ensureFinalizer(ctx context.Context, obj client.Object) error {
+	if controllerutil.ContainsFinalizer(obj, Finalizer) {
+		return nil
+	}
+	base := obj.DeepCopyObject().(client.Object)
+	controllerutil.AddFinalizer(obj, Finalizer)
+	return r.Client.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+}
+
+// patchStatus writes the status the pass arrived at, if it differs from what the binding shows.
+func (r *Reconciler) patchStatus(ctx context.Context, s *scope, reterr error) error {
+	summarizeStatus(s, reterr == nil)
+	obj := s.binding.object()
+	if s.status.TokenExpirationTime != nil {
+		r.Metrics.TokenExpiry(r.api.name(), obj.GetNamespace(), obj.GetName(), s.status.TokenExpirationTime.Time)
+	}
+	if eventType, reason, message, ok := readyTransition(s.original.Conditions, s.status.Conditions); ok {
+		r.Recorder.Eventf(obj, nil, eventType, reason, "Reconcile", "%s", message)
+	}
+	if equality.Semantic.DeepEqual(s.original, s.status) {
+		return nil
+	}
+	base := obj.DeepCopyObject().(client.Object)
+	s.binding.setStatus(s.status)
+	return client.IgnoreNotFound(r.Client.Status().Patch(ctx, obj, client.MergeFrom(base)))
+}
+
+// lowestNonZero merges two results: the sooner requeue wins.
+func lowestNonZero(a, b ctrl.Result) ctrl.Result {
+	switch {
+	case a.RequeueAfter == 0:
+		return b
+	case b.RequeueAfter == 0:
+		return a
+	case b.RequeueAfter < a.RequeueAfter:
+		return b
+	}
+	return a
+}
+
+// scope carries what one reconcile pass learns, phase to phase.
+type scope struct {
+	binding binding
+	now     time.Time
+	// original is the status as read; status is what the pass writes.
+	original bindingStatus
+	status   bindingStatus
+
+	// desired is set by resolveSpec.
+	desired desiredState
+	// targetSA is set by loadServiceAccount; nil when the account does not exist.
+	targetSA *corev1.ServiceAccount
+	// secret is set by reconcileSecret: the binding's secret as it stands after the phase, nil if none exists.
+	secret *metav1.PartialObjectMetadata
+	// audience is set by reconcileSecret when it minted.
+	audience string
+	// failure is set by any phase that could not do its job; it becomes the Ready condition.
+	failure *failure
+	// stop is set by a phase after which nothing more can be done this pass.
+	stop bool
+}
+
+func newScope(b binding, now time.Time) *scope {
+	st := b.getStatus()
+	cp := st
+	cp.Conditions = append([]metav1.Condition(nil), st.Conditions...)
+	return &scope{binding: b, now: now, original: st, status: cp}
+}
+
+// failure is why a binding is not Ready. Message never contains a token.
+type failure struct {
+	reason  string
+	message string
+}
+
+func (s *scope) fail(reason, message string) {
+	if s.failure == nil {
+		s.failure = &failure{reason: reason, message: message}
+	}
+}

@@ -1,0 +1,167 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package acrpullbinding
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/dockerconfig"
+)
+
+// Field indexes the controller lists by.
+const (
+	// ownerUIDIndex indexes secrets by the UIDs of the bindings that own them: v1beta1 and v1beta2 bindings of the
+	// same name never see each other's secrets.
+	ownerUIDIndex = ".metadata.ownerBindingUIDs"
+	// pullSecretIndex indexes service accounts by the names in their imagePullSecrets.
+	pullSecretIndex = ".imagePullSecrets.names"
+	// serviceAccountIndex indexes bindings by the service accounts they depend on.
+	serviceAccountIndex = ".spec.serviceAccountNames"
+)
+
+var secretGVK = corev1.SchemeGroupVersion.WithKind("Secret")
+
+func secretMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(secretGVK)
+	return m
+}
+
+// secretConflictError: the binding's secret name is taken by a secret the binding does not own.
+type secretConflictError struct{ namespace, name string }
+
+func (e *secretConflictError) Error() string {
+	return fmt.Sprintf("secret %s/%s exists and is not owned by this binding; rename or delete it", e.namespace, e.name)
+}
+
+func ownedBy(m metav1.Object, owner metav1.Object) bool {
+	return slices.ContainsFunc(m.GetOwnerReferences(), func(ref metav1.OwnerReference) bool { return ref.UID == owner.GetUID() })
+}
+
+// ownSecret returns the binding's secret (metadata only, from the cache), or nil if there is none.
+func (r *Reconciler) ownSecret(ctx context.Context, b binding) (*metav1.PartialObjectMetadata, error) {
+	obj := b.object()
+	m := secretMetadata()
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: obj.GetNamespace(), Name: b.secretName()}, m)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !ownedBy(m, obj) {
+		return nil, &secretConflictError{namespace: obj.GetNamespace(), name: b.secretName()}
+	}
+	return m, nil
+}
+
+// ownedSecrets lists every secret the binding owns, whatever its name.
+func (r *Reconciler) ownedSecrets(ctx context.Context, owner client.Object) ([]metav1.PartialObjectMetadata, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	err := r.Client.List(ctx, list, client.InNamespace(owner.GetNamespace()),
+		client.MatchingFields{ownerUIDIndex: string(owner.GetUID())})
+	return list.Items, err
+}
+
+// writeSecret stores a token in the binding's secret: created the first time, then patched in place, so the
+// secret's UID never changes while the binding lives (kubelet matches pulled images to secrets by UID).
+func (r *Reconciler) writeSecret(ctx context.Context, s *scope, tok azauth.Token, inputs string) (*metav1.PartialObjectMetadata, error) {
+	obj := s.binding.object()
+	payload, err := dockerconfig.Render(s.desired.server, tok.Value)
+	if err != nil {
+		return nil, err
+	}
+	gvk, err := apiutil.GVKForObject(obj, r.Client.Scheme())
+	if err != nil {
+		return nil, err
+	}
+	labels := map[string]string{BindingLabel: labelValue(obj.GetName())}
+	annotations := map[string]string{
+		ExpiryAnnotation:  tok.ExpiresAt.UTC().Format(time.RFC3339),
+		RefreshAnnotation: tok.IssuedAt.UTC().Format(time.RFC3339),
+		InputsAnnotation:  inputs,
+	}
+	if s.secret == nil {
+		sec := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: s.binding.secretName(), Namespace: obj.GetNamespace(), Labels: labels, Annotations: annotations,
+				OwnerReferences: []metav1.OwnerReference{{
+					APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: obj.GetName(), UID: obj.GetUID(),
+					Controller: ptrTo(true), BlockOwnerDeletion: ptrTo(true),
+				}},
+			},
+			Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: payload},
+		}
+		err := r.Client.Create(ctx, sec)
+		if err == nil {
+			return metadataOf(sec), nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, err
+		}
+		// The cache holds only labelled secrets: this may be ours from before the label (adopt it), or someone
+		// else's (leave it alone).
+		existing := secretMetadata()
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(sec), existing); err != nil {
+			return nil, err
+		}
+		if !ownedBy(existing, obj) {
+			return nil, &secretConflictError{namespace: sec.Namespace, name: sec.Name}
+		}
+	}
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"labels": labels, "annotations": annotations},
+		"data":     map[string][]byte{corev1.DockerConfigJsonKey: payload},
+	})
+	if err != nil {
+		return nil, err
+	}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: s.binding.secretName(), Namespace: obj.GetNamespace()}}
+	if err := r.Client.Patch(ctx, sec, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return nil, err
+	}
+	return metadataOf(sec), nil
+}
+
+func metadataOf(sec *corev1.Secret) *metav1.PartialObjectMetadata {
+	m := secretMetadata()
+	m.ObjectMeta = *sec.ObjectMeta.DeepCopy()
+	return m
+}
+
+// unreferenceAndDelete removes names from every service account in the namespace, then deletes the owned secrets
+// among them. Unreferencing first means no pod is admitted with a reference to a secret that is going away.
+func (r *Reconciler) unreferenceAndDelete(ctx context.Context, namespace string, names []string, owned []metav1.PartialObjectMetadata) error {
+	if err := r.detachEverywhere(ctx, namespace, names, ""); err != nil {
+		return err
+	}
+	for i := range owned {
+		sec := &owned[i]
+		if !slices.Contains(names, sec.Name) {
+			continue
+		}
+		uid := sec.UID
+		err := r.Client.Delete(ctx, sec, client.Preconditions{UID: &uid})
+		if client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+			return err
+		}
+	}
+	return nil
+}

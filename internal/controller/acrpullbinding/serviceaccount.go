@@ -1,0 +1,86 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package acrpullbinding
+
+import (
+	"context"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// maxConflictRetries bounds how often an edit of a busy service account is retried before the pass gives up and
+// the binding is requeued.
+const maxConflictRetries = 5
+
+// detachEverywhere removes names from the imagePullSecrets of every service account in the namespace except keep.
+func (r *Reconciler) detachEverywhere(ctx context.Context, namespace string, names []string, keep string) error {
+	seen := map[string]bool{}
+	for _, name := range names {
+		list := &corev1.ServiceAccountList{}
+		if err := r.Client.List(ctx, list, client.InNamespace(namespace), client.MatchingFields{pullSecretIndex: name}); err != nil {
+			return err
+		}
+		for i := range list.Items {
+			sa := &list.Items[i]
+			if sa.Name == keep || seen[sa.Name] {
+				continue
+			}
+			seen[sa.Name] = true
+			if err := r.editPullSecrets(ctx, sa, func(refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {
+				return withoutPullSecrets(refs, names)
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// editPullSecrets applies edit to a service account's imagePullSecrets with optimistic concurrency: the list has no
+// merge key, so a blind patch would drop entries other writers just added. On a conflict it re-reads the account
+// from the apiserver and edits again.
+func (r *Reconciler) editPullSecrets(ctx context.Context, sa *corev1.ServiceAccount,
+	edit func([]corev1.LocalObjectReference) []corev1.LocalObjectReference) error {
+	for attempt := 0; ; attempt++ {
+		updated := edit(sa.ImagePullSecrets)
+		if slices.Equal(updated, sa.ImagePullSecrets) {
+			return nil
+		}
+		base := sa.DeepCopy()
+		changed := sa.DeepCopy()
+		changed.ImagePullSecrets = updated
+		err := r.Client.Patch(ctx, changed, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		if err == nil || apierrors.IsNotFound(err) {
+			return nil
+		}
+		if !apierrors.IsConflict(err) || attempt == maxConflictRetries {
+			return err
+		}
+		fresh := &corev1.ServiceAccount{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(sa), fresh); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		sa = fresh
+	}
+}
+
+// withPullSecret appends name unless present; entries of other writers keep their order.
+func withPullSecret(refs []corev1.LocalObjectReference, name string) []corev1.LocalObjectReference {
+	if slices.ContainsFunc(refs, func(ref corev1.LocalObjectReference) bool { return ref.Name == name }) {
+		return refs
+	}
+	return append(slices.Clone(refs), corev1.LocalObjectReference{Name: name})
+}
+
+// withoutPullSecrets drops every entry named in names, and nothing else.
+func withoutPullSecrets(refs []corev1.LocalObjectReference, names []string) []corev1.LocalObjectReference {
+	return slices.DeleteFunc(slices.Clone(refs), func(ref corev1.LocalObjectReference) bool {
+		return slices.Contains(names, ref.Name)
+	})
+}

@@ -1,0 +1,13 @@
+//go:build tools
+
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+// Package tools pins the code generators in go.mod, so `go run` uses the same versions everywhere.
+package tools
+
+import (
+	_ "sigs.k8s.io/controller-tools/cmd/controller-gen"
+)

@@ -97,6 +97,9 @@ func Start() (*Env, error) {
 
 	cfg, err := env.Start()
 	if err != nil {
+		// Start may fail after launching etcd and the apiserver (a CRD the apiserver rejects): stop them.
+		_ = env.Stop()
+		_ = os.RemoveAll(workDir)
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
 	}
 	// Tests create thousands of objects; the default client limits (QPS 5) would make them wait, not the server.

@@ -17,8 +17,8 @@ import (
 // v1beta2API adapts acrpull.microsoft.com/v1beta2 bindings.
 type v1beta2API struct{}
 
-func (v1beta2API) name() string              { return "acrpullbinding-v1beta2" }
-func (v1beta2API) newObject() client.Object  { return &acrv1beta2.AcrPullBinding{} }
+func (v1beta2API) name() string               { return "acrpullbinding-v1beta2" }
+func (v1beta2API) newObject() client.Object   { return &acrv1beta2.AcrPullBinding{} }
 func (v1beta2API) newList() client.ObjectList { return &acrv1beta2.AcrPullBindingList{} }
 func (v1beta2API) wrap(o client.Object) binding {
 	return v1beta2Binding{o.(*acrv1beta2.AcrPullBinding)}

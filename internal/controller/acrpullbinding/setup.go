@@ -39,7 +39,7 @@ func SetupWithManager(mgr ctrl.Manager, d Deps) error {
 	if err := setupIndexes(mgr); err != nil {
 		return err
 	}
-	for _, api := range []apiVersion{v1beta2API{}} {
+	for _, api := range []apiVersion{v1beta2API{}, v1beta1API{}} {
 		r := &Reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Minter: d.Minter, Metrics: d.Metrics,
 			Clock: d.Clock, Config: d.Config, Recorder: d.Recorder(api.name()), api: api,

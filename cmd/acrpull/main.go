@@ -12,6 +12,7 @@ import (
 	"os"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/acrpull/acrpull/internal/manager"
@@ -21,6 +22,7 @@ func main() {
 	fs := flag.NewFlagSet("acrpull", flag.ExitOnError)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(fs)
+	config.RegisterFlags(fs) // --kubeconfig, as every controller-runtime manager offers
 	opts, kube, err := parseFlags(fs, os.Args[1:], os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,0 +1,61 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package main
+
+import (
+	"flag"
+	"io"
+	"reflect"
+	"testing"
+)
+
+func parseErr(args ...string) error {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	_, _, err := parseFlags(fs, args, func(string) string { return "" })
+	return err
+}
+
+func TestFlagsKeepMsiAcrpullDefaultsAndSpellings(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	env := map[string]string{"ACR_SERVER": "myacr.azurecr.io", "MANAGED_IDENTITY_CLIENT_ID": "cid",
+		"MANAGED_IDENTITY_RESOURCE_ID": "rid", "ARM_RESOURCE": "https://management.example/"}
+	opts, kube, err := parseFlags(fs, []string{"--metrics-addr=127.0.0.1:8080", "--enable-leader-election",
+		"--allowed-acr-server-suffixes= AzureCR.io. ,azurecr.us", "--allowed-acr-server-suffixes=azurecr.io"},
+		func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := opts.Controller
+	if opts.MetricsAddr != "127.0.0.1:8080" || !opts.LeaderElection {
+		t.Errorf("legacy spellings ignored: metrics %q, leader %v", opts.MetricsAddr, opts.LeaderElection)
+	}
+	if c.ServiceAccountTokenAudience != "api://AzureCRTokenExchange" || c.TTLRotationFraction != 0.5 {
+		t.Errorf("defaults: audience %q, fraction %v", c.ServiceAccountTokenAudience, c.TTLRotationFraction)
+	}
+	if !reflect.DeepEqual(c.AllowedServerSuffixes, []string{"azurecr.io", "azurecr.us"}) {
+		t.Errorf("suffixes normalized to %q", c.AllowedServerSuffixes)
+	}
+	if d := c.V1beta1; d.ACRServer != "myacr.azurecr.io" || d.ClientID != "cid" || d.ResourceID != "rid" || d.ARMResource != "https://management.example/" {
+		t.Errorf("env defaults: %+v", d)
+	}
+	if kube.qps < 100 {
+		t.Errorf("client QPS %v would cap the controller far below the apiserver", kube.qps)
+	}
+}
+
+func TestFlagsRejectNonsense(t *testing.T) {
+	for _, args := range [][]string{
+		{"--ttl-rotation-fraction=1.5"},
+		{"--ttl-rotation-fraction=0"},
+		{"--label-selector=a in (b"},
+		{"--service-account-token-audience="},
+	} {
+		if err := parseErr(args...); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}

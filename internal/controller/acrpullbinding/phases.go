@@ -314,6 +314,11 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, b binding) error {
 	if err != nil {
 		return err
 	}
+	if unlabelled, err := r.unlabelledOwnSecret(ctx, b, owned); err != nil {
+		return err
+	} else if unlabelled != nil {
+		owned = append(owned, *unlabelled)
+	}
 	names := []string{b.secretName()}
 	for _, sec := range owned {
 		if sec.Name != b.secretName() {

@@ -70,6 +70,21 @@ func (r *Reconciler) ownSecret(ctx context.Context, b binding) (*metav1.PartialO
 	return m, nil
 }
 
+// unlabelledOwnSecret finds the binding's secret when the cache cannot: msi-acrpull wrote secrets without the label
+// the cache selects on. It returns nil when the secret is already among owned, absent, or not the binding's.
+func (r *Reconciler) unlabelledOwnSecret(ctx context.Context, b binding, owned []metav1.PartialObjectMetadata) (*metav1.PartialObjectMetadata, error) {
+	obj := b.object()
+	if slices.ContainsFunc(owned, func(m metav1.PartialObjectMetadata) bool { return m.Name == b.secretName() }) {
+		return nil, nil
+	}
+	m := secretMetadata()
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: obj.GetNamespace(), Name: b.secretName()}, m)
+	if apierrors.IsNotFound(err) || (err == nil && !ownedBy(m, obj)) {
+		return nil, nil
+	}
+	return m, err
+}
+
 // ownedSecrets lists every secret the binding owns, whatever its name.
 func (r *Reconciler) ownedSecrets(ctx context.Context, owner client.Object) ([]metav1.PartialObjectMetadata, error) {
 	list := &metav1.PartialObjectMetadataList{}

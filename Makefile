@@ -25,9 +25,13 @@ verify: ## Fail if generated files are stale or code is unformatted.
 	hack/verify.sh
 
 .PHONY: build
-build: ## Build bin/acrpull and bin/fakeazure.
+build: ## Build bin/acrpull and bin/acrpull-demo.
 	go build -o bin/acrpull ./cmd/acrpull
-	go build -o bin/fakeazure ./cmd/fakeazure
+	go build -o bin/acrpull-demo ./cmd/acrpull-demo
+
+.PHONY: demo
+demo: ## Run acrpull's main job locally: control plane, fake Azure, real registry, real controller (DEMO_KEEP=1 keeps it up).
+	@assets=$$(hack/test-env.sh) && KUBEBUILDER_ASSETS=$$assets go run ./cmd/acrpull-demo
 
 .PHONY: assets
 assets: ## Build the test platform binaries into the cache (prints the directory).

@@ -70,7 +70,7 @@ type AcrPullBindingStatus struct {
 // +kubebuilder:printcolumn:name="Server",type=string,JSONPath=`.spec.acrServer`
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.serviceAccountName`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Expiration",type=date,JSONPath=`.status.tokenExpirationTime`
+// +kubebuilder:printcolumn:name="Expiration",type=string,JSONPath=`.status.tokenExpirationTime`
 type AcrPullBinding struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -178,7 +178,7 @@ type AcrPullBindingStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Last Refresh",type=date,JSONPath=`.status.lastTokenRefreshTime`,priority=1
-// +kubebuilder:printcolumn:name="Expiration",type=date,JSONPath=`.status.tokenExpirationTime`
+// +kubebuilder:printcolumn:name="Expiration",type=string,JSONPath=`.status.tokenExpirationTime`
 // +kubebuilder:printcolumn:name="Error",type=string,JSONPath=`.status.error`,priority=1
 type AcrPullBinding struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -25,9 +25,10 @@ verify: ## Fail if generated files are stale or code is unformatted.
 	hack/verify.sh
 
 .PHONY: build
-build: ## Build bin/acrpull and bin/acrpull-demo.
+build: ## Build bin/acrpull, bin/acrpull-demo and bin/fakeazure.
 	go build -o bin/acrpull ./cmd/acrpull
 	go build -o bin/acrpull-demo ./cmd/acrpull-demo
+	go build -o bin/fakeazure ./cmd/fakeazure
 
 .PHONY: demo
 demo: ## Run acrpull's main job locally: control plane, fake Azure, real registry, real controller (DEMO_KEEP=1 keeps it up).

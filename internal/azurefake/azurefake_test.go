@@ -284,3 +284,24 @@ func TestThrottlingAndCounters(t *testing.T) {
 		t.Error("a host never asked for has requests")
 	}
 }
+
+// The fakeazure binary's JSON configuration reaches the same knobs as the Go API.
+func TestJSONConfigAddsIdentitiesAndFaults(t *testing.T) {
+	var cfg azurefake.Config
+	err := json.Unmarshal([]byte(`{
+		"identities": [{"clientID": "66666666-6666-6666-6666-666666666666", "tenantID": "`+tenant+`", "assignedToVM": true}],
+		"faults": {"imds-token": {"status": 503, "retryAfter": "2s", "count": 1}}
+	}`), &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cloud.ApplyConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := imds(t, "client_id=66666666-6666-6666-6666-666666666666", true); status != 503 {
+		t.Fatalf("first request: %d, want the injected 503", status)
+	}
+	if status, body := imds(t, "client_id=66666666-6666-6666-6666-666666666666", true); status != 200 {
+		t.Fatalf("after the counted fault: %d %v", status, body)
+	}
+}

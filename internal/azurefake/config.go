@@ -1,0 +1,168 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package azurefake
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+)
+
+// Config is the fake's setup as JSON, for the fakeazure binary and its admin API. Everything in it is additive.
+type Config struct {
+	Identities           []Identity               `json:"identities,omitempty"`
+	FederatedCredentials []FederatedCredentialOf  `json:"federatedCredentials,omitempty"`
+	TrustedIssuers       []TrustedIssuer          `json:"trustedIssuers,omitempty"`
+	Registries           []RegistryConfig         `json:"registries,omitempty"`
+	RoleAssignments      []RoleAssignmentConfig   `json:"roleAssignments,omitempty"`
+	AuthorityHosts       []string                 `json:"authorityHosts,omitempty"`
+	ARMAudiences         []string                 `json:"armAudiences,omitempty"`
+	Lifetimes            *LifetimesConfig         `json:"lifetimes,omitempty"`
+	Faults               map[Endpoint]FaultConfig `json:"faults,omitempty"`
+}
+
+// FederatedCredentialOf is a federated credential of one identity.
+type FederatedCredentialOf struct {
+	ClientID string `json:"clientID"`
+	FederatedCredential
+}
+
+// TrustedIssuer names a PEM public key file that verifies an issuer's tokens.
+type TrustedIssuer struct {
+	Issuer        string `json:"issuer"`
+	PublicKeyFile string `json:"publicKeyFile"`
+}
+
+// RegistryConfig is a registry host and the real registry behind it.
+type RegistryConfig struct {
+	Host               string `json:"host"`
+	Upstream           string `json:"upstream,omitempty"`
+	DisableARMAudience bool   `json:"disableARMAudience,omitempty"`
+}
+
+// RoleAssignmentConfig lets an identity act on repositories of a registry.
+type RoleAssignmentConfig struct {
+	ClientID     string   `json:"clientID"`
+	Host         string   `json:"host"`
+	Repositories []string `json:"repositories"`
+	Actions      []string `json:"actions"`
+}
+
+// LifetimesConfig holds token lifetimes as Go durations ("1h", "75m").
+type LifetimesConfig struct {
+	Entra      string `json:"entra,omitempty"`
+	ACRRefresh string `json:"acrRefresh,omitempty"`
+	ACRAccess  string `json:"acrAccess,omitempty"`
+}
+
+// FaultConfig is a Fault with durations as strings.
+type FaultConfig struct {
+	Status        int     `json:"status,omitempty"`
+	Body          string  `json:"body,omitempty"`
+	RetryAfter    string  `json:"retryAfter,omitempty"`
+	Latency       string  `json:"latency,omitempty"`
+	Malformed     bool    `json:"malformed,omitempty"`
+	NoExp         bool    `json:"noExp,omitempty"`
+	Count         int     `json:"count,omitempty"`
+	RatePerSecond float64 `json:"ratePerSecond,omitempty"`
+}
+
+// ApplyConfig adds what cfg describes.
+func (c *Cloud) ApplyConfig(cfg Config) error {
+	for _, id := range cfg.Identities {
+		c.AddIdentity(id)
+	}
+	for _, fc := range cfg.FederatedCredentials {
+		c.AddFederatedCredential(fc.ClientID, fc.FederatedCredential)
+	}
+	for _, ti := range cfg.TrustedIssuers {
+		key, err := readPublicKey(ti.PublicKeyFile)
+		if err != nil {
+			return fmt.Errorf("issuer %s: %w", ti.Issuer, err)
+		}
+		c.TrustIssuer(ti.Issuer, key)
+	}
+	for _, r := range cfg.Registries {
+		reg := Registry{Host: r.Host, DisableARMAudience: r.DisableARMAudience}
+		if r.Upstream != "" {
+			u, err := url.Parse(r.Upstream)
+			if err != nil {
+				return fmt.Errorf("registry %s upstream: %w", r.Host, err)
+			}
+			reg.Upstream = u
+		}
+		c.AddRegistry(reg)
+	}
+	for _, ra := range cfg.RoleAssignments {
+		c.AddRoleAssignment(ra.ClientID, ra.Host, ra.Repositories, ra.Actions)
+	}
+	for _, h := range cfg.AuthorityHosts {
+		c.AddAuthorityHost(h)
+	}
+	for _, a := range cfg.ARMAudiences {
+		c.AddARMAudience(a)
+	}
+	if l := cfg.Lifetimes; l != nil {
+		var lt Lifetimes
+		var err error
+		for _, f := range []struct {
+			s string
+			d *time.Duration
+		}{{l.Entra, &lt.Entra}, {l.ACRRefresh, &lt.ACRRefresh}, {l.ACRAccess, &lt.ACRAccess}} {
+			if f.s == "" {
+				continue
+			}
+			if *f.d, err = time.ParseDuration(f.s); err != nil {
+				return fmt.Errorf("lifetimes: %w", err)
+			}
+		}
+		c.SetLifetimes(lt)
+	}
+	for ep, fc := range cfg.Faults {
+		f, err := fc.fault()
+		if err != nil {
+			return fmt.Errorf("fault %s: %w", ep, err)
+		}
+		c.SetFault(ep, f)
+	}
+	return nil
+}
+
+func (fc FaultConfig) fault() (Fault, error) {
+	f := Fault{Status: fc.Status, Body: fc.Body, Malformed: fc.Malformed, NoExp: fc.NoExp, Count: fc.Count, RatePerSecond: fc.RatePerSecond}
+	var err error
+	if fc.RetryAfter != "" {
+		if f.RetryAfter, err = time.ParseDuration(fc.RetryAfter); err != nil {
+			return f, err
+		}
+	}
+	if fc.Latency != "" {
+		if f.Latency, err = time.ParseDuration(fc.Latency); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+func readPublicKey(path string) (crypto.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
+		return cert.PublicKey, nil
+	}
+	return x509.ParsePKIXPublicKey(block.Bytes)
+}

@@ -15,7 +15,6 @@ package azurefake
 
 import (
 	"crypto"
-	"errors"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,6 +22,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/http"
@@ -225,7 +225,9 @@ func (c *Cloud) RegistryTokenCertPEM() []byte {
 }
 
 // ProxyURL is the address clients use as HTTPS_PROXY and HTTP_PROXY.
-func (c *Cloud) ProxyURL() *url.URL { return &url.URL{Scheme: "http", Host: c.listener.Addr().String()} }
+func (c *Cloud) ProxyURL() *url.URL {
+	return &url.URL{Scheme: "http", Host: c.listener.Addr().String()}
+}
 
 // HTTPClient returns a client that reaches the fake hosts through the proxy and trusts the fake's CA: what a
 // production client gets from HTTPS_PROXY and SSL_CERT_FILE.

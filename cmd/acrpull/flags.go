@@ -66,8 +66,8 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 	fs.BoolVar(&legacyLeader, "enable-leader-election", false, "Deprecated spelling of --leader-elect.")
 	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (needed outside a cluster).")
 	fs.IntVar(&opts.Workers, "workers", 16, "Bindings reconciled concurrently, per API version.")
-	fs.Float64Var(&qps, "kube-api-qps", 200, "Requests per second to the apiserver.")
-	fs.IntVar(&kube.burst, "kube-api-burst", 400, "Burst of requests to the apiserver.")
+	fs.Float64Var(&qps, "kube-api-qps", 1000, "Requests per second to the apiserver.")
+	fs.IntVar(&kube.burst, "kube-api-burst", 2000, "Burst of requests to the apiserver.")
 	fs.StringVar(&c.ServiceAccountTokenAudience, "service-account-token-audience", "api://AzureCRTokenExchange",
 		"The only audience of the service-account tokens presented to Entra ID; federated credentials must name it.")
 	fs.StringVar(&c.ACRAudience, "acr-token-audience", azauth.ACRAudience,

@@ -30,6 +30,11 @@ done
 for f in api/*/zz_generated.deepcopy.go; do
   diff -u "$f" "$scratch/tree/$f" || stale=1
 done
+# The Helm chart's copies of the CRDs and ClusterRole, and deploy/latest rendered from the chart.
+(cd "$scratch/tree" && hack/render-manifests.sh >/dev/null)
+for path in config/helm/files/crds config/helm/templates/clusterrole.yaml deploy/latest; do
+  diff -ru "$path" "$scratch/tree/$path" || stale=1
+done
 if [[ $stale != 0 ]]; then
   echo "generated files are stale: run 'make generate manifests' and commit the result"
   exit 1

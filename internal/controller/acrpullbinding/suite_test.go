@@ -6,9 +6,12 @@ SPDX-License-Identifier: MIT
 package acrpullbinding_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,6 +57,8 @@ var (
 	cloud    *azurefake.Cloud
 	registry *registrytest.Registry
 	k8s      client.Client
+	// controllerLog holds everything the controller logged, for the secrecy test.
+	controllerLog syncBuffer
 	// metricsRegistry holds the controller's own metrics.
 	metricsRegistry = prometheus.NewRegistry()
 )
@@ -63,12 +68,9 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	// Controller logs go to stderr, visible with -v; ACRPULL_TEST_LOG=debug shows every reconcile.
-	level := zapcore.InfoLevel
-	if os.Getenv("ACRPULL_TEST_LOG") == "debug" {
-		level = zapcore.DebugLevel
-	}
-	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(level)))
+	// Everything the controller logs, at debug level, goes to stderr (shown when the package fails) and to a buffer
+	// the secrecy test searches for tokens.
+	logf.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(os.Stderr, &controllerLog)), zap.Level(zapcore.DebugLevel)))
 	var err error
 	if env, err = testenv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -285,4 +287,22 @@ func metricValue(g Gomega, name string, labels map[string]string) (float64, bool
 		}
 	}
 	return 0, false
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -1,0 +1,48 @@
+{{/*
+Names. Namespaced objects have fixed names (the controller's service account must be "acrpull": the admission
+policies match its username); cluster-scoped objects are named after the release, so shards installed as separate
+releases (in separate namespaces) do not collide.
+*/}}
+{{- define "acrpull.name" -}}acrpull{{- end }}
+
+{{- define "acrpull.serviceAccountName" -}}acrpull{{- end }}
+
+{{- define "acrpull.clusterRoleName" -}}{{ .Release.Name }}-controller{{- end }}
+
+{{- define "acrpull.leaderElectionRoleName" -}}acrpull-leader-election{{- end }}
+
+{{/* The user the apiserver sees when the controller calls it; every admission policy matches only this user. */}}
+{{- define "acrpull.controllerUsername" -}}
+system:serviceaccount:{{ .Values.namespace }}:{{ include "acrpull.serviceAccountName" . }}
+{{- end }}
+
+{{- define "acrpull.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- if hasPrefix "@" $tag -}}
+{{ .Values.image.repository }}{{ $tag }}
+{{- else if hasPrefix "sha256:" $tag -}}
+{{ .Values.image.repository }}@{{ $tag }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ $tag }}
+{{- end -}}
+{{- end }}
+
+{{- define "acrpull.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "acrpull.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "acrpull.labels" -}}
+{{ include "acrpull.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{/* Whether to render the Prometheus Operator scrape object (monitoring.create: auto, true or false). */}}
+{{- define "acrpull.monitoring" -}}
+{{- $create := toString .Values.monitoring.create -}}
+{{- if or (eq $create "true") (and (eq $create "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) -}}
+true
+{{- end -}}
+{{- end }}

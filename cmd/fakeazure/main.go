@@ -3,11 +3,17 @@ Copyright 2026 The acrpull Authors.
 SPDX-License-Identifier: MIT
 */
 
-// Command fakeazure serves the fake Azure cloud as a process: point a controller at it with
-// HTTPS_PROXY=$(cat STATE/proxy-url) HTTP_PROXY=... NO_PROXY=127.0.0.1,localhost SSL_CERT_FILE=STATE/ca.pem.
+// Command fakeazure serves the fake Azure cloud (Entra ID, IMDS, ACR token endpoints and registries proxied to real
+// ones) as a process, so a controller running as its own process can be pointed at it with nothing but standard
+// configuration:
 //
-// An admin API on its own loopback port reads counters and changes the fake while it runs:
-// GET /counts, POST /config (a JSON Config, additive), POST /faults ({"imds-token": {...}}), DELETE /faults.
+//	HTTPS_PROXY=$(cat STATE/proxy-url) HTTP_PROXY=$(cat STATE/proxy-url) NO_PROXY=127.0.0.1,localhost \
+//	SSL_CERT_FILE=STATE/ca.pem acrpull ...
+//
+// An admin API on its own loopback port reads counters and changes the fake while it runs: GET /counts,
+// DELETE /counts, POST /config (a JSON Config, additive), POST /faults ({"imds-token": {"status": 429}}) and
+// DELETE /faults. Both listeners must be loopback addresses: the fake hands out tokens to whoever asks.
+// testdata/example.json shows the configuration file.
 package main
 
 import (
@@ -15,94 +21,138 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"log"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/acrpull/acrpull/internal/azurefake"
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:0", "Proxy address clients use as HTTPS_PROXY.")
-	admin := flag.String("admin-listen", "127.0.0.1:0", "Admin API address (counters, faults, config).")
-	stateDir := flag.String("state-dir", ".", "Directory for ca.pem, registry-token-cert.pem, proxy-url and admin-url.")
-	configFile := flag.String("config", "", "JSON Config applied at start.")
-	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "fakeazure:", err)
+		os.Exit(1)
+	}
+}
 
-	cloud, err := azurefake.New(azurefake.Options{Addr: *listen})
+// run serves until ctx ends; it returns an error only when the fake could not start.
+func run(ctx context.Context, args []string, logOut io.Writer) error {
+	flags := flag.NewFlagSet("fakeazure", flag.ContinueOnError)
+	flags.SetOutput(logOut)
+	listen := flags.String("listen", "127.0.0.1:0", "Loopback address of the proxy, which clients use as HTTPS_PROXY and HTTP_PROXY.")
+	adminListen := flags.String("admin-listen", "127.0.0.1:0", "Loopback address of the admin API (counters, faults, configuration).")
+	stateDir := flags.String("state-dir", ".", "Directory that receives ca.pem, registry-token-cert.pem, proxy-url and admin-url.")
+	configFile := flags.String("config", "", "JSON configuration applied at start (identities, federated credentials, issuers, registries, roles, lifetimes, faults).")
+	logLevel := flags.String("log-level", "info", "debug, info, warn or error; every request is logged at info, never with its tokens.")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+	for name, addr := range map[string]string{"--listen": *listen, "--admin-listen": *adminListen} {
+		if err := requireLoopback(addr); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+
+	cloud, err := azurefake.New(azurefake.Options{Addr: *listen, Logger: logger})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	if *configFile != "" {
-		var cfg azurefake.Config
-		data, err := os.ReadFile(*configFile)
-		if err == nil {
-			err = json.Unmarshal(data, &cfg)
-		}
-		if err == nil {
-			err = cloud.ApplyConfig(cfg)
-		}
-		if err != nil {
-			log.Fatalf("config %s: %v", *configFile, err)
+		if err := applyConfigFile(cloud, *configFile); err != nil {
+			return err
 		}
 	}
 	if err := cloud.Start(); err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer cloud.Close()
-	adminListener, err := net.Listen("tcp", *admin)
+	adminListener, err := net.Listen("tcp", *adminListen)
 	if err != nil {
-		log.Fatal(err)
+		return fmt.Errorf("admin API: %w", err)
 	}
 	adminURL := "http://" + adminListener.Addr().String()
-	for name, content := range map[string][]byte{
-		"ca.pem": cloud.CACertPEM(), "registry-token-cert.pem": cloud.RegistryTokenCertPEM(),
-		"proxy-url": []byte(cloud.ProxyURL().String()), "admin-url": []byte(adminURL),
-	} {
-		if err := os.WriteFile(filepath.Join(*stateDir, name), content, 0o644); err != nil {
-			log.Fatal(err)
-		}
+	admin := &http.Server{Handler: adminHandler(cloud, logger), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = admin.Serve(adminListener) }()
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = admin.Shutdown(shutdownCtx)
+	}()
+	if err := writeState(*stateDir, cloud, adminURL); err != nil {
+		return err
 	}
-	server := &http.Server{Handler: adminHandler(cloud)}
-	go func() { _ = server.Serve(adminListener) }()
-	fmt.Printf("fake Azure: proxy %s, admin %s, state in %s\n", cloud.ProxyURL(), adminURL, *stateDir)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	logger.Info("fake Azure is serving", "proxy", cloud.ProxyURL().String(), "admin", adminURL, "stateDir", *stateDir)
 	<-ctx.Done()
-	_ = server.Shutdown(context.Background())
+	logger.Info("stopping")
+	return nil
 }
 
-func adminHandler(cloud *azurefake.Cloud) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /counts", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(cloud.Counts())
-	})
-	mux.HandleFunc("DELETE /counts", func(w http.ResponseWriter, _ *http.Request) { cloud.ResetCounts() })
-	mux.HandleFunc("POST /config", func(w http.ResponseWriter, r *http.Request) {
-		var cfg azurefake.Config
-		if err := json.NewDecoder(r.Body).Decode(&cfg); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
+// requireLoopback refuses listen addresses other machines could reach.
+func requireLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%q is not a loopback address", addr)
+}
+
+func applyConfigFile(cloud *azurefake.Cloud, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading the configuration: %w", err)
+	}
+	var cfg azurefake.Config
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return fmt.Errorf("parsing %s: %w", path, err)
+	}
+	if err := cloud.ApplyConfig(cfg); err != nil {
+		return fmt.Errorf("applying %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeState writes the files scripts need to reach the fake. Each file appears whole (written aside, then renamed),
+// and admin-url comes last, so a script that waits for it finds every other file complete.
+func writeState(dir string, cloud *azurefake.Cloud, adminURL string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	files := []struct {
+		name    string
+		content []byte
+	}{
+		{"ca.pem", cloud.CACertPEM()},
+		{"registry-token-cert.pem", cloud.RegistryTokenCertPEM()},
+		{"proxy-url", []byte(cloud.ProxyURL().String() + "\n")},
+		{"admin-url", []byte(adminURL + "\n")},
+	}
+	for _, f := range files {
+		path := filepath.Join(dir, f.name)
+		if err := os.WriteFile(path+".tmp", f.content, 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", f.name, err)
 		}
-		if err := cloud.ApplyConfig(cfg); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+		if err := os.Rename(path+".tmp", path); err != nil {
+			return fmt.Errorf("writing %s: %w", f.name, err)
 		}
-	})
-	mux.HandleFunc("POST /faults", func(w http.ResponseWriter, r *http.Request) {
-		var faults map[azurefake.Endpoint]azurefake.FaultConfig
-		if err := json.NewDecoder(r.Body).Decode(&faults); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if err := cloud.ApplyConfig(azurefake.Config{Faults: faults}); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-		}
-	})
-	mux.HandleFunc("DELETE /faults", func(w http.ResponseWriter, _ *http.Request) { cloud.ClearFaults() })
-	return mux
+	}
+	return nil
 }

@@ -3,27 +3,25 @@ Copyright 2026 The acrpull Authors.
 SPDX-License-Identifier: MIT
 */
 
-// Package azurefake is a protocol-faithful fake of the Azure endpoints acrpull talks to: Entra ID (OIDC discovery
-// and the v2 token endpoint, with client assertions and secrets), the instance metadata service, and Azure Container
-// Registry's token exchange, with the registry's /v2/ API proxied to a real OCI registry that enforces the tokens it
-// issues.
+// Package azurefake is a protocol-faithful fake of the Azure endpoints acrpull talks to: Entra ID (OIDC discovery,
+// its signing keys and the v2 token endpoint, with client assertions and secrets), the instance metadata service,
+// and Azure Container Registry's token exchange, with the registry's /v2/ API proxied to a real OCI registry that
+// enforces the tokens the fake issues.
 //
 // It is an HTTP forward proxy. Clients reach it only through standard configuration (HTTPS_PROXY / HTTP_PROXY and a
 // trusted CA), exactly as production code would reach the real hosts: plain-HTTP requests (IMDS) arrive in absolute
-// form, HTTPS ones as CONNECT tunnels that the fake terminates with a per-host certificate from its own CA.
+// form, HTTPS ones as CONNECT tunnels that the fake terminates with a per-host certificate from its own CA. Hosts it
+// does not know are refused, so nothing ever leaves the machine.
 package azurefake
 
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"math/big"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -31,8 +29,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Endpoint names a kind of Azure endpoint, for counters and faults.
@@ -40,13 +36,20 @@ type Endpoint string
 
 // The endpoints the fake serves.
 const (
+	// EntraDiscovery is Entra ID's OpenID configuration and signing keys, which MSAL reads before a token request.
 	EntraDiscovery Endpoint = "entra-discovery"
-	EntraToken     Endpoint = "entra-token"
-	IMDSToken      Endpoint = "imds-token"
-	ACRExchange    Endpoint = "acr-exchange"
-	ACRToken       Endpoint = "acr-token"
-	ACRTokenGet    Endpoint = "acr-token-get"
-	RegistryV2     Endpoint = "registry-v2"
+	// EntraToken is Entra ID's v2 token endpoint (client credentials with an assertion or a secret).
+	EntraToken Endpoint = "entra-token"
+	// IMDSToken is the instance metadata service's managed identity token endpoint.
+	IMDSToken Endpoint = "imds-token"
+	// ACRExchange trades an Entra ID token for a registry refresh token (POST /oauth2/exchange).
+	ACRExchange Endpoint = "acr-exchange"
+	// ACRToken trades a registry refresh token for a scoped access token (POST /oauth2/token).
+	ACRToken Endpoint = "acr-token"
+	// ACRTokenGet is the Docker token endpoint registry clients call with Basic auth (GET /oauth2/token).
+	ACRTokenGet Endpoint = "acr-token-get"
+	// RegistryV2 is the registry API, proxied to the real registry.
+	RegistryV2 Endpoint = "registry-v2"
 )
 
 // Endpoints lists every endpoint, in a stable order.
@@ -55,10 +58,18 @@ var Endpoints = []Endpoint{EntraDiscovery, EntraToken, IMDSToken, ACRExchange, A
 // ACRIssuer is the issuer of the registry's tokens, which the registry is configured to trust.
 const ACRIssuer = "Azure Container Registry"
 
+// Default token lifetimes, as Azure issues them.
+const (
+	DefaultEntraLifetime      = time.Hour
+	DefaultACRRefreshLifetime = 3 * time.Hour
+	DefaultACRAccessLifetime  = 75 * time.Minute
+)
+
 // Identity is a user-assigned managed identity (or an app registration).
 type Identity struct {
-	ClientID    string `json:"clientID"`
-	ResourceID  string `json:"resourceID,omitempty"`
+	ClientID   string `json:"clientID"`
+	ResourceID string `json:"resourceID,omitempty"`
+	// PrincipalID is the object ID; empty derives one from the client ID.
 	PrincipalID string `json:"principalID,omitempty"`
 	TenantID    string `json:"tenantID"`
 	// AssignedToVM makes IMDS answer for the identity, as if assigned to the machine the caller runs on.
@@ -87,40 +98,18 @@ type Lifetimes struct {
 	ACRAccess  time.Duration
 }
 
-// Fault changes how an endpoint answers until cleared (or for Count requests).
-type Fault struct {
-	// Status, when set, is returned instead of the real answer, with Body (or an Azure-shaped error).
-	Status int
-	Body   string
-	// RetryAfter is sent with the status (429 and 503 carry it).
-	RetryAfter time.Duration
-	// Latency delays every answer.
-	Latency time.Duration
-	// Malformed answers 200 with a body that is not JSON.
-	Malformed bool
-	// NoExp issues tokens without an exp claim.
-	NoExp bool
-	// Count limits the fault to the next Count requests; 0 means until cleared.
-	Count int
-	// RatePerSecond applies Status (429 by default) only to requests above this rate.
-	RatePerSecond float64
-}
-
 // Options configure a Cloud.
 type Options struct {
 	// Addr is the proxy's listen address; empty picks a free loopback port.
 	Addr string
+	// Logger, when set, gets one info record per request (endpoint, method, host, path, status, duration). Queries,
+	// headers and bodies are never logged: they carry tokens.
+	Logger *slog.Logger
 }
 
 type roleAssignment struct {
 	repositories []string
 	actions      []string
-}
-
-type faultState struct {
-	Fault
-	remaining int
-	limiter   *rate.Limiter
 }
 
 // Cloud is the fake. Configure it before or while it serves; every method is safe for concurrent use.
@@ -136,13 +125,20 @@ type Cloud struct {
 	acrCert  []byte // DER of the self-signed certificate for acrKey
 
 	listener net.Listener
+	proxyURL atomic.Pointer[url.URL] // set by Start; read by clients on every request
 	server   *http.Server
 	tunnels  *connQueue
 	inner    *http.Server
 
+	clientOnce      sync.Once
+	clientTransport *http.Transport
+	// upstream carries proxied registry traffic; it never consults proxy settings, so it cannot loop back here.
+	upstream       *http.Transport
+	reverseProxies sync.Map // upstream URL → *httputil.ReverseProxy
+
 	mu          sync.RWMutex
 	identities  map[string]Identity // by lower-case client ID
-	byResource  map[string]string   // lower-case resource ID → client ID
+	tenants     map[string]bool     // lower-case tenant IDs that hold at least one identity
 	federated   map[string][]FederatedCredential
 	secrets     map[string]string
 	issuers     map[string][]crypto.PublicKey
@@ -151,59 +147,34 @@ type Cloud struct {
 	authorities map[string]bool
 	armAudience map[string]bool
 	lifetimes   Lifetimes
-	faults      map[Endpoint]*faultState
 
-	counts map[Endpoint]*atomic.Int64
-	// hostRequests counts requests and tunnels per host, known or not, so tests can prove a host was never contacted.
-	hostRequests sync.Map // host → *atomic.Int64
+	faults faultTable
+	counters
 }
 
-// New creates a Cloud with a fresh CA and signing keys.
+// errNotStarted is what clients of a fake that is not listening get instead of a direct connection.
+var errNotStarted = errors.New("the fake Azure cloud is not started")
+
+// New creates a Cloud with a fresh CA and signing keys. It does not listen until Start.
 func New(opts Options) (*Cloud, error) {
 	c := &Cloud{
 		opts:       opts,
-		identities: map[string]Identity{}, byResource: map[string]string{}, federated: map[string][]FederatedCredential{},
-		secrets: map[string]string{}, issuers: map[string][]crypto.PublicKey{}, registries: map[string]Registry{},
-		roles: map[string]map[string][]roleAssignment{}, faults: map[Endpoint]*faultState{}, counts: map[Endpoint]*atomic.Int64{},
+		identities: map[string]Identity{}, tenants: map[string]bool{},
+		federated: map[string][]FederatedCredential{}, secrets: map[string]string{}, issuers: map[string][]crypto.PublicKey{},
+		registries: map[string]Registry{}, roles: map[string]map[string][]roleAssignment{},
 		authorities: map[string]bool{"login.microsoftonline.com": true, "login.microsoftonline.us": true, "login.chinacloudapi.cn": true},
 		armAudience: map[string]bool{
 			"https://management.azure.com": true, "https://management.core.windows.net": true,
 			"https://management.core.usgovcloudapi.net": true, "https://management.usgovcloudapi.net": true,
 			"https://management.core.chinacloudapi.cn": true, "https://management.chinacloudapi.cn": true,
 		},
+		upstream: &http.Transport{
+			Proxy: nil, MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
+			DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		},
 	}
-	for _, ep := range Endpoints {
-		c.counts[ep] = &atomic.Int64{}
-	}
-	var err error
-	if c.caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-		return nil, err
-	}
-	caTemplate := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "acrpull fake Azure CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &c.caKey.PublicKey, c.caKey)
-	if err != nil {
-		return nil, err
-	}
-	if c.caCert, err = x509.ParseCertificate(der); err != nil {
-		return nil, err
-	}
-	c.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if c.entraKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-		return nil, err
-	}
-	if c.acrKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-		return nil, err
-	}
-	acrTemplate := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ACRIssuer},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, IsCA: true, BasicConstraintsValid: true,
-	}
-	if c.acrCert, err = x509.CreateCertificate(rand.Reader, acrTemplate, acrTemplate, &c.acrKey.PublicKey, c.acrKey); err != nil {
+	c.counters.init()
+	if err := c.generateKeys(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -224,19 +195,34 @@ func (c *Cloud) RegistryTokenCertPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.acrCert})
 }
 
-// ProxyURL is the address clients use as HTTPS_PROXY and HTTP_PROXY.
+// ProxyURL is the address clients use as HTTPS_PROXY and HTTP_PROXY; nil before Start.
 func (c *Cloud) ProxyURL() *url.URL {
-	return &url.URL{Scheme: "http", Host: c.listener.Addr().String()}
+	if u := c.proxyURL.Load(); u != nil {
+		clone := *u
+		return &clone
+	}
+	return nil
 }
 
 // HTTPClient returns a client that reaches the fake hosts through the proxy and trusts the fake's CA: what a
-// production client gets from HTTPS_PROXY and SSL_CERT_FILE.
+// production client gets from HTTPS_PROXY and SSL_CERT_FILE. Every client shares one connection pool, so callers
+// may ask for a client per request without leaking connections. Requests fail until Start.
 func (c *Cloud) HTTPClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Proxy = http.ProxyURL(c.ProxyURL())
-	t.TLSClientConfig.RootCAs = c.CertPool()
-	t.MaxIdleConnsPerHost = 64
-	return &http.Client{Transport: t}
+	c.clientOnce.Do(func() {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Resolved per request, and an error before Start: a client must never go direct to the real hosts.
+		t.Proxy = func(*http.Request) (*url.URL, error) {
+			if u := c.ProxyURL(); u != nil {
+				return u, nil
+			}
+			return nil, errNotStarted
+		}
+		t.TLSClientConfig.RootCAs = c.CertPool()
+		t.MaxIdleConns = 256
+		t.MaxIdleConnsPerHost = 64
+		c.clientTransport = t
+	})
+	return &http.Client{Transport: c.clientTransport}
 }
 
 // AddIdentity adds or replaces an identity.
@@ -248,9 +234,7 @@ func (c *Cloud) AddIdentity(id Identity) {
 		id.PrincipalID = "principal-" + key
 	}
 	c.identities[key] = id
-	if id.ResourceID != "" {
-		c.byResource[strings.ToLower(id.ResourceID)] = key
-	}
+	c.tenants[strings.ToLower(id.TenantID)] = true
 }
 
 // AddFederatedCredential lets tokens matching fc act as the identity.
@@ -282,7 +266,7 @@ func (c *Cloud) TrustIssuer(issuer string, keys ...crypto.PublicKey) {
 	c.issuers[issuer] = append(c.issuers[issuer], keys...)
 }
 
-// AddRegistry adds a registry host.
+// AddRegistry adds or replaces a registry host.
 func (c *Cloud) AddRegistry(r Registry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -304,7 +288,8 @@ func (c *Cloud) AddARMAudience(audience string) {
 	c.armAudience[strings.TrimSuffix(audience, "/")] = true
 }
 
-// AddRoleAssignment lets the identity act on repositories of a registry ("*" for all) with the actions.
+// AddRoleAssignment lets the identity act on repositories of a registry ("*" for all) with the actions (pull, push,
+// delete), as the AcrPull / AcrPush roles or repository-scoped permissions do.
 func (c *Cloud) AddRoleAssignment(clientID, host string, repositories, actions []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -315,110 +300,42 @@ func (c *Cloud) AddRoleAssignment(clientID, host string, repositories, actions [
 	c.roles[key][host] = append(c.roles[key][host], roleAssignment{repositories: repositories, actions: actions})
 }
 
-// SetLifetimes sets the lifetimes of tokens issued from now on.
+// SetLifetimes sets the lifetimes of tokens issued from now on; zero fields take the defaults.
 func (c *Cloud) SetLifetimes(l Lifetimes) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lifetimes = l
 }
 
+// lifetime is how long a token issued by ep lives.
 func (c *Cloud) lifetime(ep Endpoint) time.Duration {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	switch ep {
 	case ACRExchange:
-		if c.lifetimes.ACRRefresh > 0 {
-			return c.lifetimes.ACRRefresh
-		}
-		return 3 * time.Hour
+		return positiveOr(c.lifetimes.ACRRefresh, DefaultACRRefreshLifetime)
 	case ACRToken, ACRTokenGet:
-		if c.lifetimes.ACRAccess > 0 {
-			return c.lifetimes.ACRAccess
-		}
-		return 75 * time.Minute
+		return positiveOr(c.lifetimes.ACRAccess, DefaultACRAccessLifetime)
 	}
-	if c.lifetimes.Entra > 0 {
-		return c.lifetimes.Entra
-	}
-	return time.Hour
+	return positiveOr(c.lifetimes.Entra, DefaultEntraLifetime)
 }
 
-// SetFault makes an endpoint misbehave.
-func (c *Cloud) SetFault(ep Endpoint, f Fault) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := &faultState{Fault: f, remaining: f.Count}
-	if f.RatePerSecond > 0 {
-		st.limiter = rate.NewLimiter(rate.Limit(f.RatePerSecond), max(1, int(f.RatePerSecond)))
-		if st.Status == 0 {
-			st.Status = http.StatusTooManyRequests
-		}
+func positiveOr(d, fallback time.Duration) time.Duration {
+	if d > 0 {
+		return d
 	}
-	c.faults[ep] = st
+	return fallback
 }
 
-// ClearFaults makes every endpoint behave again.
-func (c *Cloud) ClearFaults() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.faults = map[Endpoint]*faultState{}
+func (c *Cloud) identity(clientID string) (Identity, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	id, ok := c.identities[strings.ToLower(clientID)]
+	return id, ok
 }
 
-// Count is the number of requests an endpoint received since the last reset.
-func (c *Cloud) Count(ep Endpoint) int64 { return c.counts[ep].Load() }
-
-// Counts returns the non-zero counters.
-func (c *Cloud) Counts() map[Endpoint]int64 {
-	out := map[Endpoint]int64{}
-	for ep, n := range c.counts {
-		if v := n.Load(); v > 0 {
-			out[ep] = v
-		}
-	}
-	return out
+func (c *Cloud) knownTenant(tenant string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.tenants[strings.ToLower(tenant)]
 }
-
-// HostRequests is how many requests or tunnels the proxy received for host, including hosts it refused.
-func (c *Cloud) HostRequests(host string) int64 {
-	if v, ok := c.hostRequests.Load(strings.ToLower(host)); ok {
-		return v.(*atomic.Int64).Load()
-	}
-	return 0
-}
-
-func (c *Cloud) countHost(host string) {
-	v, _ := c.hostRequests.LoadOrStore(host, &atomic.Int64{})
-	v.(*atomic.Int64).Add(1)
-}
-
-// ResetCounts zeroes every counter.
-func (c *Cloud) ResetCounts() {
-	for _, n := range c.counts {
-		n.Store(0)
-	}
-}
-
-// activeFault returns the fault to apply to one request to ep, if any, consuming a counted one.
-func (c *Cloud) activeFault(ep Endpoint) (Fault, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := c.faults[ep]
-	if st == nil {
-		return Fault{}, false
-	}
-	if st.limiter != nil && st.limiter.Allow() {
-		// Under the rate: answer normally, but keep latency and token shape faults.
-		f := st.Fault
-		f.Status = 0
-		return f, true
-	}
-	if st.Count > 0 {
-		st.remaining--
-		if st.remaining <= 0 {
-			delete(c.faults, ep)
-		}
-	}
-	return st.Fault, true
-}
-
-var errUnknownIdentity = errors.New("unknown identity")

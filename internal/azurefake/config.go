@@ -13,20 +13,27 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"time"
 )
 
-// Config is the fake's setup as JSON, for the fakeazure binary and its admin API. Everything in it is additive.
+// Config is the fake's setup as JSON, for the fakeazure binary (--config) and its admin API (POST /config).
+// Everything in it is additive; durations are Go duration strings ("1h", "75m", "2s").
 type Config struct {
-	Identities           []Identity               `json:"identities,omitempty"`
-	FederatedCredentials []FederatedCredentialOf  `json:"federatedCredentials,omitempty"`
-	TrustedIssuers       []TrustedIssuer          `json:"trustedIssuers,omitempty"`
-	Registries           []RegistryConfig         `json:"registries,omitempty"`
-	RoleAssignments      []RoleAssignmentConfig   `json:"roleAssignments,omitempty"`
-	AuthorityHosts       []string                 `json:"authorityHosts,omitempty"`
-	ARMAudiences         []string                 `json:"armAudiences,omitempty"`
-	Lifetimes            *LifetimesConfig         `json:"lifetimes,omitempty"`
-	Faults               map[Endpoint]FaultConfig `json:"faults,omitempty"`
+	Identities           []Identity              `json:"identities,omitempty"`
+	FederatedCredentials []FederatedCredentialOf `json:"federatedCredentials,omitempty"`
+	TrustedIssuers       []TrustedIssuer         `json:"trustedIssuers,omitempty"`
+	// ClientSecrets maps client IDs to the secret each may authenticate with.
+	ClientSecrets   map[string]string      `json:"clientSecrets,omitempty"`
+	Registries      []RegistryConfig       `json:"registries,omitempty"`
+	RoleAssignments []RoleAssignmentConfig `json:"roleAssignments,omitempty"`
+	// AuthorityHosts and ARMAudiences extend the Entra ID hosts and the ARM audiences registries accept, for
+	// air-gapped clouds.
+	AuthorityHosts []string         `json:"authorityHosts,omitempty"`
+	ARMAudiences   []string         `json:"armAudiences,omitempty"`
+	Lifetimes      *LifetimesConfig `json:"lifetimes,omitempty"`
+	// Faults are keyed by endpoint name ("imds-token", "acr-exchange", ...).
+	Faults map[Endpoint]FaultConfig `json:"faults,omitempty"`
 }
 
 // FederatedCredentialOf is a federated credential of one identity.
@@ -35,10 +42,12 @@ type FederatedCredentialOf struct {
 	FederatedCredential
 }
 
-// TrustedIssuer names a PEM public key file that verifies an issuer's tokens.
+// TrustedIssuer names the keys that verify an issuer's tokens: a PEM public key (or certificate) file, a JWKS file
+// (what a cluster serves at its OIDC jwks_uri), or both.
 type TrustedIssuer struct {
 	Issuer        string `json:"issuer"`
-	PublicKeyFile string `json:"publicKeyFile"`
+	PublicKeyFile string `json:"publicKeyFile,omitempty"`
+	JWKSFile      string `json:"jwksFile,omitempty"`
 }
 
 // RegistryConfig is a registry host and the real registry behind it.
@@ -83,12 +92,15 @@ func (c *Cloud) ApplyConfig(cfg Config) error {
 	for _, fc := range cfg.FederatedCredentials {
 		c.AddFederatedCredential(fc.ClientID, fc.FederatedCredential)
 	}
+	for clientID, secret := range cfg.ClientSecrets {
+		c.AddClientSecret(clientID, secret)
+	}
 	for _, ti := range cfg.TrustedIssuers {
-		key, err := readPublicKey(ti.PublicKeyFile)
+		keys, err := ti.keys()
 		if err != nil {
 			return fmt.Errorf("issuer %s: %w", ti.Issuer, err)
 		}
-		c.TrustIssuer(ti.Issuer, key)
+		c.TrustIssuer(ti.Issuer, keys...)
 	}
 	for _, r := range cfg.Registries {
 		reg := Registry{Host: r.Host, DisableARMAudience: r.DisableARMAudience}
@@ -127,6 +139,9 @@ func (c *Cloud) ApplyConfig(cfg Config) error {
 		c.SetLifetimes(lt)
 	}
 	for ep, fc := range cfg.Faults {
+		if !slices.Contains(Endpoints, ep) {
+			return fmt.Errorf("fault for %q: unknown endpoint (known: %v)", ep, Endpoints)
+		}
 		f, err := fc.fault()
 		if err != nil {
 			return fmt.Errorf("fault %s: %w", ep, err)
@@ -152,14 +167,41 @@ func (fc FaultConfig) fault() (Fault, error) {
 	return f, nil
 }
 
+// keys reads the issuer's key files.
+func (ti TrustedIssuer) keys() ([]crypto.PublicKey, error) {
+	if ti.PublicKeyFile == "" && ti.JWKSFile == "" {
+		return nil, errors.New("neither publicKeyFile nor jwksFile is set")
+	}
+	var keys []crypto.PublicKey
+	if ti.PublicKeyFile != "" {
+		key, err := readPublicKey(ti.PublicKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, key)
+	}
+	if ti.JWKSFile != "" {
+		data, err := os.ReadFile(ti.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the key set: %w", err)
+		}
+		set, err := ParseJWKS(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ti.JWKSFile, err)
+		}
+		keys = append(keys, set...)
+	}
+	return keys, nil
+}
+
 func readPublicKey(path string) (crypto.PublicKey, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading the public key: %w", err)
 	}
 	block, _ := pem.Decode(data)
 	if block == nil {
-		return nil, errors.New("no PEM block")
+		return nil, fmt.Errorf("%s holds no PEM block", path)
 	}
 	if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
 		return cert.PublicKey, nil

@@ -6,19 +6,12 @@ SPDX-License-Identifier: MIT
 package azurefake
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"bufio"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
-	"strconv"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -27,7 +20,7 @@ import (
 // imdsHost is the instance metadata service's address.
 const imdsHost = "169.254.169.254"
 
-// Start listens and serves until Close.
+// Start listens on Options.Addr (a free loopback port by default) and serves until Close.
 func (c *Cloud) Start() error {
 	addr := c.opts.Addr
 	if addr == "" {
@@ -35,9 +28,10 @@ func (c *Cloud) Start() error {
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	c.listener = l
+	c.proxyURL.Store(&url.URL{Scheme: "http", Host: l.Addr().String()})
 	c.tunnels = newConnQueue(l.Addr())
 	// Tunnelled connections are TLS-terminated here and served by an inner server that dispatches on Host.
 	c.inner = &http.Server{Handler: http.HandlerFunc(c.serveHost), ReadHeaderTimeout: 30 * time.Second}
@@ -47,13 +41,17 @@ func (c *Cloud) Start() error {
 	return nil
 }
 
-// Close stops serving.
+// Close stops serving and drops every connection.
 func (c *Cloud) Close() {
 	if c.server != nil {
 		_ = c.server.Close()
 		_ = c.inner.Close()
-		c.tunnels.Close()
+		_ = c.tunnels.Close()
 	}
+	if c.clientTransport != nil {
+		c.clientTransport.CloseIdleConnections()
+	}
+	c.upstream.CloseIdleConnections()
 }
 
 // serveProxy handles what arrives at the proxy port: CONNECT tunnels and absolute-form plain-HTTP requests.
@@ -71,6 +69,7 @@ func (c *Cloud) serveProxy(w http.ResponseWriter, r *http.Request) {
 	c.serveHost(w, r)
 }
 
+// serveConnect accepts a tunnel to a known host and terminates its TLS with a certificate for that host.
 func (c *Cloud) serveConnect(w http.ResponseWriter, r *http.Request) {
 	host := hostOnly(r.Host)
 	c.countHost(host)
@@ -78,13 +77,9 @@ func (c *Cloud) serveConnect(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown host "+host+": nothing leaves this machine", http.StatusBadGateway)
 		return
 	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		http.Error(w, "cannot tunnel", http.StatusInternalServerError)
-		return
-	}
-	conn, buf, err := hj.Hijack()
+	conn, buf, err := http.NewResponseController(w).Hijack()
 	if err != nil {
+		http.Error(w, "cannot tunnel", http.StatusInternalServerError)
 		return
 	}
 	if _, err := conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
@@ -93,13 +88,15 @@ func (c *Cloud) serveConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	var raw net.Conn = conn
 	if buf.Reader.Buffered() > 0 {
-		raw = &prefixedConn{Conn: conn, prefix: buf}
+		// The client may send its ClientHello before reading our 200; the server's reader already holds it.
+		raw = &prefixedConn{Conn: conn, reader: buf.Reader}
 	}
 	tlsConn := tls.Server(raw, &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			name := hello.ServerName
-			if name == "" {
+			// The certificate names the host the client asked for, among those the fake serves.
+			name := strings.ToLower(hello.ServerName)
+			if name == "" || !c.knownHost(name) {
 				name = host
 			}
 			return c.leafFor(name)
@@ -108,21 +105,45 @@ func (c *Cloud) serveConnect(w http.ResponseWriter, r *http.Request) {
 	c.tunnels.push(tlsConn)
 }
 
-// serveHost answers a request for one of the fake hosts.
+// serveHost answers a request for one of the fake hosts, counting it and logging it.
 func (c *Cloud) serveHost(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &recordingWriter{ResponseWriter: w}
 	host := hostOnly(r.Host)
 	switch {
 	case host == imdsHost:
-		c.serveIMDS(w, r)
+		c.serveIMDS(rw, r)
 	case c.isAuthority(host):
-		c.serveEntra(w, r, host)
+		c.serveEntra(rw, r, host)
 	default:
 		if reg, ok := c.registry(host); ok {
-			c.serveACR(w, r, reg)
-			return
+			c.serveACR(rw, r, reg)
+		} else {
+			http.Error(rw, "unknown host "+host, http.StatusBadGateway)
 		}
-		http.Error(w, "unknown host "+host, http.StatusBadGateway)
 	}
+	if rw.endpoint != "" {
+		c.countStatus(rw.endpoint, rw.status)
+	}
+	if c.opts.Logger != nil {
+		// The path never holds a secret; queries (IMDS, the Docker token endpoint) and bodies might, so they stay out.
+		c.opts.Logger.Info("request", "endpoint", string(rw.endpoint), "method", r.Method, "host", host,
+			"path", r.URL.Path, "status", rw.status, "duration", time.Since(start).Round(time.Microsecond))
+	}
+}
+
+// endpoint routes a request to ep: it counts it and applies the endpoint's fault. It returns the fault's token
+// shaping and false when the fault already answered.
+func (c *Cloud) endpoint(ep Endpoint, w http.ResponseWriter, r *http.Request) (Fault, bool) {
+	c.byEndpoint[ep].Add(1)
+	if rw, ok := w.(*recordingWriter); ok {
+		rw.endpoint = ep
+	}
+	f, ok := c.activeFault(ep)
+	if !ok {
+		return Fault{}, true
+	}
+	return f, !answerFault(ep, f, w, r)
 }
 
 func (c *Cloud) knownHost(host string) bool {
@@ -146,71 +167,6 @@ func (c *Cloud) registry(host string) (Registry, bool) {
 	return r, ok
 }
 
-// endpoint counts a request and applies the endpoint's fault. It returns false when the fault answered.
-func (c *Cloud) endpoint(ep Endpoint, w http.ResponseWriter) (Fault, bool) {
-	c.counts[ep].Add(1)
-	f, ok := c.activeFault(ep)
-	if !ok {
-		return Fault{}, true
-	}
-	if f.Latency > 0 {
-		time.Sleep(f.Latency)
-	}
-	switch {
-	case f.Status != 0:
-		if f.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(f.RetryAfter.Round(time.Second)/time.Second)))
-		}
-		body := f.Body
-		if body == "" {
-			body = fmt.Sprintf(`{"error":"fault_injected","error_description":"injected HTTP %d"}`, f.Status)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(f.Status)
-		_, _ = w.Write([]byte(body))
-		return f, false
-	case f.Malformed:
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"access_token": "truncated`))
-		return f, false
-	}
-	return f, true
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func (c *Cloud) leafFor(host string) (*tls.Certificate, error) {
-	if v, ok := c.leafs.Load(host); ok {
-		return v.(*tls.Certificate), nil
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
-	} else {
-		tmpl.DNSNames = []string{host}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.caCert, &key.PublicKey, c.caKey)
-	if err != nil {
-		return nil, err
-	}
-	cert := &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	v, _ := c.leafs.LoadOrStore(host, cert)
-	return v.(*tls.Certificate), nil
-}
-
 func hostOnly(hostport string) string {
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		return strings.ToLower(h)
@@ -218,7 +174,7 @@ func hostOnly(hostport string) string {
 	return strings.ToLower(hostport)
 }
 
-// connQueue is a net.Listener fed with connections the proxy has tunnelled.
+// connQueue is a net.Listener fed with connections the proxy has tunnelled, so one http.Server serves them all.
 type connQueue struct {
 	addr   net.Addr
 	conns  chan net.Conn
@@ -243,7 +199,7 @@ func (q *connQueue) Accept() (net.Conn, error) {
 	case conn := <-q.conns:
 		return conn, nil
 	case <-q.closed:
-		return nil, errors.New("closed")
+		return nil, net.ErrClosed
 	}
 }
 
@@ -254,10 +210,10 @@ func (q *connQueue) Close() error {
 
 func (q *connQueue) Addr() net.Addr { return q.addr }
 
-// prefixedConn replays bytes the proxy's reader buffered before the tunnel started.
+// prefixedConn reads through the buffered reader that may hold bytes sent before the tunnel was established.
 type prefixedConn struct {
 	net.Conn
-	prefix interface{ Read([]byte) (int, error) }
+	reader *bufio.Reader
 }
 
-func (p *prefixedConn) Read(b []byte) (int, error) { return p.prefix.Read(b) }
+func (p *prefixedConn) Read(b []byte) (int, error) { return p.reader.Read(b) }

@@ -173,7 +173,6 @@ func TestAzureOutageKeepsTheValidSecretAndRecovers(t *testing.T) {
 // Changing the target account moves the secret; entries of other writers stay where they are.
 func TestTargetServiceAccountChangeMovesTheSecret(t *testing.T) {
 	g := NewWithT(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 	serviceAccount(t, ns, "first", "", "theirs-1")
 	serviceAccount(t, ns, "second", "", "theirs-2")
@@ -182,9 +181,7 @@ func TestTargetServiceAccountChangeMovesTheSecret(t *testing.T) {
 	eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
 	g.Eventually(func(g Gomega) []string { return pullSecretNames(g, ns, "first") }).Should(Equal([]string{"theirs-1", "acr-pull-mover"}))
 
-	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(b), b)).To(Succeed())
-	b.Spec.ServiceAccountName = "second"
-	g.Expect(k8s.Update(ctx, b)).To(Succeed())
+	edit(t, b, func() { b.Spec.ServiceAccountName = "second" })
 	g.Eventually(func(g Gomega) []string { return pullSecretNames(g, ns, "second") }).Should(Equal([]string{"theirs-2", "acr-pull-mover"}))
 	g.Eventually(func(g Gomega) []string { return pullSecretNames(g, ns, "first") }).Should(Equal([]string{"theirs-1"}))
 }

@@ -110,7 +110,6 @@ func TestSameNameBindingsOfBothVersionsCoexist(t *testing.T) {
 // A v1beta1 target change moves the legacy-named secret too.
 func TestV1beta1TargetChangeMovesTheLegacyNamedSecret(t *testing.T) {
 	g := NewWithT(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 	serviceAccount(t, ns, "first", "", "theirs")
 	serviceAccount(t, ns, "second", "")
@@ -118,9 +117,7 @@ func TestV1beta1TargetChangeMovesTheLegacyNamedSecret(t *testing.T) {
 		Spec: acrv1beta1.AcrPullBindingSpec{AcrServer: registryHost, Scope: "repository:alice:pull", ServiceAccountName: "first"}}
 	create(t, b)
 	g.Eventually(func(g Gomega) []string { return pullSecretNames(g, ns, "first") }).Should(Equal([]string{"theirs", "mover-msi-acrpull-secret"}))
-	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(b), b)).To(Succeed())
-	b.Spec.ServiceAccountName = "second"
-	g.Expect(k8s.Update(ctx, b)).To(Succeed())
+	edit(t, b, func() { b.Spec.ServiceAccountName = "second" })
 	g.Eventually(func(g Gomega) []string { return pullSecretNames(g, ns, "second") }).Should(Equal([]string{"mover-msi-acrpull-secret"}))
 	g.Eventually(func(g Gomega) []string { return pullSecretNames(g, ns, "first") }).Should(Equal([]string{"theirs"}))
 }
@@ -164,12 +161,11 @@ func legacyInstall(t *testing.T, ns, name string) *acrv1beta1.AcrPullBinding {
 
 func handOver(t *testing.T, obj client.Object) {
 	t.Helper()
-	g := NewWithT(t)
-	g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)).To(Succeed())
-	labels := obj.GetLabels()
-	delete(labels, pausedLabel)
-	obj.SetLabels(labels)
-	g.Expect(k8s.Update(context.Background(), obj)).To(Succeed())
+	edit(t, obj, func() {
+		labels := obj.GetLabels()
+		delete(labels, pausedLabel)
+		obj.SetLabels(labels)
+	})
 }
 
 // A secret msi-acrpull left without the label is found, labelled and refreshed in place, without a restart.

@@ -8,7 +8,10 @@ package acrpullbinding
 import (
 	"context"
 
+	"maps"
+
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -19,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -61,10 +65,24 @@ func (r *Reconciler) setup(mgr ctrl.Manager, workers int) error {
 		For(r.api.newObject(), builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		// Secrets are watched as metadata only: the controller never needs to read a token back.
-		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		Owns(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(secretChangedByOthers)).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.bindingsForServiceAccount)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, RecoverPanic: ptrTo(true)}).
 		Complete(r)
+}
+
+// secretChangedByOthers passes secret events that can need action: creation, deletion, and updates that touch what
+// the controller relies on (labels, owners, the inputs annotation). A refresh changes only the token and its times;
+// reacting to it would reconcile every binding twice per refresh, against a cache that may not show the status just
+// written yet, and write the same status again.
+var secretChangedByOthers = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		old, cur := e.ObjectOld, e.ObjectNew
+		return !cur.GetDeletionTimestamp().IsZero() ||
+			!maps.Equal(old.GetLabels(), cur.GetLabels()) ||
+			!equality.Semantic.DeepEqual(old.GetOwnerReferences(), cur.GetOwnerReferences()) ||
+			old.GetAnnotations()[InputsAnnotation] != cur.GetAnnotations()[InputsAnnotation]
+	},
 }
 
 // bindingsForServiceAccount maps a service account to the bindings that target it or are federated through it.

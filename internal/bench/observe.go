@@ -1,0 +1,313 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/acrpull/acrpull/internal/azurefake"
+)
+
+// secretWatch records when managed secrets first appear and when their tokens change.
+type secretWatch struct {
+	w      watch.Interface
+	mu     sync.Mutex
+	first  map[string]time.Time
+	expiry map[string]string
+	count  int64
+	perSec map[int64]int64
+	times  map[string][]time.Time
+	done   chan struct{}
+}
+
+func (b *bench) watchSecrets(ctx context.Context) (*secretWatch, error) {
+	cs, err := kubernetes.NewForConfig(b.env.Config)
+	if err != nil {
+		return nil, err
+	}
+	w, err := cs.CoreV1().Secrets("").Watch(ctx, metav1.ListOptions{LabelSelector: "acr.microsoft.com/binding"})
+	if err != nil {
+		return nil, err
+	}
+	sw := &secretWatch{w: w, first: map[string]time.Time{}, expiry: map[string]string{}, perSec: map[int64]int64{}, times: map[string][]time.Time{}, done: make(chan struct{})}
+	go func() {
+		defer close(sw.done)
+		for ev := range w.ResultChan() {
+			m, ok := ev.Object.(metav1.Object)
+			if !ok {
+				continue
+			}
+			now := time.Now()
+			key := m.GetNamespace() + "/" + m.GetName()
+			exp := m.GetAnnotations()["acr.microsoft.com/token.expiry"]
+			sw.mu.Lock()
+			if _, seen := sw.first[m.GetName()]; !seen {
+				sw.first[m.GetName()] = now
+			}
+			if old, ok := sw.expiry[key]; ok && old != exp && ev.Type == watch.Modified {
+				sw.count++
+				sw.perSec[now.Unix()]++
+				sw.times[key] = append(sw.times[key], now)
+			}
+			sw.expiry[key] = exp
+			sw.mu.Unlock()
+		}
+	}()
+	return sw, nil
+}
+
+func (sw *secretWatch) stop() { sw.w.Stop(); <-sw.done }
+
+func (sw *secretWatch) firstSeen(name string) (time.Time, bool) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	t, ok := sw.first[name]
+	return t, ok
+}
+
+func (sw *secretWatch) resetUpdates() {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	sw.count, sw.perSec, sw.times = 0, map[int64]int64{}, map[string][]time.Time{}
+}
+
+// intervals returns the gaps between consecutive updates of each secret, and how many are shorter than tooSoon.
+func (sw *secretWatch) intervals(tooSoon time.Duration) (mean time.Duration, duplicates int) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	var total time.Duration
+	var n int
+	for _, ts := range sw.times {
+		for i := 1; i < len(ts); i++ {
+			gap := ts[i].Sub(ts[i-1])
+			total += gap
+			n++
+			if gap < tooSoon {
+				duplicates++
+			}
+		}
+	}
+	if n > 0 {
+		mean = total / time.Duration(n)
+	}
+	return mean, duplicates
+}
+
+func (sw *secretWatch) updates() (int64, map[int64]int64) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return sw.count, sw.perSec
+}
+
+// apiserverWrites reads the apiserver's request counters for writes, keyed "resource[/subresource] VERB".
+func (b *bench) apiserverWrites(ctx context.Context) (map[string]int64, error) {
+	cs, err := kubernetes.NewForConfig(b.env.Config)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	families, err := parseMetrics(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, m := range families["apiserver_request_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		switch labels["verb"] {
+		case "POST", "PUT", "PATCH", "DELETE", "APPLY":
+		default:
+			continue
+		}
+		switch labels["resource"] {
+		case "secrets", "serviceaccounts", "acrpullbindings", "events":
+		default:
+			continue
+		}
+		key := labels["resource"]
+		if labels["subresource"] != "" {
+			key += "/" + labels["subresource"]
+		}
+		out[key+" "+labels["verb"]] += int64(m.GetCounter().GetValue())
+	}
+	return out, nil
+}
+
+func parseMetrics(raw []byte) (map[string]*dto.MetricFamily, error) {
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	return p.TextToMetricFamilies(bytes.NewReader(raw))
+}
+
+func diffWrites(before, after map[string]int64) map[string]int64 {
+	out := map[string]int64{}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// heap reads the controller's Go heap from its metrics endpoint, when the bench knows it.
+func (b *bench) heap(ctx context.Context) uint64 {
+	if b.metricsURL == "" {
+		return 0
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.metricsURL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	families, err := parseMetrics(raw)
+	if err != nil {
+		return 0
+	}
+	for _, m := range families["go_memstats_heap_alloc_bytes"].GetMetric() {
+		return uint64(m.GetGauge().GetValue())
+	}
+	return 0
+}
+
+// rateSampler samples the fake's request counters to find the highest request rate after the first 429.
+type rateSampler struct {
+	mu      sync.Mutex
+	samples []sample
+	stopped chan struct{}
+	done    chan struct{}
+}
+
+type sample struct {
+	at        time.Time
+	requests  int64
+	throttled int64
+}
+
+func newRateSampler(c *azurefake.Cloud) *rateSampler {
+	s := &rateSampler{stopped: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stopped:
+				return
+			case now := <-t.C:
+				var total int64
+				for _, ep := range []azurefake.Endpoint{azurefake.IMDSToken, azurefake.ACRExchange, azurefake.ACRToken} {
+					total += c.Count(ep)
+				}
+				s.mu.Lock()
+				s.samples = append(s.samples, sample{at: now, requests: total, throttled: c.CountStatus(http429)})
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+func (s *rateSampler) stop() { close(s.stopped); <-s.done }
+
+// maxRateAfterFirst429 is the most requests in any one-second window that starts after the first 429, per
+// throttled endpoint on average.
+func (s *rateSampler) maxRateAfterFirst429() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := -1
+	for i, smp := range s.samples {
+		if smp.throttled > 0 {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return 0
+	}
+	var best int64
+	j := first
+	for i := first; i < len(s.samples); i++ {
+		for j < len(s.samples) && s.samples[j].at.Sub(s.samples[i].at) < time.Second {
+			j++
+		}
+		if j < len(s.samples) {
+			best = max(best, s.samples[j].requests-s.samples[i].requests)
+		}
+	}
+	return float64(best) / 3
+}
+
+func printTable(w io.Writer, r *Results) {
+	fmt.Fprintf(w, "\n%-44s %s\n", "machine", fmt.Sprintf("%d cores, %.1f GiB, %s, kube %s", r.Machine.Cores,
+		float64(r.Machine.MemoryBytes)/(1<<30), r.Machine.GoVersion, r.Machine.Kubernetes))
+	fmt.Fprintf(w, "%-44s %s\n", "controller", r.Machine.Controller)
+	row := func(k string, format string, args ...any) {
+		fmt.Fprintf(w, "%-44s %s\n", k, fmt.Sprintf(format, args...))
+	}
+	if f := r.Floor; f != nil {
+		row("write floor", "%d writes in %.1f s (%.0f/s)", f.Writes, f.Seconds, f.WritesPerSec)
+	}
+	if b := r.Burst; b != nil {
+		row("burst: all Ready", "%.1f s (%.2fx the write floor)", b.Seconds, b.RatioToFloor)
+		row("burst: create-to-secret p50 / p99", "%.2f s / %.2f s", b.P50Seconds, b.P99Seconds)
+		row("burst: controller writes", "%s", sortedMap(b.ControllerWrites))
+		row("burst: Azure requests", "%s (distinct identity/registry/scope: %d)", sortedMap(b.AzureRequests), b.DistinctTokens)
+	}
+	if s := r.Steady; s != nil {
+		row("steady: window", "%.0f s, %.1f refresh cycles", s.WindowSeconds, s.Cycles)
+		row("steady: secret updates", "%d; mean gap between one secret's updates %.1f s; updates closer than 0.3x lifetime: %d",
+			s.SecretUpdates, s.MeanRefreshIntervalSeconds, s.DuplicateUpdates)
+		row("steady: status patches per secret update", "%.2f", s.StatusPatchesPerUpdate)
+		row("steady: controller writes", "%s", sortedMap(s.ControllerWrites))
+		row("steady: Azure requests", "%s", sortedMap(s.AzureRequests))
+		row("steady: spread", "max %d secret updates in one second; %d s of the window without any", s.MaxSecretUpdatesPerSec, s.QuietSeconds)
+	}
+	if n := r.Noise; n != nil {
+		row("noise: controller RSS before / after", "%.0f MiB / %.0f MiB (+%d unrelated objects)", n.RSSBeforeMiB, n.RSSAfterMiB, n.Objects)
+		if n.HeapAfterMiB > 0 {
+			row("noise: Go heap before / after", "%.0f MiB / %.0f MiB", n.HeapBeforeMiB, n.HeapAfterMiB)
+		}
+	}
+	if t := r.Throttled; t != nil {
+		row("throttled: all Ready", "%.1f s for %d bindings", t.Seconds, t.Bindings)
+		row("throttled: 429s caused", "%d (requests %s)", t.Throttled, sortedMap(t.Requests))
+		row("throttled: max rate after first 429", "%.1f/s per endpoint (configured %.1f/s)", t.MaxRatePerSecond, t.ConfiguredRate)
+	}
+}
+
+func sortedMap(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -53,6 +53,15 @@ assets: ## Build the test platform binaries into the cache (prints the directory
 test: verify ## Unit, envtest and e2e tests on a real apiserver, fake Azure and a real registry.
 	@assets=$$(hack/test-env.sh) && echo "test assets: $$assets" && \
 	  KUBEBUILDER_ASSETS=$$assets go test $(GO_TEST_FLAGS) ./...
+	@# A short run of each fuzz target on top of its checked-in corpus.
+	@for t in FuzzParseJWTTimes FuzzErrorBodies; do go test -run XXX -fuzz $$t -fuzztime 5s ./internal/azauth/ | tail -1; done
+	@assets=$$(hack/test-env.sh) && for t in FuzzSecretName FuzzServerAllowed; do \
+	  KUBEBUILDER_ASSETS=$$assets go test -run XXX -fuzz $$t -fuzztime 5s ./internal/controller/acrpullbinding/ | tail -1; done
+
+.PHONY: test-soak
+test-soak: ## Long reliability run: many SIGKILLs of the controller over many bindings (seeded).
+	@assets=$$(hack/test-env.sh) && KUBEBUILDER_ASSETS=$$assets ACRPULL_SOAK_BINDINGS=$${ACRPULL_SOAK_BINDINGS:-1000} \
+	  ACRPULL_SOAK_KILLS=$${ACRPULL_SOAK_KILLS:-10} go test -count=1 -timeout 60m -v -run 'TestCrashConsistency|TestLeaderFailover' ./test/soak/
 
 .PHONY: lint
 lint: ## gofmt and go vet.

@@ -47,6 +47,7 @@ type AcrConfiguration struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="isURL('https://' + self) && url('https://' + self).getHostname() == self",message="server must be a fully-qualified domain name"
+	// +kubebuilder:validation:XValidation:rule="!self.lowerAscii().matches('\\\\.azurecr\\\\.(io|us|cn)\\\\.')",message="server looks like an Azure Container Registry host followed by another domain; registries end in azurecr.io, azurecr.us or azurecr.cn"
 	Server string `json:"server"`
 
 	// Scope is one or more space-separated registry scopes, for example "repository:app:pull" or

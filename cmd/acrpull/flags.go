@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -68,6 +69,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 	fs.IntVar(&opts.Workers, "workers", 16, "Bindings reconciled concurrently, per API version.")
 	fs.Float64Var(&qps, "kube-api-qps", 1000, "Requests per second to the apiserver.")
 	fs.IntVar(&kube.burst, "kube-api-burst", 2000, "Burst of requests to the apiserver.")
+	fs.DurationVar(&opts.AzureCallTimeout, "azure-timeout", 30*time.Second, "Bound on each Azure request; a slower answer counts as a failure and is retried with backoff.")
 	fs.StringVar(&c.ServiceAccountTokenAudience, "service-account-token-audience", "api://AzureCRTokenExchange",
 		"The only audience of the service-account tokens presented to Entra ID; federated credentials must name it.")
 	fs.StringVar(&c.ACRAudience, "acr-token-audience", azauth.ACRAudience,

@@ -42,6 +42,10 @@ func main() {
 		log.Error(err, "Failed to build manager")
 		os.Exit(1)
 	}
+	go func() {
+		<-mgr.Elected()
+		log.Info("Elected leader: reconciling", "lease", manager.LeaderElectionID)
+	}()
 	log.Info("Starting manager", "workers", opts.Workers, "leaderElection", opts.LeaderElection)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Manager stopped")

@@ -123,3 +123,29 @@ func mustURL(s string) *url.URL {
 	}
 	return u
 }
+
+// FuzzErrorBodies: whatever an Azure endpoint answers, classification does not panic and never repeats the body.
+func FuzzErrorBodies(f *testing.F) {
+	f.Add(401, `{"errors":[{"code":"UNAUTHORIZED","message":"x"}]}`, "")
+	f.Add(429, `{"error":"throttled"}`, "7")
+	f.Add(400, `AADSTS70021: No matching federated identity record found`, "")
+	f.Add(500, "\x00\xff<html>", "Wed, 21 Oct 2015 07:28:00 GMT")
+	f.Fuzz(func(t *testing.T, status int, body, retry string) {
+		if status < 100 || status > 999 {
+			return
+		}
+		h := http.Header{}
+		h.Set("Retry-After", retry)
+		acr := classifyACR(EndpointACRToken, runtimeError(response(status, body, h)))
+		entra := classifyEntra(EndpointEntra, fmt.Errorf("ClientAssertionCredential: %s", body))
+		for _, err := range []error{acr, entra} {
+			msg := err.Error()
+			if len(body) >= 16 && strings.Contains(msg, body) {
+				t.Fatalf("message repeats the body: %q", msg)
+			}
+			if RetryAfterOf(err) < 0 {
+				t.Fatalf("negative Retry-After")
+			}
+		}
+	})
+}

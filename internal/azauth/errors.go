@@ -80,6 +80,12 @@ func RetryAfterOf(err error) time.Duration {
 	return 0
 }
 
+// maxRetryAfter bounds how long a Retry-After can make acrpull wait.
+const (
+	maxRetryAfter        = time.Hour
+	maxRetryAfterSeconds = 3600
+)
+
 var aadstsCode = regexp.MustCompile(`AADSTS\d+`)
 
 // AADSTS codes that mean the identity or its federation is wrong, not that Entra ID is unwell.
@@ -171,11 +177,12 @@ func retryAfter(resp *http.Response) time.Duration {
 		return 0
 	}
 	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
+		// An absurd value must not overflow into a negative wait, nor park a binding for days.
+		return min(time.Duration(min(secs, maxRetryAfterSeconds))*time.Second, maxRetryAfter)
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := time.Until(t); d > 0 {
-			return d
+			return min(d, maxRetryAfter)
 		}
 	}
 	return 0

@@ -51,6 +51,8 @@ type Options struct {
 	Controller acrpullbinding.Config
 	// AzureHTTPClient carries Azure requests; nil honours HTTPS_PROXY and SSL_CERT_FILE like any Go program.
 	AzureHTTPClient *http.Client
+	// AzureCallTimeout bounds each Azure request; 0 means 30 s.
+	AzureCallTimeout time.Duration
 	// Clock is the reconcilers' and the token cache's time; nil is the real clock.
 	Clock clock.Clock
 	// MetricsRegistry receives acrpull's metrics; nil is controller-runtime's registry, which the metrics server serves.
@@ -95,7 +97,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	instrumented := &http.Client{Transport: m.Transport(transportOf(httpClient)), Timeout: httpClient.Timeout}
 	tokens := tokencache.New(opts.Clock, m)
-	minter := mint.New(azauth.NewClient(azauth.Options{HTTPClient: instrumented, Clock: opts.Clock}), tokens, opts.Clock)
+	minter := mint.New(azauth.NewClient(azauth.Options{HTTPClient: instrumented, Clock: opts.Clock, CallTimeout: opts.AzureCallTimeout}), tokens, opts.Clock)
 	if err := mgr.Add(sweeper{cache: tokens}); err != nil {
 		return nil, err
 	}

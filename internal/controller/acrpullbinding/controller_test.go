@@ -98,10 +98,15 @@ func TestBindingsSharingATokenCauseOneAzureCallPerLayer(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	serviceAccount(t, ns, "default", "")
+	// An identity of its own, so no earlier test has warmed the cache for it.
+	const sharedClientID = "77777777-7777-7777-7777-777777777777"
+	cloud.AddIdentity(azurefake.Identity{ClientID: sharedClientID, TenantID: tenantID, AssignedToVM: true})
+	cloud.AddRoleAssignment(sharedClientID, registryHost, []string{"alice"}, []string{"pull"})
 	cloud.ResetCounts()
 	var bindings []*acrv1beta2.AcrPullBinding
 	for i := range 50 {
-		b := managedIdentityBinding(ns, "shared-"+string(rune('a'+i/26))+string(rune('a'+i%26)), "default", "repository:alice:pull repository:shared:pull")
+		b := managedIdentityBinding(ns, "shared-"+string(rune('a'+i/26))+string(rune('a'+i%26)), "default", "repository:alice:pull")
+		b.Spec.Auth.ManagedIdentity.ClientID = sharedClientID
 		create(t, b)
 		bindings = append(bindings, b)
 	}
@@ -221,7 +226,7 @@ func TestDisallowedServerIsRefusedBeforeAnyTokenIsRequested(t *testing.T) {
 	ns := newNamespace(t)
 	serviceAccount(t, ns, "default", "")
 	b := managedIdentityBinding(ns, "lookalike", "default", "repository:alice:pull")
-	b.Spec.ACR.Server = "example.azurecr.io.evil.example"
+	b.Spec.ACR.Server = "registry.evil.example"
 	create(t, b)
 	eventuallyReady(t, b, metav1.ConditionFalse, acrv1beta2.ReasonServerNotAllowed)
 	g.Expect(cloud.HostRequests(b.Spec.ACR.Server)).To(BeZero(), "no token may travel to a disallowed host")

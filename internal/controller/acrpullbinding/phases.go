@@ -16,12 +16,9 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azauth"
@@ -277,43 +274,9 @@ func (r *Reconciler) attachSecret(ctx context.Context, s *scope) (ctrl.Result, e
 	if s.targetSA == nil || s.secret == nil {
 		return ctrl.Result{}, nil
 	}
-	names, err := r.secretsForServiceAccount(ctx, s.targetSA, s.secret.Name)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
 	return ctrl.Result{}, r.editPullSecrets(ctx, s.targetSA, func(refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {
-		for _, name := range names {
-			refs = withPullSecret(refs, name)
-		}
-		return refs
+		return withPullSecret(refs, s.secret.Name)
 	})
-}
-
-// secretsForServiceAccount lists the secrets that belong on an account: this binding's, and those of the other
-// bindings (of this API version) that target it and whose secrets exist. Writing them together makes one update
-// serve every binding of a busy account, instead of one conflicting update each.
-func (r *Reconciler) secretsForServiceAccount(ctx context.Context, sa *corev1.ServiceAccount, own string) ([]string, error) {
-	names := []string{own}
-	list := r.api.newList()
-	if err := r.Client.List(ctx, list, client.InNamespace(sa.Namespace), client.MatchingFields{serviceAccountIndex: sa.Name}); err != nil {
-		return nil, err
-	}
-	err := meta.EachListItem(list, func(o runtime.Object) error {
-		other := r.api.wrap(o.(client.Object))
-		obj := other.object()
-		if !obj.GetDeletionTimestamp().IsZero() || other.secretName() == own {
-			return nil
-		}
-		if d, err := other.desired(r.Config); err != nil || d.targetServiceAccount != sa.Name {
-			return nil
-		}
-		secret, err := r.ownSecret(ctx, other)
-		if err == nil && secret != nil {
-			names = append(names, secret.Name)
-		}
-		return nil
-	})
-	return names, err
 }
 
 // detachFromOtherServiceAccounts removes the secret from accounts the binding no longer targets.

@@ -6,6 +6,7 @@ SPDX-License-Identifier: MIT
 package acrpullbinding
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -114,4 +115,21 @@ func TestServerAllowList(t *testing.T) {
 	if err := serverAllowed("anything.example", nil); err != nil {
 		t.Errorf("an empty allow-list allows all: %v", err)
 	}
+}
+
+// FuzzServerAllowed: no input panics, and whatever is allowed is a bare host name within an allowed suffix.
+func FuzzServerAllowed(f *testing.F) {
+	for _, s := range []string{"example.azurecr.io", "x.azurecr.io.evil.example", "user@x.azurecr.io", "x.azurecr.io:443/p",
+		"AZURECR.IO", "x.azurecr.io.", "[::1]", "%zz.azurecr.io", "a..azurecr.io", ".azurecr.io"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, server string) {
+		if serverAllowed(server, []string{"azurecr.io"}) != nil {
+			return
+		}
+		host := strings.ToLower(server)
+		if strings.ContainsAny(host, ":/@?#") || !(host == "azurecr.io" || strings.HasSuffix(host, ".azurecr.io")) {
+			t.Fatalf("allowed %q", server)
+		}
+	})
 }

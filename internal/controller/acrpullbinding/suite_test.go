@@ -106,11 +106,12 @@ func run(m *testing.M) int {
 	}
 
 	mgr, err := manager.New(env.Config, manager.Options{
-		MetricsAddr:     "0",
-		ProbeAddr:       "0",
-		Workers:         4,
-		AzureHTTPClient: cloud.HTTPClient(),
-		MetricsRegistry: metricsRegistry,
+		MetricsAddr:      "0",
+		ProbeAddr:        "0",
+		Workers:          4,
+		AzureHTTPClient:  cloud.HTTPClient(),
+		AzureCallTimeout: 3 * time.Second,
+		MetricsRegistry:  metricsRegistry,
 		Controller: acrpullbinding.Config{
 			ServiceAccountTokenAudience: "api://AzureCRTokenExchange",
 			ACRAudience:                 "https://containerregistry.azure.net",

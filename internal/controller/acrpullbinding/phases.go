@@ -325,6 +325,11 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, b binding) error {
 			names = append(names, sec.Name)
 		}
 	}
+	// The cache may not show yet a reference written moments ago (a binding deleted right after it was created):
+	// unreference from what the apiserver holds, since nothing will come back for this binding afterwards.
+	if err := r.detachEverywhereFresh(ctx, obj.GetNamespace(), names); err != nil {
+		return err
+	}
 	if err := r.unreferenceAndDelete(ctx, obj.GetNamespace(), names, owned); err != nil {
 		return err
 	}

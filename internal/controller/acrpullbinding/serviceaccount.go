@@ -42,6 +42,23 @@ func (r *Reconciler) detachEverywhere(ctx context.Context, namespace string, nam
 	return nil
 }
 
+// detachEverywhereFresh is detachEverywhere reading the namespace's service accounts from the apiserver instead of
+// the cache; deletion uses it because it is the binding's last chance to clean up.
+func (r *Reconciler) detachEverywhereFresh(ctx context.Context, namespace string, names []string) error {
+	list := &corev1.ServiceAccountList{}
+	if err := r.APIReader.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		if err := r.editPullSecrets(ctx, &list.Items[i], func(refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {
+			return withoutPullSecrets(refs, names)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // editPullSecrets applies edit to a service account's imagePullSecrets with optimistic concurrency: the list has no
 // merge key, so a blind patch would drop entries other writers just added. On a conflict it re-reads the account
 // from the apiserver and edits again.

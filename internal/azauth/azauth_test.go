@@ -44,6 +44,22 @@ func TestParseJWTTimes(t *testing.T) {
 	}
 }
 
+func TestParseJWTTimesNotBefore(t *testing.T) {
+	tok, err := ParseJWTTimes(unsignedJWT(jwt.MapClaims{"iat": t0.Unix(), "nbf": t0.Add(-time.Minute).Unix(), "exp": t0.Add(time.Hour).Unix()}), t0)
+	if err != nil || !tok.NotBefore.Equal(t0.Add(-time.Minute)) {
+		t.Fatalf("got nbf %s, %v", tok.NotBefore, err)
+	}
+	// nbf is informative: without one, or with one that is no number, the token is still usable.
+	for _, claims := range []jwt.MapClaims{{"exp": t0.Add(time.Hour).Unix()}, {"exp": t0.Add(time.Hour).Unix(), "nbf": "soon"}} {
+		if tok, err := ParseJWTTimes(unsignedJWT(claims), t0); err != nil || !tok.NotBefore.IsZero() {
+			t.Errorf("%v: nbf %s, %v; want zero and no error", claims, tok.NotBefore, err)
+		}
+	}
+	if _, err := ParseJWTTimes(unsignedJWT(jwt.MapClaims{"nbf": t0.Add(2 * time.Hour).Unix(), "exp": t0.Add(time.Hour).Unix()}), t0); err == nil {
+		t.Error("a token whose nbf is not before its exp is never valid, and must be refused")
+	}
+}
+
 // FuzzParseJWTTimes: no input panics, and no error repeats the input (it may be a token).
 func FuzzParseJWTTimes(f *testing.F) {
 	f.Add(unsignedJWT(jwt.MapClaims{"iat": t0.Unix(), "exp": t0.Add(time.Hour).Unix()}))
@@ -51,6 +67,7 @@ func FuzzParseJWTTimes(f *testing.F) {
 	f.Add("eyJhbGciOiJub25lIn0.eyJleHAiOjF9.")
 	f.Add("not.a.jwt")
 	f.Add("")
+	f.Add(unsignedJWT(jwt.MapClaims{"nbf": t0.Add(2 * time.Hour).Unix(), "exp": t0.Add(time.Hour).Unix()}))
 	f.Fuzz(func(t *testing.T, raw string) {
 		tok, err := ParseJWTTimes(raw, t0)
 		if err != nil {
@@ -61,6 +78,9 @@ func FuzzParseJWTTimes(f *testing.F) {
 		}
 		if !tok.ExpiresAt.After(tok.IssuedAt) {
 			t.Fatalf("accepted token with expiry %s not after issue %s", tok.ExpiresAt, tok.IssuedAt)
+		}
+		if !tok.NotBefore.IsZero() && !tok.ExpiresAt.After(tok.NotBefore) {
+			t.Fatalf("accepted token with expiry %s not after nbf %s", tok.ExpiresAt, tok.NotBefore)
 		}
 	})
 }
@@ -102,6 +122,8 @@ func TestEntraErrorsMapAADSTSCodes(t *testing.T) {
 		"AADSTS70021":  IdentityNotFederated,
 		"AADSTS700024": IdentityNotFederated,
 		"AADSTS700016": IdentityNotFound,
+		"AADSTS700027": IdentityNotFound,
+		"AADSTS700023": IdentityNotFound,
 	} {
 		err := classifyEntra(EndpointEntra, fmt.Errorf("ClientAssertionCredential: %s: something went wrong", code))
 		var azErr *Error

@@ -13,7 +13,10 @@ package azauth
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -121,6 +124,48 @@ func (c *Client) WorkloadIdentityToken(ctx context.Context, azCloud Cloud, id Wo
 		})
 	if err != nil {
 		return Token{}, classifyEntra(EndpointEntra, err)
+	}
+	return c.entraToken(ctx, EndpointEntra, cred, audience)
+}
+
+// ClientSecretToken gets an Entra ID token for audience from tenantID's token endpoint, as the service principal
+// clientID authenticating with a client secret. A multi-tenant application (AAD Pod Identity's auxiliaryTenantIDs)
+// calls it once per tenant with the same secret: each tenant issues its own token, from its own endpoint.
+func (c *Client) ClientSecretToken(ctx context.Context, azCloud Cloud, tenantID, clientID, secret, audience string) (Token, error) {
+	cred, err := azidentity.NewClientSecretCredential(tenantID, clientID, secret, &azidentity.ClientSecretCredentialOptions{
+		ClientOptions: c.clientOptions(azCloud.AuthorityHost),
+		// As for workload identity: the authority is known, and only hosts acrpull was configured with are called.
+		DisableInstanceDiscovery: true,
+	})
+	if err != nil {
+		return Token{}, unconstructed("an empty secret, an invalid tenant ID or authority host")
+	}
+	return c.entraToken(ctx, EndpointEntra, cred, audience)
+}
+
+// ClientCertificateToken gets an Entra ID token for audience from tenantID's token endpoint, as the service
+// principal clientID authenticating with a certificate: pkcs12 holds the certificate and its RSA key, protected by
+// password (PEM also works when password is empty). The assertion names the certificate by thumbprint and carries no
+// x5c chain, which is what a certificate registered on the application needs; an x5c is only for subject name and
+// issuer authentication, which acrpull does not use.
+func (c *Client) ClientCertificateToken(ctx context.Context, azCloud Cloud, tenantID, clientID string, pkcs12 []byte, password, audience string) (Token, error) {
+	certs, key, err := azidentity.ParseCertificates(pkcs12, []byte(password))
+	if err != nil {
+		// The parser's message never holds the password, but it is dropped all the same: only the kind remains.
+		return Token{}, unreadableCertificate(err)
+	}
+	// MSAL signs with RSA only, and with the key of the certificate the assertion names.
+	rsaKey, ok := key.(*rsa.PrivateKey)
+	if !ok || !slices.ContainsFunc(certs, func(cert *x509.Certificate) bool { return rsaKey.PublicKey.Equal(cert.PublicKey) }) {
+		return Token{}, &Error{Kind: IdentityNotFound, Endpoint: EndpointEntra,
+			Detail: "client certificate unusable: it needs an RSA key matching one of its certificates"}
+	}
+	cred, err := azidentity.NewClientCertificateCredential(tenantID, clientID, certs, key, &azidentity.ClientCertificateCredentialOptions{
+		ClientOptions:            c.clientOptions(azCloud.AuthorityHost),
+		DisableInstanceDiscovery: true,
+	})
+	if err != nil {
+		return Token{}, unconstructed("an invalid tenant ID or authority host")
 	}
 	return c.entraToken(ctx, EndpointEntra, cred, audience)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"golang.org/x/crypto/pkcs12"
 )
 
 // FailureKind says what went wrong in terms a user can act on. The values are the binding condition reasons.
@@ -100,6 +101,20 @@ var federationCodes = map[string]FailureKind{
 	"AADSTS700016":  IdentityNotFound,     // application (client ID) not found in the tenant
 	"AADSTS90002":   IdentityNotFound,     // tenant not found
 	"AADSTS7000215": IdentityNotFound,     // invalid client secret
+	"AADSTS700027":  IdentityNotFound,     // certificate not registered on the application, expired, or bad signature
+	"AADSTS700021":  IdentityNotFound,     // certificate assertion's iss or sub is not the client ID
+	"AADSTS700023":  IdentityNotFound,     // certificate assertion's audience is not the tenant's token endpoint
+}
+
+// entraDetails say what the codes most often met with service principals mean, so that a message tells which
+// tenant-side setting to fix; other refusals read "Entra ID refused the identity".
+var entraDetails = map[string]string{
+	"AADSTS700016":  "application not found in the tenant (not provisioned or consented there)",
+	"AADSTS90002":   "tenant not found",
+	"AADSTS7000215": "invalid client secret",
+	"AADSTS700027":  "client certificate not registered on the application, expired, or not matching its key",
+	"AADSTS700021":  "client certificate assertion does not name the client ID",
+	"AADSTS700023":  "client certificate assertion is not for this tenant's token endpoint",
 }
 
 // classifyEntra turns an azidentity failure into an Error.
@@ -121,6 +136,9 @@ func classifyEntra(endpoint string, err error) error {
 	case federationCodes[out.Code] != "":
 		out.Kind = federationCodes[out.Code]
 		out.Detail = "Entra ID refused the identity"
+		if d := entraDetails[out.Code]; d != "" {
+			out.Detail += ": " + d
+		}
 	case out.StatusCode == http.StatusTooManyRequests:
 		out.Kind, out.Detail = Throttled, "throttled"
 	case endpoint == EndpointIMDS && out.StatusCode == http.StatusBadRequest:
@@ -161,6 +179,23 @@ func classifyACR(endpoint string, err error) error {
 		out.Detail = "no response"
 	}
 	return out
+}
+
+// unreadableCertificate classifies a certificate bundle that does not decode, telling a wrong password from data
+// that is no PKCS#12 (or PEM) at all, without repeating either. Like a wrong client secret it is IdentityNotFound:
+// the identity's credential is wrong, and retrying will not fix it.
+func unreadableCertificate(err error) error {
+	detail := "client certificate unreadable: not a PKCS#12 bundle, nor PEM with a certificate and its key"
+	if errors.Is(err, pkcs12.ErrIncorrectPassword) {
+		detail = "client certificate unreadable: wrong password for the PKCS#12 bundle"
+	}
+	return &Error{Kind: IdentityNotFound, Endpoint: EndpointEntra, Detail: detail}
+}
+
+// unconstructed classifies the SDK refusing to build a credential: that happens before any request, for nothing but
+// the inputs (causes names the ones it checks). The SDK's message is not kept, since it could quote an input.
+func unconstructed(causes string) error {
+	return &Error{Kind: IdentityNotFound, Endpoint: EndpointEntra, Detail: "credential not usable: " + causes}
 }
 
 func invalidToken(endpoint string, err error) error {

@@ -18,6 +18,9 @@ type Token struct {
 	Value     string
 	IssuedAt  time.Time
 	ExpiresAt time.Time
+	// NotBefore is the token's nbf, zero when it has none: AAD Pod Identity's clients are handed it (not_before)
+	// beside the expiry.
+	NotBefore time.Time
 }
 
 // Lifetime is how long the token was issued for.
@@ -31,8 +34,9 @@ func (t Token) String() string {
 // ErrNoExpiry means a JWT carries no usable exp claim: acrpull cannot know when to refresh it, so it does not use it.
 var ErrNoExpiry = errors.New("token has no expiry (exp claim)")
 
-// ParseJWTTimes reads exp and iat from a JWT without verifying it: the issuer verifies its own tokens, acrpull only
-// schedules refreshes. A missing iat becomes receivedAt.
+// ParseJWTTimes reads exp, iat and nbf from a JWT without verifying it: the issuer verifies its own tokens, acrpull
+// only schedules refreshes. A missing iat becomes receivedAt; a missing or unreadable nbf leaves NotBefore zero, as
+// it only informs callers.
 func ParseJWTTimes(raw string, receivedAt time.Time) (Token, error) {
 	claims := jwt.MapClaims{}
 	if _, _, err := jwt.NewParser().ParseUnverified(raw, claims); err != nil {
@@ -50,5 +54,12 @@ func ParseJWTTimes(raw string, receivedAt time.Time) (Token, error) {
 	if !exp.After(issued) {
 		return Token{}, fmt.Errorf("token expired on issue (exp %s)", exp.UTC().Format(time.RFC3339))
 	}
-	return Token{Value: raw, IssuedAt: issued, ExpiresAt: exp.Time}, nil
+	tok := Token{Value: raw, IssuedAt: issued, ExpiresAt: exp.Time}
+	if nbf, err := claims.GetNotBefore(); err == nil && nbf != nil {
+		if !exp.After(nbf.Time) {
+			return Token{}, fmt.Errorf("token is never valid (nbf %s, exp %s)", nbf.UTC().Format(time.RFC3339), exp.UTC().Format(time.RFC3339))
+		}
+		tok.NotBefore = nbf.Time
+	}
+	return tok, nil
 }

@@ -18,13 +18,17 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,6 +78,28 @@ type Identity struct {
 	TenantID    string `json:"tenantID"`
 	// AssignedToVM makes IMDS answer for the identity, as if assigned to the machine the caller runs on.
 	AssignedToVM bool `json:"assignedToVM,omitempty"`
+	// AdditionalTenants provisions a multi-tenant application in tenants besides its home one: each holds a service
+	// principal for it, so those tenants' token endpoints issue it tokens (with their own tid) for the same secret,
+	// certificate or federated credential. Tenants not listed refuse it with AADSTS700016, as Entra ID does.
+	AdditionalTenants []string `json:"additionalTenants,omitempty"`
+}
+
+// inTenant reports whether the application has a service principal in tenant.
+func (id Identity) inTenant(tenant string) bool {
+	return strings.EqualFold(id.TenantID, tenant) ||
+		slices.ContainsFunc(id.AdditionalTenants, func(t string) bool { return strings.EqualFold(t, tenant) })
+}
+
+// principalIn is the object ID of the application's service principal in tenant. Every tenant an application is
+// provisioned in holds its own service principal, so outside the home tenant the object ID differs; it is derived
+// from client and tenant so that it stays stable across restarts of the fake.
+func (id Identity) principalIn(tenant string) string {
+	if strings.EqualFold(id.TenantID, tenant) {
+		return id.PrincipalID
+	}
+	sum := sha256.Sum256([]byte(strings.ToLower(id.ClientID) + "/" + strings.ToLower(tenant)))
+	h := hex.EncodeToString(sum[:16])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
 // FederatedCredential trusts tokens of one issuer and subject, for listed audiences, as the identity.
@@ -141,6 +167,7 @@ type Cloud struct {
 	tenants     map[string]bool     // lower-case tenant IDs that hold at least one identity
 	federated   map[string][]FederatedCredential
 	secrets     map[string]string
+	certs       map[string][]*x509.Certificate // client ID → registered certificates (key credentials)
 	issuers     map[string][]crypto.PublicKey
 	registries  map[string]Registry
 	roles       map[string]map[string][]roleAssignment // client ID → host → assignments
@@ -161,6 +188,7 @@ func New(opts Options) (*Cloud, error) {
 		opts:       opts,
 		identities: map[string]Identity{}, tenants: map[string]bool{},
 		federated: map[string][]FederatedCredential{}, secrets: map[string]string{}, issuers: map[string][]crypto.PublicKey{},
+		certs:      map[string][]*x509.Certificate{},
 		registries: map[string]Registry{}, roles: map[string]map[string][]roleAssignment{},
 		authorities: map[string]bool{"login.microsoftonline.com": true, "login.microsoftonline.us": true, "login.chinacloudapi.cn": true},
 		armAudience: map[string]bool{
@@ -233,8 +261,30 @@ func (c *Cloud) AddIdentity(id Identity) {
 	if id.PrincipalID == "" {
 		id.PrincipalID = "principal-" + key
 	}
+	id.AdditionalTenants = slices.Clone(id.AdditionalTenants)
 	c.identities[key] = id
 	c.tenants[strings.ToLower(id.TenantID)] = true
+	for _, t := range id.AdditionalTenants {
+		c.tenants[strings.ToLower(t)] = true
+	}
+}
+
+// ProvisionInTenant adds a service principal for an existing application to another tenant, as an administrator
+// of that tenant consenting to a multi-tenant application does. It fails for an application never added.
+func (c *Cloud) ProvisionInTenant(clientID, tenant string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := strings.ToLower(clientID)
+	id, ok := c.identities[key]
+	if !ok {
+		return fmt.Errorf("provisioning application %s in tenant %s: no such application", clientID, tenant)
+	}
+	if !id.inTenant(tenant) {
+		id.AdditionalTenants = append(slices.Clone(id.AdditionalTenants), tenant)
+		c.identities[key] = id
+	}
+	c.tenants[strings.ToLower(tenant)] = true
+	return nil
 }
 
 // AddFederatedCredential lets tokens matching fc act as the identity.
@@ -259,6 +309,24 @@ func (c *Cloud) AddClientSecret(clientID, secret string) {
 	c.secrets[strings.ToLower(clientID)] = secret
 }
 
+// AddClientCertificate registers a certificate on the application (a key credential, as uploaded under
+// "Certificates & secrets"), so that client assertions it signs authenticate the application. Entra ID identifies the
+// certificate by the thumbprint in the assertion's header (x5t#S256, or x5t), never by an x5c chain, and honours it
+// only between its NotBefore and NotAfter.
+func (c *Cloud) AddClientCertificate(clientID string, cert *x509.Certificate) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := strings.ToLower(clientID)
+	c.certs[key] = append(c.certs[key], cert)
+}
+
+// RemoveClientCertificates removes every certificate registered on the application.
+func (c *Cloud) RemoveClientCertificates(clientID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.certs, strings.ToLower(clientID))
+}
+
 // TrustIssuer makes keys verify client assertions from issuer (a cluster's service-account issuer).
 func (c *Cloud) TrustIssuer(issuer string, keys ...crypto.PublicKey) {
 	c.mu.Lock()
@@ -281,7 +349,9 @@ func (c *Cloud) AddAuthorityHost(host string) {
 	c.authorities[strings.ToLower(host)] = true
 }
 
-// AddARMAudience makes registries accept Entra tokens for another ARM audience (an air-gapped cloud's).
+// AddARMAudience makes registries accept Entra tokens for another ARM audience (an air-gapped cloud's). It only
+// concerns registries: Entra ID and IMDS issue tokens for any resource asked for (https://vault.azure.net,
+// https://management.azure.com/, an application ID URI), with that resource as aud, and need no allow-list.
 func (c *Cloud) AddARMAudience(audience string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

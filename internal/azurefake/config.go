@@ -24,9 +24,11 @@ type Config struct {
 	FederatedCredentials []FederatedCredentialOf `json:"federatedCredentials,omitempty"`
 	TrustedIssuers       []TrustedIssuer         `json:"trustedIssuers,omitempty"`
 	// ClientSecrets maps client IDs to the secret each may authenticate with.
-	ClientSecrets   map[string]string      `json:"clientSecrets,omitempty"`
-	Registries      []RegistryConfig       `json:"registries,omitempty"`
-	RoleAssignments []RoleAssignmentConfig `json:"roleAssignments,omitempty"`
+	ClientSecrets map[string]string `json:"clientSecrets,omitempty"`
+	// ClientCertificates register certificates on applications, for client certificate credentials.
+	ClientCertificates []ClientCertificateConfig `json:"clientCertificates,omitempty"`
+	Registries         []RegistryConfig          `json:"registries,omitempty"`
+	RoleAssignments    []RoleAssignmentConfig    `json:"roleAssignments,omitempty"`
 	// AuthorityHosts and ARMAudiences extend the Entra ID hosts and the ARM audiences registries accept, for
 	// air-gapped clouds.
 	AuthorityHosts []string         `json:"authorityHosts,omitempty"`
@@ -48,6 +50,14 @@ type TrustedIssuer struct {
 	Issuer        string `json:"issuer"`
 	PublicKeyFile string `json:"publicKeyFile,omitempty"`
 	JWKSFile      string `json:"jwksFile,omitempty"`
+}
+
+// ClientCertificateConfig registers a certificate on an application: a PEM file or inline PEM (the public
+// certificate only, what is uploaded to an app registration; never the key). Every CERTIFICATE block counts.
+type ClientCertificateConfig struct {
+	ClientID        string `json:"clientID"`
+	CertificateFile string `json:"certificateFile,omitempty"`
+	CertificatePEM  string `json:"certificatePEM,omitempty"`
 }
 
 // RegistryConfig is a registry host and the real registry behind it.
@@ -94,6 +104,15 @@ func (c *Cloud) ApplyConfig(cfg Config) error {
 	}
 	for clientID, secret := range cfg.ClientSecrets {
 		c.AddClientSecret(clientID, secret)
+	}
+	for _, cc := range cfg.ClientCertificates {
+		certs, err := cc.certificates()
+		if err != nil {
+			return fmt.Errorf("client certificate of %s: %w", cc.ClientID, err)
+		}
+		for _, cert := range certs {
+			c.AddClientCertificate(cc.ClientID, cert)
+		}
 	}
 	for _, ti := range cfg.TrustedIssuers {
 		keys, err := ti.keys()
@@ -165,6 +184,37 @@ func (fc FaultConfig) fault() (Fault, error) {
 		}
 	}
 	return f, nil
+}
+
+// certificates reads the configured PEM, from the file or inline.
+func (cc ClientCertificateConfig) certificates() ([]*x509.Certificate, error) {
+	data := []byte(cc.CertificatePEM)
+	switch {
+	case cc.CertificateFile != "" && cc.CertificatePEM != "":
+		return nil, errors.New("both certificateFile and certificatePEM are set")
+	case cc.CertificateFile != "":
+		var err error
+		if data, err = os.ReadFile(cc.CertificateFile); err != nil {
+			return nil, fmt.Errorf("reading the certificate: %w", err)
+		}
+	case cc.CertificatePEM == "":
+		return nil, errors.New("neither certificateFile nor certificatePEM is set")
+	}
+	var certs []*x509.Certificate
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue // a key pasted along with the certificate is not the app registration's business
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing the certificate: %w", err)
+		}
+		certs = append(certs, cert)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no CERTIFICATE PEM block")
+	}
+	return certs, nil
 }
 
 // keys reads the issuer's key files.

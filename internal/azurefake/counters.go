@@ -18,6 +18,8 @@ type counters struct {
 	byStatus   sync.Map                   // statusKey → *atomic.Int64
 	// byHost counts requests and tunnels per host, known or not, so tests can prove a host was never contacted.
 	byHost sync.Map // host → *atomic.Int64
+	// byTenant counts token requests per tenant, so multi-tenant tests can prove each tenant was asked once.
+	byTenant sync.Map // lower-case tenant → *atomic.Int64
 }
 
 type statusKey struct {
@@ -88,12 +90,21 @@ func (c *Cloud) HostRequests(host string) int64 {
 	return 0
 }
 
+// TenantTokenRequests is how many requests Entra ID's token endpoint received for tenant (as named in the path) since
+// the last reset, over every authority host, refused and faulted ones included.
+func (c *Cloud) TenantTokenRequests(tenant string) int64 {
+	if v, ok := c.byTenant.Load(strings.ToLower(tenant)); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
 // ResetCounts zeroes every counter.
 func (c *Cloud) ResetCounts() {
 	for _, n := range c.byEndpoint {
 		n.Store(0)
 	}
-	for _, m := range []*sync.Map{&c.byStatus, &c.byHost} {
+	for _, m := range []*sync.Map{&c.byStatus, &c.byHost, &c.byTenant} {
 		m.Range(func(_, v any) bool {
 			v.(*atomic.Int64).Store(0)
 			return true
@@ -103,6 +114,10 @@ func (c *Cloud) ResetCounts() {
 
 func (c *Cloud) countHost(host string) {
 	increment(&c.byHost, host)
+}
+
+func (c *Cloud) countTenantToken(tenant string) {
+	increment(&c.byTenant, strings.ToLower(tenant))
 }
 
 func (c *Cloud) countStatus(ep Endpoint, status int) {

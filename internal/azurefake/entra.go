@@ -26,10 +26,12 @@ const assertionLeeway = 30 * time.Second
 // host.
 //
 // Statuses follow what Entra ID sends: 400 for requests it cannot act on (unknown tenant AADSTS90002, unknown
-// application AADSTS700016, malformed assertion AADSTS50027, and AADSTS70021 when no federated credential matches
-// the assertion's issuer, subject and audience, sent as invalid_request), 401 invalid_client when the client's
-// credential itself fails (untrusted issuer AADSTS700211, expired or not yet valid assertion AADSTS700024, bad
-// signature AADSTS50013, wrong secret AADSTS7000215).
+// application or one not provisioned in the tenant AADSTS700016, malformed assertion AADSTS50027, and AADSTS70021
+// when no federated credential matches the assertion's issuer, subject and audience, sent as invalid_request), 401
+// invalid_client when the client's credential itself fails (untrusted issuer AADSTS700211, expired or not yet valid
+// assertion AADSTS700024, bad signature AADSTS50013, wrong secret AADSTS7000215, and for certificate assertions:
+// unregistered, expired or mismatched certificate AADSTS700027, iss or sub not the client ID AADSTS700021, aud not
+// the tenant's token endpoint AADSTS700023).
 func (c *Cloud) serveEntra(w http.ResponseWriter, r *http.Request, host string) {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	tenant := parts[0]
@@ -47,8 +49,9 @@ func (c *Cloud) serveEntra(w http.ResponseWriter, r *http.Request, host string) 
 			instanceDiscovery(w, r)
 		}
 	case r.Method == http.MethodPost && slices.Equal(parts[1:], []string{"oauth2", "v2.0", "token"}):
+		c.countTenantToken(tenant)
 		if f, ok := c.endpoint(EntraToken, w, r); ok {
-			c.entraToken(w, r, tenant, f)
+			c.entraToken(w, r, host, tenant, f)
 		}
 	default:
 		http.NotFound(w, r)
@@ -140,8 +143,9 @@ func aadError(w http.ResponseWriter, status int, kind string, code int, descript
 	})
 }
 
-// entraToken is the client credentials grant: the client authenticates with a federated assertion or a secret.
-func (c *Cloud) entraToken(w http.ResponseWriter, r *http.Request, tenant string, f Fault) {
+// entraToken is the client credentials grant: the client authenticates with a federated assertion, a certificate
+// assertion or a secret.
+func (c *Cloud) entraToken(w http.ResponseWriter, r *http.Request, host, tenant string, f Fault) {
 	if !c.knownTenant(tenant) {
 		aadError(w, http.StatusBadRequest, "invalid_request", 90002, tenantNotFound(tenant))
 		return
@@ -156,7 +160,7 @@ func (c *Cloud) entraToken(w http.ResponseWriter, r *http.Request, tenant string
 	}
 	clientID := r.PostForm.Get("client_id")
 	id, known := c.identity(clientID)
-	if !known || !strings.EqualFold(id.TenantID, tenant) {
+	if !known || !id.inTenant(tenant) {
 		aadError(w, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf(
 			"Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
 			clientID, tenant))
@@ -168,7 +172,12 @@ func (c *Cloud) entraToken(w http.ResponseWriter, r *http.Request, tenant string
 			aadError(w, http.StatusBadRequest, "invalid_request", 50027, "JWT token is invalid or malformed: unsupported client_assertion_type.")
 			return
 		}
-		if rejection := c.checkAssertion(id.ClientID, r.PostForm.Get("client_assertion")); rejection != nil {
+		raw := r.PostForm.Get("client_assertion")
+		check := c.checkAssertion
+		if isCertificateAssertion(raw, id.ClientID) {
+			check = func(clientID, raw string) *rejection { return c.checkCertificateAssertion(clientID, host, tenant, raw) }
+		}
+		if rejection := check(id.ClientID, raw); rejection != nil {
 			aadError(w, rejection.status, rejection.kind, rejection.code, rejection.description)
 			return
 		}
@@ -192,7 +201,7 @@ func (c *Cloud) entraToken(w http.ResponseWriter, r *http.Request, tenant string
 			r.PostForm.Get("scope")))
 		return
 	}
-	token, exp, err := c.issueEntra(id, audience, f.NoExp)
+	token, exp, err := c.issueEntra(id, tenant, audience, f.NoExp)
 	if err != nil {
 		aadError(w, http.StatusInternalServerError, "server_error", 50000, "There was an error issuing a token.")
 		return

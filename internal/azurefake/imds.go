@@ -44,7 +44,8 @@ func (c *Cloud) serveIMDS(w http.ResponseWriter, r *http.Request) {
 		imdsError(w, problem)
 		return
 	}
-	token, exp, err := c.issueEntra(id, resource, f.NoExp)
+	// IMDS answers for any resource, as the real one does: Entra ID decides nothing about audiences here.
+	token, exp, err := c.issueEntra(id, id.TenantID, resource, f.NoExp)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error", "error_description": "token signing failed"})
 		return

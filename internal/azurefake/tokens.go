@@ -55,13 +55,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// issueEntra signs an Entra ID access token (v1 shape, as issued for Azure resources) for an identity and audience.
-func (c *Cloud) issueEntra(id Identity, audience string, noExp bool) (string, time.Time, error) {
+// issueEntra signs an Entra ID access token (v1 shape, as issued for Azure resources) for an identity in one of its
+// tenants and an audience (any resource: Entra ID issues for whatever the scope names). Issuer, tid and the
+// service principal's object ID are the tenant's, so a multi-tenant application gets a different token per tenant.
+func (c *Cloud) issueEntra(id Identity, tenant, audience string, noExp bool) (string, time.Time, error) {
 	now := time.Now()
 	exp := now.Add(c.lifetime(EntraToken))
+	principal := id.principalIn(tenant)
 	claims := jwt.MapClaims{
-		"aud": audience, "iss": "https://sts.windows.net/" + id.TenantID + "/", "tid": id.TenantID,
-		"oid": id.PrincipalID, "sub": id.PrincipalID, "appid": id.ClientID, "azp": id.ClientID, "appidacr": "2",
+		"aud": audience, "iss": "https://sts.windows.net/" + tenant + "/", "tid": tenant,
+		"oid": principal, "sub": principal, "appid": id.ClientID, "azp": id.ClientID, "appidacr": "2",
 		"idtyp": "app", "iat": now.Unix(), "nbf": now.Unix(), "uti": newID(), "ver": "1.0",
 	}
 	if !noExp {

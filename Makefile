@@ -26,8 +26,9 @@ verify: ## Fail if generated files are stale or code is unformatted.
 	hack/verify.sh
 
 .PHONY: build
-build: ## Build bin/acrpull, bin/acrpull-demo and bin/fakeazure.
+build: ## Build bin/acrpull, bin/acrpull-nmi, bin/acrpull-demo and bin/fakeazure.
 	go build -o bin/acrpull ./cmd/acrpull
+	go build -o bin/acrpull-nmi ./cmd/acrpull-nmi
 	go build -o bin/acrpull-demo ./cmd/acrpull-demo
 	go build -o bin/fakeazure ./cmd/fakeazure
 
@@ -50,7 +51,8 @@ assets: ## Build the test platform binaries into the cache (prints the directory
 	hack/test-env.sh
 
 .PHONY: test
-test: verify ## Unit, envtest and e2e tests on a real apiserver, fake Azure and a real registry.
+test: verify ## Unit, envtest and e2e tests on a real apiserver, fake Azure, a real registry and network namespaces.
+	@hack/install-netns-tools.sh # iptables, iproute2, conntrack: the node agent's tests build their own network namespaces
 	@assets=$$(hack/test-env.sh) && echo "test assets: $$assets" && \
 	  KUBEBUILDER_ASSETS=$$assets go test $(GO_TEST_FLAGS) ./...
 	@# A short fuzzing run where the package has no control plane in TestMain (fuzz workers would each start one);

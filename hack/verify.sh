@@ -18,7 +18,8 @@ tar --exclude=./.git --exclude=./bin -cf - . | tar -xf - -C "$scratch/tree"
 (
   cd "$scratch/tree"
   gen="go run sigs.k8s.io/controller-tools/cmd/controller-gen"
-  rm -rf config/crd/bases config/rbac api/*/zz_generated.deepcopy.go
+  rm -rf config/crd/bases config/rbac
+  find api -name zz_generated.deepcopy.go -delete
   $gen object:headerFile=hack/boilerplate.go.txt paths=./api/...
   $gen crd paths=./api/... output:crd:dir=config/crd/bases
   $gen rbac:roleName=acrpull-controller paths=./internal/controller/... output:rbac:dir=config/rbac
@@ -27,7 +28,7 @@ stale=0
 for path in config/crd/bases config/rbac; do
   diff -ru "$path" "$scratch/tree/$path" || stale=1
 done
-for f in api/*/zz_generated.deepcopy.go; do
+for f in $(find api -name zz_generated.deepcopy.go); do
   diff -u "$f" "$scratch/tree/$f" || stale=1
 done
 # The Helm chart's copies of the CRDs and ClusterRole, and deploy/latest rendered from the chart.

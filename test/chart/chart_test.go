@@ -34,6 +34,7 @@ func TestHelmLint(t *testing.T) {
 		"deploy/latest":   {"--set", "namespace=msi-acrpull-system", "--set", "createNamespace=true"},
 		"everything on":   {"--set", "monitoring.create=true", "--set", "monitoring.kind=ServiceMonitor", "--set", "labelSelector=shard=a"},
 		"minimal install": {"--set", "crds.install=false", "--set", "podDisruptionBudget.enabled=false", "--set", "replicas=1"},
+		"pod identity":    {"--set", "podIdentity.enabled=true", "--set", "createNamespace=true", "--set", "podIdentity.secretNames={sp-secret}"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"lint", "--strict", chartDir, "--kube-version", kubeVersion}, flags...)
@@ -275,31 +276,60 @@ func TestClusterRoleIsControllerGenRole(t *testing.T) {
 	}
 }
 
-// The chart's CRDs are controller-gen's; crds.keep only adds helm's keep annotation.
+// The chart's CRDs are controller-gen's; crds.keep only adds helm's keep annotation. The four aadpodidentity.k8s.io
+// CRDs render only with podIdentity.enabled, under the same crds.install and crds.keep.
 func TestCRDsAreControllerGenCRDs(t *testing.T) {
 	g := NewWithT(t)
 	files, err := filepath.Glob(filepath.Join(testenv.ModuleRoot(), "config", "crd", "bases", "*.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(files).To(HaveLen(2))
+	g.Expect(files).To(HaveLen(6))
 	generated := map[string]map[string]any{}
+	var acrpull []string
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		g.Expect(err).NotTo(HaveOccurred())
 		var crd map[string]any
 		g.Expect(yaml.Unmarshal(data, &crd)).To(Succeed())
-		generated[crd["metadata"].(map[string]any)["name"].(string)] = crd
+		name := crd["metadata"].(map[string]any)["name"].(string)
+		generated[name] = crd
+		if !strings.HasSuffix(name, ".aadpodidentity.k8s.io") {
+			acrpull = append(acrpull, name)
+		}
 	}
+	g.Expect(acrpull).To(ConsistOf("acrpullbindings.acrpull.microsoft.com", "acrpullbindings.msi-acrpull.microsoft.com"))
 
-	plain := ofKind(mustTemplate(t, "--set", "crds.keep=false"), "CustomResourceDefinition")
-	g.Expect(plain).To(HaveLen(len(generated)))
-	for _, crd := range plain {
-		g.Expect(crd.Object).To(Equal(generated[crd.GetName()]),
-			"%s differs from config/crd/bases: run `make manifests`", crd.GetName())
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		want  []string
+	}{
+		{"controller only", nil, acrpull},
+		{"with pod identity", []string{"--set", "podIdentity.enabled=true"}, mapKeys(generated)},
+	} {
+		plain := ofKind(mustTemplate(t, append(tc.flags, "--set", "crds.keep=false")...), "CustomResourceDefinition")
+		var names []string
+		for _, crd := range plain {
+			names = append(names, crd.GetName())
+			g.Expect(crd.Object).To(Equal(generated[crd.GetName()]),
+				"%s differs from config/crd/bases: run `make manifests`", crd.GetName())
+		}
+		g.Expect(names).To(ConsistOf(tc.want), tc.name)
+		kept := ofKind(mustTemplate(t, tc.flags...), "CustomResourceDefinition")
+		g.Expect(kept).To(HaveLen(len(tc.want)), tc.name)
+		for _, crd := range kept {
+			g.Expect(crd.GetAnnotations()).To(HaveKeyWithValue("helm.sh/resource-policy", "keep"), tc.name)
+		}
+		g.Expect(ofKind(mustTemplate(t, append(tc.flags, "--set", "crds.install=false")...), "CustomResourceDefinition")).
+			To(BeEmpty(), tc.name)
 	}
-	for _, crd := range ofKind(mustTemplate(t), "CustomResourceDefinition") {
-		g.Expect(crd.GetAnnotations()).To(HaveKeyWithValue("helm.sh/resource-policy", "keep"))
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	g.Expect(ofKind(mustTemplate(t, "--set", "crds.install=false"), "CustomResourceDefinition")).To(BeEmpty())
+	return keys
 }
 
 func TestMonitoringObject(t *testing.T) {
@@ -371,6 +401,24 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"monitor kind", "monitoring: {kind: Probe}", []string{"/monitoring/kind", "value must be one of 'PodMonitor', 'ServiceMonitor'"}},
 		{"monitor create", "monitoring: {create: maybe}", []string{"/monitoring/create", "value must be one of 'auto', true, false"}},
 		{"extra arg not a flag", "extraArgs: [leader-elect]", []string{"/extraArgs/0", "does not match pattern"}},
+		{"unknown pod identity value", "podIdentity: {enable: true}", []string{"/podIdentity", "additional properties 'enable' not allowed"}},
+		{"unknown token source", "podIdentity: {tokenSource: secret}", []string{"/podIdentity/tokenSource", "value must be one of '', 'federation', 'imds'"}},
+		{"unknown operation mode", "podIdentity: {operationMode: Managed}", []string{"/podIdentity/operationMode", "value must be one of 'standard', 'managed'"}},
+		{"unknown cloud", "podIdentity: {cloud: AzurePublicCloud}", []string{"/podIdentity/cloud", "value must be one of"}},
+		{"port out of range", "podIdentity: {probePort: 70000}", []string{"/podIdentity/probePort", "maximum"}},
+		{"tenant not a GUID", "podIdentity: {tenantID: contoso}", []string{"/podIdentity/tenantID", "does not match pattern"}},
+		{"authority host without https", "podIdentity: {authorityHost: 'login.microsoftonline.us'}", []string{"/podIdentity/authorityHost", "does not match pattern"}},
+		{"two audiences in one", "podIdentity: {hostTokenAudiences: ['a,b']}", []string{"/podIdentity/hostTokenAudiences/0", "does not match pattern"}},
+		{"secret name not a name", "podIdentity: {secretNames: ['*']}", []string{"/podIdentity/secretNames/0", "does not match pattern"}},
+		{"agent extra arg not a flag", "podIdentity: {extraArgs: [redirect=false]}", []string{"/podIdentity/extraArgs/0", "does not match pattern"}},
+		{"identity type 3", "podIdentity: {azureIdentities: {x: {namespace: a, type: 3, clientID: 11111111-1111-1111-1111-111111111111, binding: {name: b, selector: s}}}}",
+			[]string{"/podIdentity/azureIdentities/x/type", "value must be one of 0, 1, 2"}},
+		{"identity without binding", "podIdentity: {azureIdentities: {x: {namespace: a, type: 0, clientID: 11111111-1111-1111-1111-111111111111}}}",
+			[]string{"/podIdentity/azureIdentities/x", "missing property 'binding'"}},
+		{"bad identity resource ID", "podIdentity: {azureIdentities: {x: {namespace: a, type: 0, clientID: 11111111-1111-1111-1111-111111111111, resourceID: /subscriptions/s/identity, binding: {name: b, selector: s}}}}",
+			[]string{"/podIdentity/azureIdentities/x/resourceID", "does not match pattern"}},
+		{"service principal without its secret", "podIdentity: {azureIdentities: {x: {namespace: a, type: 1, clientID: 11111111-1111-1111-1111-111111111111, binding: {name: b, selector: s}}}}",
+			[]string{"/podIdentity/azureIdentities/x", "missing properties 'tenantID', 'clientPassword'"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := template(releaseName, "-f", valuesFile(t, tc.values))

@@ -46,3 +46,28 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 true
 {{- end -}}
 {{- end }}
+
+{{/*
+The pod identity node agent (podIdentity.enabled). Its namespaced objects have fixed names too; its ClusterRole is
+named after the release. Its pods are labelled app.kubernetes.io/name: acrpull-nmi, so the controller's selectors
+(Deployment, Service, PodDisruptionBudget, monitor) and the controller's AzurePodIdentityException never match them.
+*/}}
+{{- define "acrpull.nmi.name" -}}acrpull-nmi{{- end }}
+
+{{- define "acrpull.nmi.serviceAccountName" -}}acrpull-nmi{{- end }}
+
+{{- define "acrpull.nmi.clusterRoleName" -}}{{ .Release.Name }}-nmi{{- end }}
+
+{{- define "acrpull.nmi.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "acrpull.nmi.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "acrpull.nmi.labels" -}}
+{{ include "acrpull.nmi.selectorLabels" . }}
+app.kubernetes.io/component: node-agent
+app.kubernetes.io/part-of: {{ include "acrpull.name" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}

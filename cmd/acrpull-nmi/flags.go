@@ -1,0 +1,136 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/imdsredirect"
+	"github.com/acrpull/acrpull/internal/nmi"
+)
+
+// Operation modes, as upstream names them.
+const (
+	// modeStandard: identities may be assigned to nodes by an assignment controller (MIC).
+	modeStandard = "standard"
+	// modeManaged: no assignment controller; identities of type 0 come from the node's IMDS, where they were
+	// assigned by hand, and every identity is namespaced.
+	modeManaged = "managed"
+)
+
+type settings struct {
+	agent            nmi.Options
+	rules            *imdsredirect.Rules
+	redirect         bool
+	redirectInterval time.Duration
+	flushConntrack   bool
+	routeLocalnet    bool
+}
+
+// parseFlags reads upstream NMI's flags (those acrpull has a use for; the rest are accepted and ignored, so existing
+// manifests start unchanged) and acrpull's own.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (settings, error) {
+	var (
+		s                                   settings
+		listenIP, metadataIP                string
+		nmiPort, metadataPort               int
+		probePort, prometheusPort           int
+		iptUpdateSeconds                    int
+		mode, cloudName, authorityHost      string
+		hostTokenAudiences                  string
+		forceNamespaced                     bool
+		retryAttemptsCreated, retryAttempts int
+		findInterval                        int
+		ignoredString                       string
+		ignoredBool                         bool
+	)
+	fs.StringVar(&s.agent.NodeName, "node", getenv("NODE_NAME"), "Name of this node (env NODE_NAME).")
+	fs.StringVar(&listenIP, "nmi-listen-address", "127.0.0.1", "Address the token endpoint listens on.")
+	fs.IntVar(&nmiPort, "nmi-port", 2579, "Port the token endpoint listens on.")
+	fs.StringVar(&metadataIP, "metadata-ip", "169.254.169.254", "Instance metadata service address pods call.")
+	fs.IntVar(&metadataPort, "metadata-port", 80, "Instance metadata service port.")
+	fs.IntVar(&iptUpdateSeconds, "ipt-update-interval-sec", 60, "Seconds between checks that the redirect chain is intact.")
+	fs.BoolVar(&s.redirect, "redirect", true, "Install the aad-metadata nat chain (false when something else redirects).")
+	fs.BoolVar(&s.routeLocalnet, "set-route-localnet", true, "Set net.ipv4.conf.all.route_localnet=1, which DNAT to 127.0.0.1 needs.")
+	fs.BoolVar(&s.flushConntrack, "enable-conntrack-deletion", false, "Delete conntrack entries to the metadata address at start, so connections opened before the agent are redirected too.")
+	fs.BoolVar(&forceNamespaced, "forceNamespaced", strings.EqualFold(getenv("FORCENAMESPACED"), "true"), "Identities are used only by pods in their own namespace (env FORCENAMESPACED).")
+	fs.BoolVar(&s.agent.Config.MetadataHeaderRequired, "metadata-header-required", true, "Refuse token requests without the Metadata: true header.")
+	fs.BoolVar(&s.agent.Config.BlockInstanceMetadata, "block-instance-metadata", false, "Answer /metadata/instance with 403.")
+	fs.BoolVar(&s.agent.Config.RetryAfterOnNoIdentity, "set-retry-after-header", false, "Answer 503 with Retry-After instead of 404 while a pod has no identity.")
+	fs.StringVar(&mode, "operation-mode", modeStandard, "standard or managed (identities assigned to nodes by hand; implies --forceNamespaced and --token-source=imds).")
+	fs.StringVar(&s.agent.Type0Source, "token-source", "", "Where tokens of user-assigned identities (type 0) come from: federation (a token of the pod's service account, bound to the pod, traded at Entra ID) or imds (the node's metadata service). Default federation, imds in managed mode; the annotation "+nmi.TokenSourceAnnotation+" overrides it per identity.")
+	fs.StringVar(&s.agent.ServiceAccountAudience, "service-account-token-audience", "api://AzureADTokenExchange", "Audience of the pod-bound service-account tokens presented to Entra ID.")
+	fs.StringVar(&s.agent.DefaultTenantID, "tenant-id", getenv("AZURE_TENANT_ID"), "Tenant of identities without spec.tenantID (env AZURE_TENANT_ID).")
+	fs.StringVar(&cloudName, "cloud", "PublicCloud", "Azure cloud: PublicCloud, USGovernmentCloud or ChinaCloud.")
+	fs.StringVar(&authorityHost, "authority-host", getenv("AZURE_AUTHORITY_HOST"), "Entra ID authority host, overriding --cloud's (env AZURE_AUTHORITY_HOST).")
+	fs.StringVar(&hostTokenAudiences, "host-token-audiences", "", "Comma-separated audiences accepted on /host/token callers' service-account tokens; empty accepts the apiserver's.")
+	fs.IntVar(&probePort, "http-probe-port", 8085, "Port of /healthz and /readyz (0 disables).")
+	fs.IntVar(&prometheusPort, "prometheus-port", 9090, "Port of /metrics (0 disables).")
+	fs.IntVar(&retryAttemptsCreated, "retry-attempts-for-created", 16, "Accepted for compatibility; used with an assignment controller.")
+	fs.IntVar(&retryAttempts, "retry-attempts-for-assigned", 4, "Accepted for compatibility; used with an assignment controller.")
+	fs.IntVar(&findInterval, "find-identity-retry-interval", 5, "Accepted for compatibility; used with an assignment controller.")
+	// Upstream flags with no meaning here.
+	for _, name := range []string{"host-ip", "MICNamespace", "kubelet-config", "log-format", "prometheus-address"} {
+		fs.StringVar(&ignoredString, name, "", "Accepted for compatibility; ignored.")
+	}
+	for _, name := range []string{"allow-network-plugin-kubenet", "enableScaleFeatures", "enableProfile"} {
+		fs.BoolVar(&ignoredBool, name, false, "Accepted for compatibility; ignored.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+
+	if s.agent.NodeName == "" {
+		return s, fmt.Errorf("--node (or env NODE_NAME) is required")
+	}
+	switch mode {
+	case modeStandard:
+	case modeManaged:
+		forceNamespaced = true
+		if s.agent.Type0Source == "" {
+			s.agent.Type0Source = nmi.SourceIMDS
+		}
+	default:
+		return s, fmt.Errorf("--operation-mode %q: use %s or %s", mode, modeStandard, modeManaged)
+	}
+	s.agent.Config.ForceNamespaced = forceNamespaced
+	cloud, ok := azauth.CloudNamed(cloudName)
+	if !ok && authorityHost == "" {
+		return s, fmt.Errorf("--cloud %q is not known: use PublicCloud, USGovernmentCloud or ChinaCloud, or set --authority-host", cloudName)
+	}
+	if authorityHost != "" {
+		cloud.AuthorityHost = authorityHost
+	}
+	s.agent.Cloud = cloud
+	for _, a := range strings.Split(hostTokenAudiences, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			s.agent.Config.HostTokenAudiences = append(s.agent.Config.HostTokenAudiences, a)
+		}
+	}
+	if net.ParseIP(listenIP) == nil || net.ParseIP(metadataIP) == nil {
+		return s, fmt.Errorf("--nmi-listen-address and --metadata-ip must be IP addresses")
+	}
+	s.agent.ListenAddr = net.JoinHostPort(listenIP, strconv.Itoa(nmiPort))
+	s.agent.IMDSEndpoint = "http://" + net.JoinHostPort(metadataIP, strconv.Itoa(metadataPort))
+	s.agent.MetricsAddr = portAddr(prometheusPort)
+	s.agent.ProbeAddr = portAddr(probePort)
+	s.rules = &imdsredirect.Rules{Chain: "aad-metadata", MetadataIP: metadataIP, MetadataPort: metadataPort, TargetIP: listenIP, TargetPort: nmiPort}
+	s.redirectInterval = time.Duration(max(iptUpdateSeconds, 1)) * time.Second
+	return s, nil
+}
+
+func portAddr(port int) string {
+	if port == 0 {
+		return "0"
+	}
+	return ":" + strconv.Itoa(port)
+}

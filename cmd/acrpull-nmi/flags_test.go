@@ -1,0 +1,77 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package main
+
+import (
+	"flag"
+	"strings"
+	"testing"
+
+	"github.com/acrpull/acrpull/internal/nmi"
+)
+
+func parse(t *testing.T, env map[string]string, args ...string) (settings, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("acrpull-nmi", flag.ContinueOnError)
+	return parseFlags(fs, args, func(k string) string { return env[k] })
+}
+
+// An upstream NMI DaemonSet's arguments start the agent unchanged.
+func TestUpstreamArgumentsAreAccepted(t *testing.T) {
+	s, err := parse(t, map[string]string{"NODE_NAME": "aks-node-1"},
+		"--node=aks-node-1", "--http-probe-port=8085", "--operation-mode=standard", "--forceNamespaced=false",
+		"--allow-network-plugin-kubenet=false", "--kubelet-config=/etc/default/kubelet", "--enableScaleFeatures=true",
+		"--metadata-header-required=true", "--prometheus-port=9090", "--ipt-update-interval-sec=60",
+		"--retry-attempts-for-created=16", "--retry-attempts-for-assigned=4", "--find-identity-retry-interval=5",
+		"--MICNamespace=default", "--log-format=json", "--block-instance-metadata", "--set-retry-after-header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.agent.NodeName != "aks-node-1" || s.agent.ListenAddr != "127.0.0.1:2579" || s.agent.IMDSEndpoint != "http://169.254.169.254:80" {
+		t.Errorf("node %q listen %q imds %q", s.agent.NodeName, s.agent.ListenAddr, s.agent.IMDSEndpoint)
+	}
+	if !s.agent.Config.MetadataHeaderRequired || !s.agent.Config.BlockInstanceMetadata || !s.agent.Config.RetryAfterOnNoIdentity {
+		t.Errorf("config %+v", s.agent.Config)
+	}
+	if s.agent.ProbeAddr != ":8085" || s.agent.MetricsAddr != ":9090" {
+		t.Errorf("probe %q metrics %q", s.agent.ProbeAddr, s.agent.MetricsAddr)
+	}
+	if s.rules.Chain != "aad-metadata" || s.rules.TargetPort != 2579 || s.rules.MetadataIP != "169.254.169.254" {
+		t.Errorf("rules %+v", s.rules)
+	}
+	if s.agent.Type0Source != "" || s.agent.Config.ForceNamespaced {
+		t.Errorf("standard mode: source %q namespaced %v", s.agent.Type0Source, s.agent.Config.ForceNamespaced)
+	}
+}
+
+func TestManagedModeIsNamespacedAndUsesIMDS(t *testing.T) {
+	s, err := parse(t, nil, "--node=n", "--operation-mode=managed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.agent.Config.ForceNamespaced || s.agent.Type0Source != nmi.SourceIMDS {
+		t.Errorf("managed: namespaced %v source %q", s.agent.Config.ForceNamespaced, s.agent.Type0Source)
+	}
+	if s, _ := parse(t, map[string]string{"FORCENAMESPACED": "true"}, "--node=n"); !s.agent.Config.ForceNamespaced {
+		t.Error("FORCENAMESPACED=true is upstream's environment switch")
+	}
+}
+
+func TestBadArgumentsAreClearErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "--node"},
+		{[]string{"--node=n", "--operation-mode=classic"}, "--operation-mode"},
+		{[]string{"--node=n", "--cloud=Moon"}, "--cloud"},
+		{[]string{"--node=n", "--metadata-ip=imds.local"}, "must be IP addresses"},
+	} {
+		if _, err := parse(t, nil, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one mentioning %s", tc.args, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+// Command acrpull-nmi is the node agent for the AAD Pod Identity API. Run it on every node with hostNetwork: it
+// redirects pods' instance metadata traffic to itself (nat chain aad-metadata) and serves pods tokens for their
+// bound identities. It accepts upstream NMI's flags, so an existing DaemonSet's arguments keep working.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/acrpull/acrpull/internal/nmi"
+)
+
+func main() {
+	fs := flag.NewFlagSet("acrpull-nmi", flag.ExitOnError)
+	zapOpts := zap.Options{Development: false}
+	zapOpts.BindFlags(fs)
+	config.RegisterFlags(fs)
+	f, err := parseFlags(fs, os.Args[1:], os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "Failed to load kubeconfig")
+		os.Exit(1)
+	}
+	mgr, err := nmi.New(cfg, f.agent)
+	if err != nil {
+		log.Error(err, "Failed to build the node agent")
+		os.Exit(1)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	redirectDone := make(chan struct{})
+	if f.redirect {
+		rules := f.rules
+		if f.routeLocalnet && rules.TargetIP == "127.0.0.1" {
+			// Without it the kernel drops packets DNATed to 127.0.0.1 that arrived from pods; kube-proxy no longer
+			// sets it everywhere.
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/all/route_localnet", []byte("1"), 0o644); err != nil {
+				log.Error(err, "Failed to set net.ipv4.conf.all.route_localnet=1; redirected requests may be dropped")
+			}
+		}
+		if f.flushConntrack {
+			if err := rules.FlushConntrack(); err != nil {
+				log.Error(err, "Failed to flush conntrack entries to the metadata address")
+			}
+		}
+		if _, err := rules.Ensure(); err != nil {
+			log.Error(err, "Failed to install the redirect", "chain", rules.Chain)
+			os.Exit(1)
+		}
+		log.Info("Redirecting instance metadata traffic", "chain", rules.Chain, "to", f.agent.ListenAddr)
+		go func() {
+			defer close(redirectDone)
+			// Run re-asserts the chain until the signal, then deletes it, so pods reach the node's metadata service
+			// directly again once the agent is gone.
+			if err := rules.Run(ctx, f.redirectInterval, func() { log.Info("Repaired the redirect chain", "chain", rules.Chain) }); err != nil {
+				log.Error(err, "Failed to remove the redirect chain", "chain", rules.Chain)
+			}
+		}()
+	} else {
+		close(redirectDone)
+	}
+	log.Info("Starting node agent", "node", f.agent.NodeName, "tokenSource", f.agent.Type0Source)
+	err = mgr.Start(ctx)
+	<-redirectDone
+	if err != nil && ctx.Err() == nil {
+		log.Error(err, "Node agent stopped")
+		os.Exit(1)
+	}
+	if f.redirect {
+		log.Info("Removed the redirect chain", "chain", f.rules.Chain)
+	}
+}

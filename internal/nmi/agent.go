@@ -1,0 +1,236 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package nmi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
+	"github.com/acrpull/acrpull/internal/azauth"
+	acrmanager "github.com/acrpull/acrpull/internal/manager"
+	"github.com/acrpull/acrpull/internal/tokencache"
+)
+
+// Options configure the agent.
+type Options struct {
+	// NodeName is the node the agent serves; only its pods are watched.
+	NodeName string
+	// Listener receives redirected requests; nil listens on ListenAddr.
+	Listener   net.Listener
+	ListenAddr string
+	// MetricsAddr and ProbeAddr are the metrics and health endpoints ("0" disables).
+	MetricsAddr string
+	ProbeAddr   string
+
+	Config Config
+	// Type0Source is SourceFederation (default) or SourceIMDS.
+	Type0Source string
+	// ServiceAccountAudience is the audience of the pod-bound tokens presented to Entra ID.
+	ServiceAccountAudience string
+	// DefaultTenantID and Cloud serve identities that do not name their tenant and authority.
+	DefaultTenantID string
+	Cloud           azauth.Cloud
+	// IMDSEndpoint is the node's instance metadata service.
+	IMDSEndpoint string
+	// PodLookupAttempts and PodLookupInterval bound the wait for a new pod to reach the cache.
+	PodLookupAttempts int
+	PodLookupInterval time.Duration
+
+	// AzureHTTPClient carries Azure requests; nil honours HTTPS_PROXY and SSL_CERT_FILE.
+	AzureHTTPClient  *http.Client
+	AzureCallTimeout time.Duration
+	Clock            clock.Clock
+	MetricsRegistry  prometheus.Registerer
+}
+
+// Agent is the node agent: a controller-runtime manager holding caches of this node's pods and of the pod identity
+// objects, with the metadata API server as one of its runnables.
+type Agent struct {
+	manager.Manager
+	// Handler is the metadata API, also served on the listener once the caches have synced.
+	Handler http.Handler
+}
+
+// New builds the agent.
+func New(cfg *rest.Config, opts Options) (*Agent, error) {
+	if opts.NodeName == "" {
+		return nil, errors.New("the node name is required (--node, or env NODE_NAME from the downward API)")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.MetricsRegistry == nil {
+		opts.MetricsRegistry = ctrlmetrics.Registry
+	}
+	if opts.Type0Source == "" {
+		opts.Type0Source = SourceFederation
+	}
+	if opts.Type0Source != SourceFederation && opts.Type0Source != SourceIMDS {
+		return nil, fmt.Errorf("unknown token source %q: use %s or %s", opts.Type0Source, SourceFederation, SourceIMDS)
+	}
+	if opts.ServiceAccountAudience == "" {
+		opts.ServiceAccountAudience = "api://AzureADTokenExchange"
+	}
+	if opts.Cloud.AuthorityHost == "" {
+		opts.Cloud = azauth.PublicCloud
+	}
+	if opts.IMDSEndpoint == "" {
+		opts.IMDSEndpoint = "http://169.254.169.254"
+	}
+	imds, err := url.Parse(opts.IMDSEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("IMDS endpoint %q: %w", opts.IMDSEndpoint, err)
+	}
+	if opts.PodLookupAttempts == 0 {
+		opts.PodLookupAttempts, opts.PodLookupInterval = 4, 300*time.Millisecond
+	}
+	httpClient := opts.AzureHTTPClient
+	if httpClient == nil {
+		httpClient = &http.Client{Transport: http.DefaultTransport}
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 acrmanager.NewScheme(),
+		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress: opts.ProbeAddr,
+		Cache: cache.Options{
+			ByObject: map[client.Object]cache.ByObject{
+				// Only this node's pods: the agent's memory does not grow with the cluster.
+				&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", opts.NodeName)},
+			},
+		},
+		Client: client.Options{Cache: &client.CacheOptions{
+			// Secrets are read by name when an identity needs one, never cached: no list or watch of Secrets.
+			DisableFor: []client.Object{&corev1.Secret{}},
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, PodIPIndex, IndexPodIPs); err != nil {
+		return nil, err
+	}
+
+	metrics := NewMetrics(opts.MetricsRegistry)
+	azure := azauth.NewClient(azauth.Options{HTTPClient: httpClient, CallTimeout: opts.AzureCallTimeout, Clock: opts.Clock})
+	tokens := tokencache.New(opts.Clock, nil)
+	srv := &Server{
+		Config:  opts.Config,
+		Pods:    &PodLocator{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Node: opts.NodeName, Attempts: opts.PodLookupAttempts, Interval: opts.PodLookupInterval},
+		Objects: mgr.GetCache(),
+		Kube:    mgr.GetClient(),
+		Issuer: &Issuer{
+			Azure: azure, Cache: tokens, Clock: opts.Clock, Kube: mgr.GetClient(),
+			Type0Source: opts.Type0Source, Audience: opts.ServiceAccountAudience,
+			DefaultTenantID: opts.DefaultTenantID, Cloud: opts.Cloud,
+		},
+		Metrics:       metrics,
+		Recorder:      mgr.GetEventRecorder("acrpull-nmi"),
+		Log:           ctrl.Log.WithName("nmi"),
+		Clock:         opts.Clock,
+		IMDS:          imds,
+		IMDSTransport: httpClient.Transport,
+	}
+	// Informers for the identity objects start before the first request, not on it.
+	for _, obj := range []client.Object{&aadv1.AzureIdentity{}, &aadv1.AzureIdentityBinding{}, &aadv1.AzurePodIdentityException{}} {
+		if _, err := mgr.GetCache().GetInformer(context.Background(), obj); err != nil {
+			return nil, err
+		}
+	}
+	handler := srv.Handler()
+	server := &httpRunnable{handler: handler, log: srv.Log, listener: opts.Listener, addr: opts.ListenAddr, cache: mgr.GetCache()}
+	if err := mgr.Add(server); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	// Ready once the metadata API answers: before that, pods' requests would be refused or dropped.
+	if err := mgr.AddReadyzCheck("serving", func(*http.Request) error {
+		if !server.serving.Load() {
+			return errors.New("the metadata API is not serving yet")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		// Tokens of pods long gone would otherwise stay in memory.
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				tokens.Sweep()
+			}
+		}
+	})); err != nil {
+		return nil, err
+	}
+	return &Agent{Manager: mgr, Handler: handler}, nil
+}
+
+// httpRunnable serves the metadata API once the caches have synced, so the first request finds its pod.
+type httpRunnable struct {
+	handler  http.Handler
+	log      logr.Logger
+	listener net.Listener
+	addr     string
+	cache    cache.Cache
+	serving  atomic.Bool
+}
+
+func (h *httpRunnable) NeedLeaderElection() bool { return false }
+
+func (h *httpRunnable) Start(ctx context.Context) error {
+	if !h.cache.WaitForCacheSync(ctx) {
+		return errors.New("caches did not sync")
+	}
+	l := h.listener
+	if l == nil {
+		var err error
+		if l, err = net.Listen("tcp", h.addr); err != nil {
+			return fmt.Errorf("listening on %s: %w", h.addr, err)
+		}
+	}
+	server := &http.Server{Handler: h.handler, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- server.Serve(l) }()
+	h.serving.Store(true)
+	defer h.serving.Store(false)
+	h.log.Info("serving the instance metadata API", "address", l.Addr().String())
+	select {
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return server.Shutdown(shutdown)
+	case err := <-errc:
+		return err
+	}
+}

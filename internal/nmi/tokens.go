@@ -1,0 +1,265 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package nmi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
+	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/tokencache"
+)
+
+// AzureClient is the part of Azure the agent uses; azauth.Client implements it.
+type AzureClient interface {
+	ManagedIdentityToken(ctx context.Context, id azauth.ManagedIdentity, audience string) (azauth.Token, error)
+	WorkloadIdentityToken(ctx context.Context, cloud azauth.Cloud, id azauth.WorkloadIdentity, audience string) (azauth.Token, error)
+	ClientSecretToken(ctx context.Context, cloud azauth.Cloud, tenantID, clientID, secret, audience string) (azauth.Token, error)
+	ClientCertificateToken(ctx context.Context, cloud azauth.Cloud, tenantID, clientID string, pkcs12 []byte, password, audience string) (azauth.Token, error)
+}
+
+// Token sources for user-assigned identities (type 0).
+const (
+	// SourceFederation trades a service-account token bound to the calling pod at Entra ID: no VM assignment, no
+	// wait, and Entra ID itself checks that the identity trusts the pod's service account.
+	SourceFederation = "federation"
+	// SourceIMDS asks the node's instance metadata service, for identities assigned to the node's VM or scale set
+	// by hand (upstream's managed mode) or by an assignment controller.
+	SourceIMDS = "imds"
+)
+
+// TokenSourceAnnotation on an AzureIdentity overrides the agent's type-0 source for that identity, so a cluster can
+// move identities to federation one at a time.
+const TokenSourceAnnotation = "acrpull.microsoft.com/token-source"
+
+// refreshMargin is how long before expiry a cached token stops being handed out. Azure SDKs refresh tokens five
+// minutes before they expire; a token with less left would make them come straight back.
+const refreshMargin = 5 * time.Minute
+
+// Issuer gets tokens for pods. Tokens are cached per source, identity, tenant and resource (and, for federation,
+// the pod's service account, because Entra ID decides per account whether the identity trusts it), so many pods
+// asking for one identity cause one Azure call.
+type Issuer struct {
+	Azure AzureClient
+	Cache *tokencache.Cache
+	Clock clock.PassiveClock
+	// Kube mints service-account tokens (TokenRequest) and reads the Secrets identities name, by name only.
+	Kube client.Client
+	// Type0Source is SourceFederation or SourceIMDS.
+	Type0Source string
+	// Audience is the audience of the service-account tokens presented to Entra ID.
+	Audience string
+	// DefaultTenantID serves identities without spec.tenantID.
+	DefaultTenantID string
+	// Cloud is the Entra ID authority for identities without spec.adEndpoint.
+	Cloud azauth.Cloud
+}
+
+// Failure kinds the HTTP layer maps to status codes.
+var (
+	// errIdentityConfig says the identity cannot work as written (missing secret, bad certificate, no tenant).
+	errIdentityConfig = errors.New("identity configuration")
+)
+
+// Tokens returns the tokens for identity and resource on behalf of pod: one, or for a multi-tenant service principal
+// the primary tenant's followed by one per auxiliary tenant.
+func (i *Issuer) Tokens(ctx context.Context, pod *corev1.Pod, id *aadv1.AzureIdentity, resource string) ([]azauth.Token, error) {
+	switch id.Spec.Type {
+	case aadv1.UserAssignedMSI:
+		if i.type0Source(id) == SourceIMDS {
+			tok, err := i.imdsToken(ctx, id, resource)
+			return []azauth.Token{tok}, err
+		}
+		tok, err := i.federatedToken(ctx, pod, id, resource)
+		return []azauth.Token{tok}, err
+	case aadv1.ServicePrincipal:
+		return i.secretTokens(ctx, id, resource)
+	case aadv1.ServicePrincipalCertificate:
+		tok, err := i.certificateToken(ctx, id, resource)
+		return []azauth.Token{tok}, err
+	}
+	return nil, fmt.Errorf("%w: unknown identity type %d", errIdentityConfig, id.Spec.Type)
+}
+
+// IMDSToken gets a token from the node's instance metadata service for whichever identity the request names, for
+// pods an AzurePodIdentityException lets through.
+func (i *Issuer) IMDSToken(ctx context.Context, clientID, resourceID, resource string) (azauth.Token, error) {
+	key := "imds|" + strings.ToLower(clientID) + "|" + strings.ToLower(resourceID) + "|" + resource
+	return i.Cache.Get(ctx, "pod-identity", key, i.fresh, func(ctx context.Context) (azauth.Token, error) {
+		return i.Azure.ManagedIdentityToken(ctx, azauth.ManagedIdentity{ClientID: clientID, ResourceID: resourceID}, resource)
+	})
+}
+
+func (i *Issuer) type0Source(id *aadv1.AzureIdentity) string {
+	switch id.Annotations[TokenSourceAnnotation] {
+	case SourceIMDS:
+		return SourceIMDS
+	case SourceFederation:
+		return SourceFederation
+	}
+	return i.Type0Source
+}
+
+func (i *Issuer) fresh(t azauth.Token) bool {
+	margin := min(refreshMargin, t.Lifetime()/4)
+	return i.Clock.Now().Add(margin).Before(t.ExpiresAt)
+}
+
+func (i *Issuer) imdsToken(ctx context.Context, id *aadv1.AzureIdentity, resource string) (azauth.Token, error) {
+	return i.IMDSToken(ctx, id.Spec.ClientID, id.Spec.ResourceID, resource)
+}
+
+func (i *Issuer) federatedToken(ctx context.Context, pod *corev1.Pod, id *aadv1.AzureIdentity, resource string) (azauth.Token, error) {
+	if id.Spec.ClientID == "" {
+		return azauth.Token{}, fmt.Errorf("%w: federation needs spec.clientID", errIdentityConfig)
+	}
+	tenant, cloud, err := i.tenantAndCloud(id)
+	if err != nil {
+		return azauth.Token{}, err
+	}
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	key := strings.Join([]string{"federation", cloud.AuthorityHost, tenant, strings.ToLower(id.Spec.ClientID),
+		pod.Namespace + "/" + sa, resource}, "|")
+	// The assertion is bound to the calling pod: the apiserver refuses it if the pod is gone or was replaced (UID),
+	// and the token dies with the pod.
+	assertion := func(ctx context.Context) (string, error) {
+		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			Audiences:         []string{i.Audience},
+			ExpirationSeconds: ptrTo(int64(600)),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		}}
+		account := &corev1.ServiceAccount{}
+		account.Namespace, account.Name = pod.Namespace, sa
+		if err := i.Kube.SubResource("token").Create(ctx, account, tr); err != nil {
+			return "", fmt.Errorf("requesting a token for service account %s/%s bound to pod %s: %w", pod.Namespace, sa, pod.Name, err)
+		}
+		return tr.Status.Token, nil
+	}
+	return i.Cache.Get(ctx, "pod-identity", key, i.fresh, func(ctx context.Context) (azauth.Token, error) {
+		return i.Azure.WorkloadIdentityToken(ctx, cloud,
+			azauth.WorkloadIdentity{TenantID: tenant, ClientID: id.Spec.ClientID, Assertion: assertion}, resource)
+	})
+}
+
+func (i *Issuer) secretTokens(ctx context.Context, id *aadv1.AzureIdentity, resource string) ([]azauth.Token, error) {
+	tenant, cloud, err := i.tenantAndCloud(id)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := i.secret(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	value, err := clientSecretOf(secret)
+	if err != nil {
+		return nil, err
+	}
+	tenants := append([]string{tenant}, id.Spec.AuxiliaryTenantIDs...)
+	out := make([]azauth.Token, 0, len(tenants))
+	for _, t := range tenants {
+		// The secret's digest is part of the key, so a rotated secret is used at once.
+		key := strings.Join([]string{"secret", cloud.AuthorityHost, t, strings.ToLower(id.Spec.ClientID), digest(value), resource}, "|")
+		tok, err := i.Cache.Get(ctx, "pod-identity", key, i.fresh, func(ctx context.Context) (azauth.Token, error) {
+			return i.Azure.ClientSecretToken(ctx, cloud, t, id.Spec.ClientID, string(value), resource)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: %w", t, err)
+		}
+		out = append(out, tok)
+	}
+	return out, nil
+}
+
+func (i *Issuer) certificateToken(ctx context.Context, id *aadv1.AzureIdentity, resource string) (azauth.Token, error) {
+	tenant, cloud, err := i.tenantAndCloud(id)
+	if err != nil {
+		return azauth.Token{}, err
+	}
+	secret, err := i.secret(ctx, id)
+	if err != nil {
+		return azauth.Token{}, err
+	}
+	cert := secret.Data["certificate"]
+	if len(cert) == 0 {
+		return azauth.Token{}, fmt.Errorf("%w: secret %s/%s has no key \"certificate\"", errIdentityConfig, secret.Namespace, secret.Name)
+	}
+	password := string(secret.Data["password"])
+	key := strings.Join([]string{"certificate", cloud.AuthorityHost, tenant, strings.ToLower(id.Spec.ClientID),
+		digest(append(slices.Clone(cert), password...)), resource}, "|")
+	return i.Cache.Get(ctx, "pod-identity", key, i.fresh, func(ctx context.Context) (azauth.Token, error) {
+		return i.Azure.ClientCertificateToken(ctx, cloud, tenant, id.Spec.ClientID, cert, password, resource)
+	})
+}
+
+// secret reads the Secret an identity names with a single GET: the agent never lists or watches Secrets.
+func (i *Issuer) secret(ctx context.Context, id *aadv1.AzureIdentity) (*corev1.Secret, error) {
+	ref := id.Spec.ClientPassword
+	if ref.Name == "" {
+		return nil, fmt.Errorf("%w: spec.clientPassword names no secret", errIdentityConfig)
+	}
+	ns := ref.Namespace
+	if ns == "" {
+		ns = id.Namespace
+	}
+	secret := &corev1.Secret{}
+	if err := i.Kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, secret); err != nil {
+		return nil, fmt.Errorf("%w: reading secret %s/%s: %v", errIdentityConfig, ns, ref.Name, err)
+	}
+	return secret, nil
+}
+
+// clientSecretOf is the client secret in a type-1 identity's Secret. Upstream takes "the first value", which with
+// several keys is whichever Go's map order yields; acrpull takes the only value, or the first key in sorted order.
+func clientSecretOf(secret *corev1.Secret) ([]byte, error) {
+	keys := make([]string, 0, len(secret.Data))
+	for k := range secret.Data {
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%w: secret %s/%s is empty", errIdentityConfig, secret.Namespace, secret.Name)
+	}
+	slices.Sort(keys)
+	return secret.Data[keys[0]], nil
+}
+
+func (i *Issuer) tenantAndCloud(id *aadv1.AzureIdentity) (string, azauth.Cloud, error) {
+	tenant := id.Spec.TenantID
+	if tenant == "" {
+		tenant = i.DefaultTenantID
+	}
+	if tenant == "" {
+		return "", azauth.Cloud{}, fmt.Errorf("%w: no spec.tenantID and no default tenant configured", errIdentityConfig)
+	}
+	cloud := i.Cloud
+	if id.Spec.ADEndpoint != "" {
+		cloud.AuthorityHost = id.Spec.ADEndpoint
+	}
+	return tenant, cloud, nil
+}
+
+// digest names secret material in cache keys without keeping it there.
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -6,7 +6,6 @@ SPDX-License-Identifier: MIT
 package chart_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -73,24 +72,6 @@ type buildError struct {
 
 func (e *buildError) Error() string { return e.err.Error() + "\n" + string(e.out) }
 
-// syncBuffer collects a process's output for inspection while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // The real controller binary, started with the chart's arguments and authenticated as the chart's service account
 // (so bound by exactly the chart's RBAC and admission policies), does its whole job without a single denial: takes
 // the leader Lease, mints v1beta2 (managed and workload identity) and v1beta1 secrets, attaches them, and on
@@ -147,7 +128,7 @@ func TestControllerWorksUnderTheChartsPolicies(t *testing.T) {
 			args[i] = "--health-probe-bind-address=127.0.0.1:0"
 		}
 	}
-	var logs syncBuffer
+	var logs testenv.Output
 	cmd := exec.Command(controllerBinary(t), append(args, "--kubeconfig="+kubeconfig)...)
 	cmd.Env = []string{"HOME=" + t.TempDir(), "HTTPS_PROXY=" + cloud.ProxyURL().String(), "HTTP_PROXY=" + cloud.ProxyURL().String(),
 		"NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + caFile}

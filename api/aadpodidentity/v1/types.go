@@ -49,9 +49,9 @@ const (
 )
 
 // AzureIdentitySpec describes an Azure identity pods may be given.
-// +kubebuilder:validation:XValidation:rule="!has(self.resourceID) || self.resourceID == ” || self.resourceID.matches('(?i)^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/Microsoft\\\\.ManagedIdentity/userAssignedIdentities/[^/]+$')",message="resourceID must look like /subscriptions/<subscription>/resourcegroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>"
-// +kubebuilder:validation:XValidation:rule="(has(self.type) && self.type != 0) || (has(self.clientID) && self.clientID != ”) || (has(self.resourceID) && self.resourceID != ”)",message="a user-assigned identity (type 0) needs clientID or resourceID"
-// +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type == 0 || (has(self.clientID) && self.clientID != ” && has(self.tenantID) && self.tenantID != ” && has(self.clientPassword) && has(self.clientPassword.name) && self.clientPassword.name != ”)",message="a service principal (type 1 or 2) needs clientID, tenantID and clientPassword.name"
+// +kubebuilder:validation:XValidation:rule="!has(self.resourceID) || size(self.resourceID) == 0 || self.resourceID.matches('(?i)^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/Microsoft\\\\.ManagedIdentity/userAssignedIdentities/[^/]+$')",message="resourceID must look like /subscriptions/<subscription>/resourcegroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>"
+// +kubebuilder:validation:XValidation:rule="(has(self.type) && self.type != 0) || (has(self.clientID) && size(self.clientID) > 0) || (has(self.resourceID) && size(self.resourceID) > 0)",message="a user-assigned identity (type 0) needs clientID or resourceID"
+// +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type == 0 || (has(self.clientID) && size(self.clientID) > 0 && has(self.tenantID) && size(self.tenantID) > 0 && has(self.clientPassword) && has(self.clientPassword.name) && size(self.clientPassword.name) > 0)",message="a service principal (type 1 or 2) needs clientID, tenantID and clientPassword.name"
 // +kubebuilder:validation:XValidation:rule="!has(self.auxiliaryTenantIDs) || size(self.auxiliaryTenantIDs) == 0 || (has(self.type) && self.type == 1)",message="auxiliaryTenantIDs apply to service principals with a client secret (type 1) only"
 type AzureIdentitySpec struct {
 	// Kept from upstream, which embeds an ObjectMeta here; unused.

@@ -46,6 +46,8 @@ type Error struct {
 	RetryAfter time.Duration
 	// Detail is a short, token-free explanation.
 	Detail string
+	// Denied are the identities Resource Manager refused to assign (AssignDenied), lowercased.
+	Denied []string
 }
 
 func (e *Error) Error() string {

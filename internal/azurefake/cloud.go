@@ -57,7 +57,7 @@ const (
 )
 
 // Endpoints lists every endpoint, in a stable order.
-var Endpoints = []Endpoint{EntraDiscovery, EntraToken, IMDSToken, ACRExchange, ACRToken, ACRTokenGet, RegistryV2}
+var Endpoints = []Endpoint{EntraDiscovery, EntraToken, IMDSToken, ACRExchange, ACRToken, ACRTokenGet, RegistryV2, ARMRead, ARMWrite}
 
 // ACRIssuer is the issuer of the registry's tokens, which the registry is configured to trust.
 const ACRIssuer = "Azure Container Registry"
@@ -177,6 +177,8 @@ type Cloud struct {
 
 	faults faultTable
 	counters
+	// arm is Resource Manager's VMs, scale sets, operations and node placements (arm.go).
+	arm armState
 }
 
 // errNotStarted is what clients of a fake that is not listening get instead of a direct connection.

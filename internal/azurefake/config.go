@@ -36,6 +36,8 @@ type Config struct {
 	Lifetimes      *LifetimesConfig `json:"lifetimes,omitempty"`
 	// Faults are keyed by endpoint name ("imds-token", "acr-exchange", ...).
 	Faults map[Endpoint]FaultConfig `json:"faults,omitempty"`
+	// ARM holds Resource Manager's VMs and scale sets, where nodes run, and who may assign which identity.
+	ARM *ARMConfig `json:"arm,omitempty"`
 }
 
 // FederatedCredentialOf is a federated credential of one identity.
@@ -166,6 +168,12 @@ func (c *Cloud) ApplyConfig(cfg Config) error {
 			return fmt.Errorf("fault %s: %w", ep, err)
 		}
 		c.SetFault(ep, f)
+	}
+	if cfg.ARM != nil {
+		// Last: assigning identities to VMs needs the identities above.
+		if err := c.applyARMConfig(*cfg.ARM); err != nil {
+			return fmt.Errorf("arm: %w", err)
+		}
 	}
 	return nil
 }

@@ -20,6 +20,8 @@ type counters struct {
 	byHost sync.Map // host → *atomic.Int64
 	// byTenant counts token requests per tenant, so multi-tenant tests can prove each tenant was asked once.
 	byTenant sync.Map // lower-case tenant → *atomic.Int64
+	// byARM counts Resource Manager requests per method and resource kind (ARMCount).
+	byARM sync.Map // "METHOD kind" → *atomic.Int64
 }
 
 type statusKey struct {
@@ -104,7 +106,7 @@ func (c *Cloud) ResetCounts() {
 	for _, n := range c.byEndpoint {
 		n.Store(0)
 	}
-	for _, m := range []*sync.Map{&c.byStatus, &c.byHost, &c.byTenant} {
+	for _, m := range []*sync.Map{&c.byStatus, &c.byHost, &c.byTenant, &c.byARM} {
 		m.Range(func(_, v any) bool {
 			v.(*atomic.Int64).Store(0)
 			return true

@@ -39,7 +39,8 @@ func (c *Cloud) serveIMDS(w http.ResponseWriter, r *http.Request) {
 		imdsError(w, "Required query variable 'resource' is missing")
 		return
 	}
-	id, problem := c.assignedIdentity(q.Get("client_id"), firstNonEmpty(q.Get("msi_res_id"), q.Get("mi_res_id")), q.Get("object_id"))
+	// A node placed on a VM or scale set gets the identities ARM assigned there; any other caller those AssignedToVM.
+	id, problem := c.imdsIdentity(r, q.Get("client_id"), firstNonEmpty(q.Get("msi_res_id"), q.Get("mi_res_id")), q.Get("object_id"))
 	if problem != "" {
 		imdsError(w, problem)
 		return

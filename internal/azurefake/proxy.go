@@ -51,6 +51,7 @@ func (c *Cloud) Close() {
 	if c.clientTransport != nil {
 		c.clientTransport.CloseIdleConnections()
 	}
+	c.closeNodeClients()
 	c.upstream.CloseIdleConnections()
 }
 
@@ -115,6 +116,8 @@ func (c *Cloud) serveHost(w http.ResponseWriter, r *http.Request) {
 		c.serveIMDS(rw, r)
 	case c.isAuthority(host):
 		c.serveEntra(rw, r, host)
+	case isARMHost(host):
+		c.serveARM(rw, r, host)
 	default:
 		if reg, ok := c.registry(host); ok {
 			c.serveACR(rw, r, reg)
@@ -147,7 +150,7 @@ func (c *Cloud) endpoint(ep Endpoint, w http.ResponseWriter, r *http.Request) (F
 }
 
 func (c *Cloud) knownHost(host string) bool {
-	if host == imdsHost || c.isAuthority(host) {
+	if host == imdsHost || c.isAuthority(host) || isARMHost(host) {
 		return true
 	}
 	_, ok := c.registry(host)

@@ -1,0 +1,272 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package azauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v7"
+)
+
+// Endpoint kinds of Azure Resource Manager, as named in errors.
+const (
+	EndpointARMRead  = "arm-read"
+	EndpointARMWrite = "arm-write"
+)
+
+// AssignDenied says ARM refused to assign identities the caller may not use (LinkedAuthorizationFailed).
+const AssignDenied FailureKind = "IdentityAssignDenied"
+
+// ARMCredential is how the assignment controller signs in to Azure Resource Manager: a service principal with a
+// secret, or a managed identity of the node it runs on (by client ID, or the system-assigned one).
+type ARMCredential struct {
+	TenantID     string
+	ClientID     string
+	ClientSecret string
+	// ManagedIdentity uses the instance metadata service; ClientID then names a user-assigned identity, if set.
+	ManagedIdentity bool
+}
+
+// ARMClient reads and changes the user-assigned identities of VMs and VM scale sets.
+type ARMClient struct {
+	cred    azcore.TokenCredential
+	options *arm.ClientOptions
+	// identityTypes remembers each host's identity type from its last read, so an update keeps a system-assigned
+	// identity and clears the type when the last user-assigned one goes.
+	identityTypes sync.Map // host ID → armcompute.ResourceIdentityType
+	pollEvery     time.Duration
+}
+
+// NewARMClient returns a client for the cloud's Resource Manager. pollEvery is how often a long-running update is
+// polled (at least a second, the SDK's floor).
+func (c *Client) NewARMClient(azCloud Cloud, armEndpoint string, cred ARMCredential, pollEvery time.Duration) (*ARMClient, error) {
+	cfg := cloud.AzurePublic
+	cfg.ActiveDirectoryAuthorityHost = azCloud.AuthorityHost
+	if armEndpoint != "" {
+		cfg.Services = map[cloud.ServiceName]cloud.ServiceConfiguration{
+			cloud.ResourceManager: {Endpoint: armEndpoint, Audience: armEndpoint},
+		}
+	}
+	opts := c.clientOptions(azCloud.AuthorityHost)
+	opts.Cloud = cfg
+	var (
+		tc  azcore.TokenCredential
+		err error
+	)
+	if cred.ManagedIdentity {
+		miOpts := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: c.clientOptions("")}
+		if cred.ClientID != "" {
+			miOpts.ID = azidentity.ClientID(cred.ClientID)
+		}
+		tc, err = azidentity.NewManagedIdentityCredential(miOpts)
+	} else {
+		tc, err = azidentity.NewClientSecretCredential(cred.TenantID, cred.ClientID, cred.ClientSecret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
+	}
+	if err != nil {
+		return nil, &Error{Kind: IdentityNotFound, Endpoint: EndpointEntra, Detail: "the controller's Azure credential is incomplete"}
+	}
+	return &ARMClient{cred: tc, options: &arm.ClientOptions{ClientOptions: opts}, pollEvery: max(pollEvery, time.Second)}, nil
+}
+
+// armHost is a parsed VM or scale-set resource ID.
+type armHost struct {
+	subscription, group, name string
+	scaleSet                  bool
+}
+
+func parseHost(id string) (armHost, error) {
+	parts := strings.Split(strings.Trim(id, "/"), "/")
+	if len(parts) != 8 || !strings.EqualFold(parts[0], "subscriptions") || !strings.EqualFold(parts[2], "resourcegroups") {
+		return armHost{}, fmt.Errorf("%q is not a VM or scale-set resource ID", id)
+	}
+	h := armHost{subscription: parts[1], group: parts[3], name: parts[7]}
+	switch strings.ToLower(parts[6]) {
+	case "virtualmachines":
+	case "virtualmachinescalesets":
+		h.scaleSet = true
+	default:
+		return armHost{}, fmt.Errorf("%q is not a VM or scale-set resource ID", id)
+	}
+	return h, nil
+}
+
+// HostIdentities returns the lowercased resource IDs of the user-assigned identities on a VM or scale set.
+func (a *ARMClient) HostIdentities(ctx context.Context, hostID string) ([]string, error) {
+	h, err := parseHost(hostID)
+	if err != nil {
+		return nil, err
+	}
+	var identity *armcompute.ResourceIdentityType
+	var assigned map[string]*armcompute.UserAssignedIdentitiesValue
+	if h.scaleSet {
+		c, err := armcompute.NewVirtualMachineScaleSetsClient(h.subscription, a.cred, a.options)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Get(ctx, h.group, h.name, nil)
+		if err != nil {
+			return nil, classifyARM(EndpointARMRead, err)
+		}
+		if resp.Identity != nil {
+			identity, assigned = resp.Identity.Type, resp.Identity.UserAssignedIdentities
+		}
+	} else {
+		c, err := armcompute.NewVirtualMachinesClient(h.subscription, a.cred, a.options)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Get(ctx, h.group, h.name, nil)
+		if err != nil {
+			return nil, classifyARM(EndpointARMRead, err)
+		}
+		if resp.Identity != nil {
+			identity, assigned = resp.Identity.Type, resp.Identity.UserAssignedIdentities
+		}
+	}
+	t := armcompute.ResourceIdentityTypeNone
+	if identity != nil {
+		t = *identity
+	}
+	a.identityTypes.Store(strings.ToLower(hostID), t)
+	ids := make([]string, 0, len(assigned))
+	for id := range assigned {
+		ids = append(ids, strings.ToLower(id))
+	}
+	return ids, nil
+}
+
+// UpdateHostIdentities adds and removes user-assigned identities in one PATCH and waits for the operation. current
+// is what HostIdentities last returned for the host; with it and the identity type that read saw, the PATCH keeps a
+// system-assigned identity and sets the type by whether user-assigned ones remain, without reading the host again.
+func (a *ARMClient) UpdateHostIdentities(ctx context.Context, hostID string, current, add, remove []string) error {
+	h, err := parseHost(hostID)
+	if err != nil {
+		return err
+	}
+	prev, ok := a.identityTypes.Load(strings.ToLower(hostID))
+	if !ok {
+		if current, err = a.HostIdentities(ctx, hostID); err != nil {
+			return err
+		}
+		prev, _ = a.identityTypes.Load(strings.ToLower(hostID))
+	}
+	remaining := map[string]bool{}
+	for _, id := range current {
+		remaining[strings.ToLower(id)] = true
+	}
+	ids := map[string]*armcompute.UserAssignedIdentitiesValue{}
+	for _, id := range remove {
+		ids[id] = nil // null removes it
+		delete(remaining, strings.ToLower(id))
+	}
+	for _, id := range add {
+		ids[id] = &armcompute.UserAssignedIdentitiesValue{}
+		remaining[strings.ToLower(id)] = true
+	}
+	system := strings.Contains(string(prev.(armcompute.ResourceIdentityType)), "SystemAssigned")
+	var t armcompute.ResourceIdentityType
+	switch {
+	case system && len(remaining) > 0:
+		t = armcompute.ResourceIdentityTypeSystemAssignedUserAssigned
+	case system:
+		t = armcompute.ResourceIdentityTypeSystemAssigned
+	case len(remaining) > 0:
+		t = armcompute.ResourceIdentityTypeUserAssigned
+	default:
+		t = armcompute.ResourceIdentityTypeNone
+	}
+	if t == armcompute.ResourceIdentityTypeNone || t == armcompute.ResourceIdentityTypeSystemAssigned {
+		// ARM refuses user-assigned entries, even removals, with a type that has none.
+		ids = nil
+	}
+	poll := &runtime.PollUntilDoneOptions{Frequency: a.pollEvery}
+	if h.scaleSet {
+		c, err := armcompute.NewVirtualMachineScaleSetsClient(h.subscription, a.cred, a.options)
+		if err != nil {
+			return err
+		}
+		poller, err := c.BeginUpdate(ctx, h.group, h.name, armcompute.VirtualMachineScaleSetUpdate{
+			Identity: &armcompute.VirtualMachineScaleSetIdentity{Type: to.Ptr(t), UserAssignedIdentities: ids}}, nil)
+		if err != nil {
+			return classifyARM(EndpointARMWrite, err)
+		}
+		if _, err := poller.PollUntilDone(ctx, poll); err != nil {
+			return classifyARM(EndpointARMWrite, err)
+		}
+	} else {
+		c, err := armcompute.NewVirtualMachinesClient(h.subscription, a.cred, a.options)
+		if err != nil {
+			return err
+		}
+		poller, err := c.BeginUpdate(ctx, h.group, h.name, armcompute.VirtualMachineUpdate{
+			Identity: &armcompute.VirtualMachineIdentity{Type: to.Ptr(t), UserAssignedIdentities: ids}}, nil)
+		if err != nil {
+			return classifyARM(EndpointARMWrite, err)
+		}
+		if _, err := poller.PollUntilDone(ctx, poll); err != nil {
+			return classifyARM(EndpointARMWrite, err)
+		}
+	}
+	a.identityTypes.Store(strings.ToLower(hostID), t)
+	return nil
+}
+
+// linkedScopes finds the identity IDs in LinkedAuthorizationFailed's message: "... on the linked scope(s) 'a,b' ...".
+var linkedScopes = regexp.MustCompile(`linked scope\(s\) '([^']+)'`)
+
+// classifyARM turns a Resource Manager failure into an Error: throttling with its Retry-After, assignment refusals
+// with the refused identities, the rest by status.
+func classifyARM(endpoint string, err error) error {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return &Error{Kind: Unavailable, Endpoint: endpoint, Detail: "request failed: " + errors.Unwrap(err).Error()}
+	}
+	e := &Error{Endpoint: endpoint, StatusCode: re.StatusCode, Code: re.ErrorCode}
+	switch {
+	case re.StatusCode == http.StatusTooManyRequests:
+		e.Kind, e.Detail = Throttled, "Resource Manager is throttling the controller"
+		e.RetryAfter = retryAfter(re.RawResponse)
+	case re.ErrorCode == "LinkedAuthorizationFailed":
+		e.Kind, e.Detail = AssignDenied, "the controller may not assign some identities"
+		if m := linkedScopes.FindStringSubmatch(re.Error()); m != nil {
+			for _, id := range strings.Split(m[1], ",") {
+				if id = strings.TrimSpace(id); id != "" {
+					e.Denied = append(e.Denied, strings.ToLower(id))
+				}
+			}
+		}
+	case re.StatusCode == http.StatusNotFound:
+		e.Kind, e.Detail = IdentityNotFound, "the VM or scale set does not exist"
+	case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
+		e.Kind, e.Detail = IdentityNotFound, "Resource Manager refused the controller's credential"
+	default:
+		e.Kind, e.Detail = Unavailable, "Resource Manager failed"
+	}
+	return e
+}
+
+// DeniedResourceIDsOf returns the identities ARM refused to assign, if err is such a refusal.
+func DeniedResourceIDsOf(err error) []string {
+	var e *Error
+	if errors.As(err, &e) && e.Kind == AssignDenied {
+		return e.Denied
+	}
+	return nil
+}

@@ -69,6 +69,11 @@ func Desired(pods []corev1.Pod, bindings []aadv1.AzureIdentityBinding, identitie
 				ns = m.Identity.Namespace
 			}
 			name := AssignedName(pod.Name, pod.Namespace, m.Identity.Name)
+			identityRef, bindingRef := m.Identity.DeepCopy(), m.Binding.DeepCopy()
+			// Embedded resources carry their kind, and no managed fields (they are the apiserver's, not the copy's).
+			identityRef.TypeMeta = metav1.TypeMeta{APIVersion: aadv1.GroupVersion.String(), Kind: "AzureIdentity"}
+			bindingRef.TypeMeta = metav1.TypeMeta{APIVersion: aadv1.GroupVersion.String(), Kind: "AzureIdentityBinding"}
+			identityRef.ManagedFields, bindingRef.ManagedFields = nil, nil
 			if seen[ns+"/"+name] {
 				continue
 			}
@@ -77,8 +82,8 @@ func Desired(pods []corev1.Pod, bindings []aadv1.AzureIdentityBinding, identitie
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
 					Labels: map[string]string{aadv1.NodeNameLabel: pod.Spec.NodeName}},
 				Spec: aadv1.AzureAssignedIdentitySpec{
-					AzureIdentityRef: m.Identity.DeepCopy(),
-					AzureBindingRef:  m.Binding.DeepCopy(),
+					AzureIdentityRef: identityRef,
+					AzureBindingRef:  bindingRef,
 					Pod:              pod.Name,
 					PodNamespace:     pod.Namespace,
 					NodeName:         pod.Spec.NodeName,

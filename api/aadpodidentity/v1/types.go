@@ -194,13 +194,13 @@ type AzureAssignedIdentitySpec struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// AzureIdentityRef is a full copy of the identity, metadata included (name and resourceVersion tell whether the
-	// assignment is current), so pruning is off for it.
+	// assignment is current): an embedded resource, whose metadata the apiserver keeps.
 	// +optional
-	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:EmbeddedResource
 	AzureIdentityRef *AzureIdentity `json:"azureIdentityRef,omitempty"`
 	// AzureBindingRef is a full copy of the binding, metadata included.
 	// +optional
-	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:EmbeddedResource
 	AzureBindingRef *AzureIdentityBinding `json:"azureBindingRef,omitempty"`
 	// Pod is the pod's name.
 	// +optional

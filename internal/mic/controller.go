@@ -1,0 +1,427 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package mic
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
+	"github.com/acrpull/acrpull/internal/azauth"
+)
+
+// ARM is the part of Azure Resource Manager the controller uses: the user-assigned identities of a VM or scale set,
+// read and changed. azauth.ARMClient implements it.
+type ARM interface {
+	// HostIdentities returns the lowercased resource IDs of the user-assigned identities on the host.
+	HostIdentities(ctx context.Context, hostID string) ([]string, error)
+	// UpdateHostIdentities adds and removes identities in one PATCH and waits for it to complete; current is what
+	// HostIdentities returned this cycle.
+	UpdateHostIdentities(ctx context.Context, hostID string, current, add, remove []string) error
+}
+
+// Config is the controller's behaviour, mostly upstream MIC's flags.
+type Config struct {
+	ForceNamespaced bool
+	Policy          Policy
+	// ReconcileInterval is how often every assigned identity is checked on its host and re-added if someone removed
+	// it (--identity-assignment-reconcile-interval, default 3 minutes).
+	ReconcileInterval time.Duration
+	// UpdateRetries is how often a PATCH is retried without the identities ARM refused to assign.
+	UpdateRetries int
+}
+
+// Reconciler runs assignment cycles. Every relevant change (pods, bindings, identities, nodes, records) queues the one
+// cycle key; the queue folds changes that arrive during a cycle into the next one, so pods landing on a scale set
+// together are assigned in one PATCH, and a pod waits one ARM round trip, not a fixed polling grid.
+type Reconciler struct {
+	Client   client.Client
+	ARM      ARM
+	Config   Config
+	Clock    clock.PassiveClock
+	Recorder events.EventRecorder
+	Metrics  *Metrics
+
+	mu            sync.Mutex
+	lastFullCheck time.Time
+	// added remembers identities this process put on hosts (host ID|identity ID): the cache may not show their
+	// records as Assigned yet when the next cycle runs, and they must not pass for someone else's.
+	added map[string]bool
+}
+
+// cycleKey is the single queue item: a cycle looks at everything.
+var cycleKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "assignment-cycle"}}
+
+// SetupWithManager registers the controller: one worker, every watched event mapped to the cycle key.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	toCycle := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{cycleKey}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("azureassignedidentity").
+		Watches(&corev1.Pod{}, toCycle).
+		Watches(&aadv1.AzureIdentity{}, toCycle).
+		Watches(&aadv1.AzureIdentityBinding{}, toCycle).
+		Watches(&aadv1.AzureAssignedIdentity{}, toCycle).
+		Watches(&corev1.Node{}, toCycle).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		Complete(r)
+}
+
+// Reconcile runs one cycle: desired records, their diff with the current ones, one GET and at most one PATCH per
+// touched host, then the record writes that follow from what ARM did.
+func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	start := r.Clock.Now()
+	defer func() { r.Metrics.cycle(r.Clock.Since(start)) }()
+	state, err := r.observe(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	desired := Desired(state.pods, state.bindings, state.identities, r.Config.ForceNamespaced)
+	changes := Diff(desired, state.current)
+	full := r.fullCheckDue()
+
+	var retryAfter time.Duration
+	for host, work := range r.hostWork(changes, desired, state, full) {
+		wait, err := r.assignHost(ctx, log, host, work)
+		if err != nil {
+			log.Error(err, "Assignment failed", "host", host.ID())
+		}
+		if wait > 0 && (retryAfter == 0 || wait < retryAfter) {
+			retryAfter = wait
+		}
+	}
+	// Records of nodes that are gone: their VM went with them, nothing to unassign.
+	for _, d := range changes.Delete {
+		if _, ok := state.hosts[d.Spec.NodeName]; !ok {
+			r.deleteRecord(ctx, log, &d)
+		}
+	}
+	if full {
+		r.mu.Lock()
+		r.lastFullCheck = r.Clock.Now()
+		r.mu.Unlock()
+	}
+	next := r.interval()
+	if retryAfter > 0 {
+		next = min(next, retryAfter)
+	}
+	return ctrl.Result{RequeueAfter: next}, nil
+}
+
+type observed struct {
+	pods       []corev1.Pod
+	bindings   []aadv1.AzureIdentityBinding
+	identities []aadv1.AzureIdentity
+	current    []aadv1.AzureAssignedIdentity
+	hosts      map[string]Host
+}
+
+func (r *Reconciler) observe(ctx context.Context) (*observed, error) {
+	var (
+		pods       corev1.PodList
+		bindings   aadv1.AzureIdentityBindingList
+		identities aadv1.AzureIdentityList
+		records    aadv1.AzureAssignedIdentityList
+		nodes      corev1.NodeList
+	)
+	for _, l := range []client.ObjectList{&pods, &bindings, &identities, &records, &nodes} {
+		if err := r.Client.List(ctx, l); err != nil {
+			return nil, fmt.Errorf("listing %T: %w", l, err)
+		}
+	}
+	s := &observed{pods: pods.Items, bindings: bindings.Items, identities: identities.Items, hosts: map[string]Host{}}
+	for _, rec := range records.Items {
+		// Records being deleted are finished with, whatever their finalizer still says.
+		if rec.DeletionTimestamp == nil {
+			s.current = append(s.current, rec)
+		} else if controllerutil.ContainsFinalizer(&rec, aadv1.AssignedIdentityFinalizer) {
+			s.current = append(s.current, rec)
+		}
+	}
+	for _, n := range nodes.Items {
+		if h, err := HostOf(n.Spec.ProviderID); err == nil {
+			s.hosts[n.Name] = h
+		}
+	}
+	return s, nil
+}
+
+func (r *Reconciler) interval() time.Duration {
+	if r.Config.ReconcileInterval > 0 {
+		return r.Config.ReconcileInterval
+	}
+	return 3 * time.Minute
+}
+
+func (r *Reconciler) fullCheckDue() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastFullCheck.IsZero() || r.Clock.Since(r.lastFullCheck) >= r.interval()
+}
+
+// hostWork is what one host's step handles.
+type hostWork struct {
+	change HostChange
+	// required are the identities every desired record on the host needs present (re-added if someone removed them).
+	required []string
+	create   []aadv1.AzureAssignedIdentity
+	update   []aadv1.AzureAssignedIdentity
+	delete   []aadv1.AzureAssignedIdentity
+	// assigned are records already Assigned on the host, to tell identities acrpull added from preexisting ones.
+	assigned map[string]bool
+}
+
+// hostWork groups the cycle by host. A host is visited when records on it change, and on the periodic full check
+// when it holds any record.
+func (r *Reconciler) hostWork(ch Changes, desired []aadv1.AzureAssignedIdentity, s *observed, full bool) map[Host]*hostWork {
+	work := map[Host]*hostWork{}
+	get := func(node string) *hostWork {
+		h, ok := s.hosts[node]
+		if !ok {
+			return nil
+		}
+		if work[h] == nil {
+			work[h] = &hostWork{assigned: map[string]bool{}}
+		}
+		return work[h]
+	}
+	for _, c := range ch.Create {
+		if w := get(c.Spec.NodeName); w != nil {
+			w.create = append(w.create, c)
+		}
+	}
+	for _, u := range ch.Update {
+		if w := get(u.Spec.NodeName); w != nil {
+			w.update = append(w.update, u)
+		}
+	}
+	for _, d := range ch.Delete {
+		if w := get(d.Spec.NodeName); w != nil {
+			w.delete = append(w.delete, d)
+		}
+	}
+	if full {
+		for _, d := range desired {
+			get(d.Spec.NodeName)
+		}
+	}
+	for host, w := range work {
+		for _, d := range desired {
+			if s.hosts[d.Spec.NodeName] == host {
+				w.required = append(w.required, strings.ToLower(d.Spec.AzureIdentityRef.Spec.ResourceID))
+			}
+		}
+		for _, c := range s.current {
+			if s.hosts[c.Spec.NodeName] == host && c.Status.Status == aadv1.AssignedIDAssigned && c.Spec.AzureIdentityRef != nil {
+				w.assigned[strings.ToLower(c.Spec.AzureIdentityRef.Spec.ResourceID)] = true
+			}
+		}
+		w.change = PlanHosts(Changes{Create: w.create, Update: w.update, Delete: w.delete}, desired, s.hosts, r.Config.Policy)[host]
+	}
+	return work
+}
+
+// assignHost makes one host's identity block match the cycle's plan and records the outcome. It returns how long ARM
+// asked to wait when it throttled.
+func (r *Reconciler) assignHost(ctx context.Context, log logr.Logger, host Host, w *hostWork) (time.Duration, error) {
+	log = log.WithValues("host", host.ID())
+	present, err := r.ARM.HostIdentities(ctx, host.ID())
+	if err != nil {
+		r.Metrics.armError(host, false)
+		return azauth.RetryAfterOf(err), fmt.Errorf("reading identities: %w", err)
+	}
+	has := map[string]bool{}
+	for _, id := range present {
+		has[strings.ToLower(id)] = true
+	}
+	// Identities someone else put on the host are marked, so acrpull never removes them. Only new records are
+	// judged: a retried one was judged when it was created.
+	for i := range w.create {
+		rid := strings.ToLower(w.create[i].Spec.AzureIdentityRef.Spec.ResourceID)
+		if w.create[i].ResourceVersion == "" && has[rid] && !w.assigned[rid] && !r.addedByUs(host, rid) {
+			setAnnotation(&w.create[i], PreexistingAnnotation, "true")
+		}
+	}
+	for i := range w.create {
+		if err := r.ensureRecord(ctx, &w.create[i]); err != nil {
+			return 0, err
+		}
+	}
+	var add, remove []string
+	for _, id := range dedupe(append(slices.Clone(w.change.Add), w.required...)) {
+		if !has[id] {
+			add = append(add, id)
+		}
+	}
+	for _, id := range w.change.Remove {
+		if has[id] && !slices.Contains(w.required, id) {
+			remove = append(remove, id)
+		}
+	}
+	denied, wait, err := r.patch(ctx, host, present, add, remove)
+	if err != nil {
+		return wait, err
+	}
+	for _, rec := range append(w.create, w.update...) {
+		rid := strings.ToLower(rec.Spec.AzureIdentityRef.Spec.ResourceID)
+		if denied[rid] {
+			r.event(rec.Spec.AzureBindingRef, corev1.EventTypeWarning, "BindingApplyError",
+				"identity %s could not be assigned to %s for pod %s/%s: the controller may not assign it (LinkedAuthorizationFailed)",
+				rid, host.ID(), rec.Spec.PodNamespace, rec.Spec.Pod)
+			continue
+		}
+		if err := r.setStatus(ctx, &rec, aadv1.AssignedIDAssigned); err != nil {
+			return 0, err
+		}
+		r.event(rec.Spec.AzureBindingRef, corev1.EventTypeNormal, "BindingApplied",
+			"identity %s assigned to %s for pod %s/%s", rid, host.ID(), rec.Spec.PodNamespace, rec.Spec.Pod)
+	}
+	for i := range w.delete {
+		r.deleteRecord(ctx, log, &w.delete[i])
+		r.event(w.delete[i].Spec.AzureBindingRef, corev1.EventTypeNormal, "BindingRemoved",
+			"identity record for pod %s/%s removed", w.delete[i].Spec.PodNamespace, w.delete[i].Spec.Pod)
+	}
+	return 0, nil
+}
+
+// patch sends the host's PATCHes (at most MaxIdentitiesPerPatch identities each). Identities ARM refuses to assign
+// (LinkedAuthorizationFailed) are dropped and the rest retried, so one bad binding does not block a scale set.
+func (r *Reconciler) patch(ctx context.Context, host Host, present, add, remove []string) (map[string]bool, time.Duration, error) {
+	denied := map[string]bool{}
+	if len(add)+len(remove) == 0 {
+		return denied, 0, nil
+	}
+	for _, batch := range Batches(HostChange{Add: add, Remove: remove}, MaxIdentitiesPerPatch) {
+		for attempt := 0; ; attempt++ {
+			err := r.ARM.UpdateHostIdentities(ctx, host.ID(), present, batch.Add, batch.Remove)
+			if err == nil {
+				present = applied(present, batch)
+				r.remember(host, batch)
+				break
+			}
+			r.Metrics.armError(host, true)
+			bad := azauth.DeniedResourceIDsOf(err)
+			if len(bad) == 0 || attempt >= max(r.Config.UpdateRetries, 1) {
+				return denied, azauth.RetryAfterOf(err), fmt.Errorf("updating identities: %w", err)
+			}
+			for _, id := range bad {
+				denied[strings.ToLower(id)] = true
+			}
+			batch.Add = slices.DeleteFunc(batch.Add, func(id string) bool { return denied[id] })
+			if len(batch.Add)+len(batch.Remove) == 0 {
+				break
+			}
+		}
+	}
+	return denied, 0, nil
+}
+
+func (r *Reconciler) ensureRecord(ctx context.Context, rec *aadv1.AzureAssignedIdentity) error {
+	if rec.ResourceVersion != "" {
+		return nil // retried record, already there
+	}
+	controllerutil.AddFinalizer(rec, aadv1.AssignedIdentityFinalizer)
+	rec.Status.Status = aadv1.AssignedIDCreated
+	if err := r.Client.Create(ctx, rec); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating record %s/%s: %w", rec.Namespace, rec.Name, err)
+	}
+	return nil
+}
+
+func setAnnotation(rec *aadv1.AzureAssignedIdentity, key, value string) {
+	if rec.Annotations == nil {
+		rec.Annotations = map[string]string{}
+	}
+	rec.Annotations[key] = value
+}
+
+func (r *Reconciler) addedByUs(host Host, rid string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.added[host.ID()+"|"+rid]
+}
+
+// remember records what a successful PATCH changed on host.
+func (r *Reconciler) remember(host Host, c HostChange) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.added == nil {
+		r.added = map[string]bool{}
+	}
+	for _, id := range c.Add {
+		r.added[host.ID()+"|"+id] = true
+	}
+	for _, id := range c.Remove {
+		delete(r.added, host.ID()+"|"+id)
+	}
+}
+
+// setStatus writes the record's state; records have no status subresource (upstream's shape), so it is a patch of
+// the object, which also carries an update's new spec.
+func (r *Reconciler) setStatus(ctx context.Context, rec *aadv1.AzureAssignedIdentity, status string) error {
+	cur := &aadv1.AzureAssignedIdentity{}
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rec), cur); err != nil {
+		return fmt.Errorf("reading record %s/%s: %w", rec.Namespace, rec.Name, err)
+	}
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Labels, cur.Spec = rec.Labels, rec.Spec
+	cur.Status.Status = status
+	controllerutil.AddFinalizer(cur, aadv1.AssignedIdentityFinalizer)
+	return r.Client.Patch(ctx, cur, patch)
+}
+
+func (r *Reconciler) deleteRecord(ctx context.Context, log logr.Logger, rec *aadv1.AzureAssignedIdentity) {
+	cur := &aadv1.AzureAssignedIdentity{}
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rec), cur); err != nil {
+		return
+	}
+	if controllerutil.RemoveFinalizer(cur, aadv1.AssignedIdentityFinalizer) {
+		if err := r.Client.Update(ctx, cur); err != nil {
+			log.Error(err, "Removing the record's finalizer", "record", rec.Name)
+			return
+		}
+	}
+	if err := r.Client.Delete(ctx, cur); err != nil && !apierrors.IsNotFound(err) {
+		log.Error(err, "Deleting the record", "record", rec.Name)
+	}
+}
+
+func (r *Reconciler) event(b *aadv1.AzureIdentityBinding, kind, reason, format string, args ...any) {
+	if b == nil || r.Recorder == nil {
+		return
+	}
+	r.Recorder.Eventf(b, nil, kind, reason, "Assign", format, args...)
+}
+
+// applied is a host's identities after a successful PATCH of c.
+func applied(present []string, c HostChange) []string {
+	out := slices.DeleteFunc(slices.Clone(present), func(id string) bool { return slices.Contains(c.Remove, id) })
+	return dedupe(append(out, c.Add...))
+}
+
+func dedupe(ids []string) []string {
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}

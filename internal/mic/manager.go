@@ -1,0 +1,89 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package mic
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
+	acrmanager "github.com/acrpull/acrpull/internal/manager"
+)
+
+// LeaderElectionID is upstream MIC's lock name, now a Lease: an old MIC (Endpoints lock) and acrpull's must not run
+// together, which the migration guide says.
+const LeaderElectionID = "aad-pod-identity-mic"
+
+// Options configure the assignment controller's manager.
+type Options struct {
+	MetricsAddr             string
+	ProbeAddr               string
+	LeaderElection          bool
+	LeaderElectionNamespace string
+	LeaseDuration           time.Duration
+	Config                  Config
+	ARM                     ARM
+	Clock                   clock.Clock
+	// MetricsRegistry receives the controller's metrics; nil is controller-runtime's registry.
+	MetricsRegistry prometheus.Registerer
+}
+
+// NewManager builds the assignment controller: leader-elected, caching only pods that carry the binding label.
+func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.MetricsRegistry == nil {
+		opts.MetricsRegistry = ctrlmetrics.Registry
+	}
+	labelled, err := labels.NewRequirement(aadv1.PodLabel, selection.Exists, nil)
+	if err != nil {
+		return nil, err
+	}
+	var lease *time.Duration
+	if opts.LeaseDuration > 0 {
+		lease = &opts.LeaseDuration
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        acrmanager.NewScheme(),
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:        opts.ProbeAddr,
+		LeaderElection:                opts.LeaderElection,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 lease,
+		Cache: cache.Options{
+			ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: labels.NewSelector().Add(*labelled)}},
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	r := &Reconciler{Client: mgr.GetClient(), ARM: opts.ARM, Config: opts.Config, Clock: opts.Clock,
+		Recorder: mgr.GetEventRecorder("acrpull-mic"), Metrics: NewMetrics(opts.MetricsRegistry)}
+	return mgr, r.SetupWithManager(mgr)
+}

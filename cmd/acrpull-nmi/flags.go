@@ -67,7 +67,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	fs.BoolVar(&s.agent.Config.BlockInstanceMetadata, "block-instance-metadata", false, "Answer /metadata/instance with 403.")
 	fs.BoolVar(&s.agent.Config.RetryAfterOnNoIdentity, "set-retry-after-header", false, "Answer 503 with Retry-After instead of 404 while a pod has no identity.")
 	fs.StringVar(&mode, "operation-mode", modeStandard, "standard or managed (identities assigned to nodes by hand; implies --forceNamespaced and --token-source=imds).")
-	fs.StringVar(&s.agent.Type0Source, "token-source", "", "Where tokens of user-assigned identities (type 0) come from: federation (a token of the pod's service account, bound to the pod, traded at Entra ID) or imds (the node's metadata service). Default federation, imds in managed mode; the annotation "+nmi.TokenSourceAnnotation+" overrides it per identity.")
+	fs.StringVar(&s.agent.Type0Source, "token-source", "", "Where tokens of user-assigned identities (type 0) come from: federation (a token of the pod's service account, bound to the pod, traded at Entra ID), imds (the node's metadata service), or auto (imds for pods an assignment controller assigned, federation for the rest). Default auto, imds in managed mode; the annotation "+nmi.TokenSourceAnnotation+" overrides it per identity.")
 	fs.StringVar(&s.agent.ServiceAccountAudience, "service-account-token-audience", "api://AzureADTokenExchange", "Audience of the pod-bound service-account tokens presented to Entra ID.")
 	fs.StringVar(&s.agent.DefaultTenantID, "tenant-id", getenv("AZURE_TENANT_ID"), "Tenant of identities without spec.tenantID (env AZURE_TENANT_ID).")
 	fs.StringVar(&cloudName, "cloud", "PublicCloud", "Azure cloud: PublicCloud, USGovernmentCloud or ChinaCloud.")
@@ -75,9 +75,9 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	fs.StringVar(&hostTokenAudiences, "host-token-audiences", "", "Comma-separated audiences accepted on /host/token callers' service-account tokens; empty accepts the apiserver's.")
 	fs.IntVar(&probePort, "http-probe-port", 8085, "Port of /healthz and /readyz (0 disables).")
 	fs.IntVar(&prometheusPort, "prometheus-port", 9090, "Port of /metrics (0 disables).")
-	fs.IntVar(&retryAttemptsCreated, "retry-attempts-for-created", 16, "Accepted for compatibility; used with an assignment controller.")
-	fs.IntVar(&retryAttempts, "retry-attempts-for-assigned", 4, "Accepted for compatibility; used with an assignment controller.")
-	fs.IntVar(&findInterval, "find-identity-retry-interval", 5, "Accepted for compatibility; used with an assignment controller.")
+	fs.IntVar(&retryAttemptsCreated, "retry-attempts-for-created", 16, "Standard mode: intervals to wait for the assignment controller to record a pod's identity.")
+	fs.IntVar(&retryAttempts, "retry-attempts-for-assigned", 4, "Standard mode: further intervals to wait for the recorded identity to be assigned.")
+	fs.IntVar(&findInterval, "find-identity-retry-interval", 5, "Standard mode: seconds per interval. The agent answers as soon as the record is Assigned, not on this grid.")
 	// Upstream flags with no meaning here.
 	for _, name := range []string{"host-ip", "MICNamespace", "kubelet-config", "log-format", "prometheus-address"} {
 		fs.StringVar(&ignoredString, name, "", "Accepted for compatibility; ignored.")
@@ -94,6 +94,11 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	}
 	switch mode {
 	case modeStandard:
+		// Classic mode: follow the assignment controller's records, waiting as upstream's flags say.
+		s.agent.FollowAssignments = true
+		interval := time.Duration(max(findInterval, 1)) * time.Second
+		s.agent.AssignmentCreatedWait = time.Duration(retryAttemptsCreated) * interval
+		s.agent.AssignmentTotalWait = time.Duration(retryAttemptsCreated+retryAttempts) * interval
 	case modeManaged:
 		forceNamespaced = true
 		if s.agent.Type0Source == "" {

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/acrpull/acrpull/internal/nmi"
 )
@@ -42,8 +43,10 @@ func TestUpstreamArgumentsAreAccepted(t *testing.T) {
 	if s.rules.Chain != "aad-metadata" || s.rules.TargetPort != 2579 || s.rules.MetadataIP != "169.254.169.254" {
 		t.Errorf("rules %+v", s.rules)
 	}
-	if s.agent.Type0Source != "" || s.agent.Config.ForceNamespaced {
-		t.Errorf("standard mode: source %q namespaced %v", s.agent.Type0Source, s.agent.Config.ForceNamespaced)
+	if s.agent.Type0Source != "" || s.agent.Config.ForceNamespaced || !s.agent.FollowAssignments ||
+		s.agent.AssignmentCreatedWait != 80*time.Second || s.agent.AssignmentTotalWait != 100*time.Second {
+		t.Errorf("standard mode: source %q namespaced %v follows %v waits %s/%s", s.agent.Type0Source,
+			s.agent.Config.ForceNamespaced, s.agent.FollowAssignments, s.agent.AssignmentCreatedWait, s.agent.AssignmentTotalWait)
 	}
 }
 
@@ -52,7 +55,7 @@ func TestManagedModeIsNamespacedAndUsesIMDS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.agent.Config.ForceNamespaced || s.agent.Type0Source != nmi.SourceIMDS {
+	if !s.agent.Config.ForceNamespaced || s.agent.Type0Source != nmi.SourceIMDS || s.agent.FollowAssignments {
 		t.Errorf("managed: namespaced %v source %q", s.agent.Config.ForceNamespaced, s.agent.Type0Source)
 	}
 	if s, _ := parse(t, map[string]string{"FORCENAMESPACED": "true"}, "--node=n"); !s.agent.Config.ForceNamespaced {

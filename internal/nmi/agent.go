@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -47,8 +48,16 @@ type Options struct {
 	ProbeAddr   string
 
 	Config Config
-	// Type0Source is SourceFederation (default) or SourceIMDS.
+	// Type0Source is SourceAuto (default), SourceFederation or SourceIMDS.
 	Type0Source string
+	// FollowAssignments makes the agent follow an assignment controller's records (classic "standard" mode); off,
+	// identities of the imds source are taken to be on the node already (managed mode).
+	FollowAssignments bool
+	// AssignmentCreatedWait and AssignmentTotalWait bound the wait for a pod's record to appear and to be Assigned
+	// (default 80 s and 100 s, as upstream's retry counts and interval give).
+	AssignmentCreatedWait, AssignmentTotalWait time.Duration
+	// AssignmentGrace is how long after a pod's creation the auto source waits for its record (default 10 s).
+	AssignmentGrace time.Duration
 	// ServiceAccountAudience is the audience of the pod-bound tokens presented to Entra ID.
 	ServiceAccountAudience string
 	// DefaultTenantID and Cloud serve identities that do not name their tenant and authority.
@@ -87,10 +96,19 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 		opts.MetricsRegistry = ctrlmetrics.Registry
 	}
 	if opts.Type0Source == "" {
-		opts.Type0Source = SourceFederation
+		opts.Type0Source = SourceAuto
 	}
-	if opts.Type0Source != SourceFederation && opts.Type0Source != SourceIMDS {
-		return nil, fmt.Errorf("unknown token source %q: use %s or %s", opts.Type0Source, SourceFederation, SourceIMDS)
+	if opts.Type0Source != SourceAuto && opts.Type0Source != SourceFederation && opts.Type0Source != SourceIMDS {
+		return nil, fmt.Errorf("unknown token source %q: use %s, %s or %s", opts.Type0Source, SourceAuto, SourceFederation, SourceIMDS)
+	}
+	if opts.AssignmentCreatedWait == 0 {
+		opts.AssignmentCreatedWait = 80 * time.Second
+	}
+	if opts.AssignmentTotalWait == 0 {
+		opts.AssignmentTotalWait = 100 * time.Second
+	}
+	if opts.AssignmentGrace == 0 {
+		opts.AssignmentGrace = 10 * time.Second
 	}
 	if opts.ServiceAccountAudience == "" {
 		opts.ServiceAccountAudience = "api://AzureADTokenExchange"
@@ -119,8 +137,9 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 		HealthProbeBindAddress: opts.ProbeAddr,
 		Cache: cache.Options{
 			ByObject: map[client.Object]cache.ByObject{
-				// Only this node's pods: the agent's memory does not grow with the cluster.
-				&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", opts.NodeName)},
+				// Only this node's pods and assignment records: the agent's memory does not grow with the cluster.
+				&corev1.Pod{}:                  {Field: fields.OneTermEqualSelector("spec.nodeName", opts.NodeName)},
+				&aadv1.AzureAssignedIdentity{}: {Label: labels.SelectorFromSet(labels.Set{aadv1.NodeNameLabel: opts.NodeName})},
 			},
 		},
 		Client: client.Options{Cache: &client.CacheOptions{
@@ -155,8 +174,14 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 		IMDS:          imds,
 		IMDSTransport: httpClient.Transport,
 	}
+	informed := []client.Object{&aadv1.AzureIdentity{}, &aadv1.AzureIdentityBinding{}, &aadv1.AzurePodIdentityException{}}
+	if opts.FollowAssignments {
+		srv.Issuer.Assignments = &Assignments{Records: mgr.GetCache(), CreatedWait: opts.AssignmentCreatedWait,
+			TotalWait: opts.AssignmentTotalWait, Grace: opts.AssignmentGrace, Poll: 50 * time.Millisecond}
+		informed = append(informed, &aadv1.AzureAssignedIdentity{})
+	}
 	// Informers for the identity objects start before the first request, not on it.
-	for _, obj := range []client.Object{&aadv1.AzureIdentity{}, &aadv1.AzureIdentityBinding{}, &aadv1.AzurePodIdentityException{}} {
+	for _, obj := range informed {
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj); err != nil {
 			return nil, err
 		}

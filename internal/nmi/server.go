@@ -188,7 +188,11 @@ func (s *Server) serveToken(r *http.Request) (any, string, *httpError) {
 	if err != nil {
 		s.Recorder.Eventf(match.Binding, pod, corev1.EventTypeWarning, "TokenFailed", "IssueToken",
 			"pod %s/%s: %v", pod.Namespace, pod.Name, err)
-		return nil, pod.Namespace, tokenRefusal(err)
+		herr := tokenRefusal(err)
+		if errors.Is(err, errNotAssigned) && s.Config.RetryAfterOnNoIdentity {
+			herr.status, herr.retryAfter = http.StatusServiceUnavailable, 20*time.Second
+		}
+		return nil, pod.Namespace, herr
 	}
 	if len(toks) == 1 {
 		return tokenBody(toks[0], resource, s.Clock), pod.Namespace, nil
@@ -234,6 +238,9 @@ func (s *Server) excepted(ctx context.Context, pod *corev1.Pod) (bool, error) {
 // tokenRefusal maps a failed token fetch to upstream's statuses: 403 when Azure or the identity's configuration
 // refused, 503 (with Retry-After when known) when Azure was unavailable or throttling.
 func tokenRefusal(err error) *httpError {
+	if errors.Is(err, errNotAssigned) {
+		return refuse(http.StatusNotFound, "%v", err)
+	}
 	if errors.Is(err, errIdentityConfig) {
 		return refuse(http.StatusForbidden, "%v", err)
 	}

@@ -42,6 +42,10 @@ const (
 	// SourceIMDS asks the node's instance metadata service, for identities assigned to the node's VM or scale set
 	// by hand (upstream's managed mode) or by an assignment controller.
 	SourceIMDS = "imds"
+	// SourceAuto uses the node's IMDS for pods the assignment controller recorded an assignment for (waiting until
+	// it is done), and federation for the others. Clusters that run an assignment controller keep working as they
+	// did, and new pods move to federation as the controller stops assigning them: a migration without a flag day.
+	SourceAuto = "auto"
 )
 
 // TokenSourceAnnotation on an AzureIdentity overrides the agent's type-0 source for that identity, so a cluster can
@@ -61,8 +65,12 @@ type Issuer struct {
 	Clock clock.PassiveClock
 	// Kube mints service-account tokens (TokenRequest) and reads the Secrets identities name, by name only.
 	Kube client.Client
-	// Type0Source is SourceFederation or SourceIMDS.
+	// Type0Source is SourceAuto, SourceFederation or SourceIMDS.
 	Type0Source string
+	// Assignments, when set, follows the assignment controller's records (classic mode): SourceIMDS waits for the
+	// pod's record to be Assigned, SourceAuto uses it to choose. Nil means identities are on nodes already (managed
+	// mode) or federation only.
+	Assignments *Assignments
 	// Audience is the audience of the service-account tokens presented to Entra ID.
 	Audience string
 	// DefaultTenantID serves identities without spec.tenantID.
@@ -82,7 +90,11 @@ var (
 func (i *Issuer) Tokens(ctx context.Context, pod *corev1.Pod, id *aadv1.AzureIdentity, resource string) ([]azauth.Token, error) {
 	switch id.Spec.Type {
 	case aadv1.UserAssignedMSI:
-		if i.type0Source(id) == SourceIMDS {
+		useIMDS, err := i.fromIMDS(ctx, pod, id)
+		if err != nil {
+			return nil, err
+		}
+		if useIMDS {
 			tok, err := i.imdsToken(ctx, id, resource)
 			return []azauth.Token{tok}, err
 		}
@@ -107,13 +119,33 @@ func (i *Issuer) IMDSToken(ctx context.Context, clientID, resourceID, resource s
 }
 
 func (i *Issuer) type0Source(id *aadv1.AzureIdentity) string {
-	switch id.Annotations[TokenSourceAnnotation] {
-	case SourceIMDS:
-		return SourceIMDS
-	case SourceFederation:
-		return SourceFederation
+	switch s := id.Annotations[TokenSourceAnnotation]; s {
+	case SourceIMDS, SourceFederation, SourceAuto:
+		return s
 	}
 	return i.Type0Source
+}
+
+// fromIMDS decides where a user-assigned identity's token comes from for pod, waiting for the assignment controller
+// where the token can only come from the node's IMDS once it has done its work.
+func (i *Issuer) fromIMDS(ctx context.Context, pod *corev1.Pod, id *aadv1.AzureIdentity) (bool, error) {
+	switch i.type0Source(id) {
+	case SourceFederation:
+		return false, nil
+	case SourceIMDS:
+		if i.Assignments == nil {
+			return true, nil
+		}
+		return true, i.Assignments.wait(ctx, pod, id)
+	}
+	if i.Assignments == nil {
+		return false, nil
+	}
+	rec, err := i.Assignments.recordForAuto(ctx, pod, id)
+	if err != nil || rec == nil {
+		return false, err
+	}
+	return true, i.Assignments.wait(ctx, pod, id)
 }
 
 func (i *Issuer) fresh(t azauth.Token) bool {

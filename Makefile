@@ -62,7 +62,7 @@ test: verify ## Unit, envtest and e2e tests on a real apiserver, fake Azure, a r
 .PHONY: test-soak
 test-soak: ## Long reliability run: many SIGKILLs of the controller over many bindings (seeded).
 	@assets=$$(hack/test-env.sh) && KUBEBUILDER_ASSETS=$$assets ACRPULL_SOAK_BINDINGS=$${ACRPULL_SOAK_BINDINGS:-1000} \
-	  ACRPULL_SOAK_KILLS=$${ACRPULL_SOAK_KILLS:-10} go test -count=1 -timeout 60m -v -run 'TestCrashConsistency|TestLeaderFailover' ./test/soak/
+	  ACRPULL_SOAK_KILLS=$${ACRPULL_SOAK_KILLS:-10} go test -count=1 -timeout 60m -v -run 'TestCrashConsistency|TestLeaderFailover|TestAPIServerRestart' ./test/soak/
 
 .PHONY: lint
 lint: ## gofmt and go vet.

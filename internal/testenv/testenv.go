@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -82,6 +83,12 @@ func Start() (*Env, error) {
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
 	api := env.ControlPlane.GetAPIServer()
+	// A directory of our own (envtest would make a fresh one on every start) keeps the serving certificate, and with
+	// it every client's trust, across Restart.
+	api.CertDir = filepath.Join(workDir, "apiserver")
+	if err := os.Mkdir(api.CertDir, 0o700); err != nil {
+		return nil, err
+	}
 	args := api.Configure()
 	// envtest disables ServiceAccount admission because no controller creates "default" accounts; acrpull depends on
 	// that plugin copying a service account's imagePullSecrets into pods, so the tests run with it.
@@ -115,6 +122,22 @@ func Start() (*Env, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// Restart stops kube-apiserver, leaves it down for downtime, and starts it again on the same address with the same
+// certificates, users and etcd, as when a control-plane node restarts. Clients keep working once it is back.
+func (e *Env) Restart(downtime time.Duration) error {
+	api := e.env.ControlPlane.APIServer
+	// With clients watching, kube-apiserver does not finish its graceful shutdown within the stop timeout; envtest
+	// then kills it (SIGKILL) and says so. Either way it is down, which is all a restart needs.
+	if err := api.Stop(); err != nil && !strings.Contains(err.Error(), "timeout waiting for process") {
+		return fmt.Errorf("stopping kube-apiserver: %w", err)
+	}
+	time.Sleep(downtime)
+	if err := api.Start(); err != nil {
+		return fmt.Errorf("starting kube-apiserver again: %w", err)
+	}
+	return nil
 }
 
 // Stop stops the control plane and removes its files.

@@ -19,6 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/testenv"
 )
@@ -142,3 +144,19 @@ func TestServiceAccountAdmissionCopiesImagePullSecrets(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// Restart brings the apiserver back on the same address: the client made before it keeps working, and what was
+// stored before is still there.
+func TestRestartKeepsAddressAndData(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "before"}}
+	g.Expect(env.Client.Create(ctx, cm)).To(Succeed())
+	host := env.Config.Host
+
+	g.Expect(env.Restart(time.Second)).To(Succeed())
+	g.Expect(env.Config.Host).To(Equal(host))
+	g.Eventually(func() error { return env.Client.Get(ctx, client.ObjectKeyFromObject(cm), &corev1.ConfigMap{}) }).
+		WithTimeout(30 * time.Second).Should(Succeed())
+}

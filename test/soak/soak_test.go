@@ -326,3 +326,48 @@ func readFile(path string) string {
 	data, _ := os.ReadFile(path)
 	return string(data)
 }
+
+// The apiserver goes away for a few seconds and comes back on the same address while the controller runs, with
+// bindings created and deleted around it: the controller's watches and writes recover without a restart of its own,
+// and everything converges as after a crash.
+//
+// It takes about a minute (the apiserver's stop timeout is most of it), so it runs with the long soak only.
+func TestAPIServerRestart(t *testing.T) {
+	if os.Getenv("ACRPULL_SOAK_KILLS") == "" {
+		t.Skip("long: runs with make test-soak (ACRPULL_SOAK_KILLS set)")
+	}
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := "restart"
+	g.Expect(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	for _, sa := range []string{"one", "two"} {
+		g.Expect(env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa},
+			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "theirs"}}})).To(Succeed())
+	}
+	startController(t, "restart")
+	live := map[string]*acrv1beta2.AcrPullBinding{}
+	add := func(name, sa string) {
+		b := binding(ns, name, sa)
+		g.Expect(env.Client.Create(ctx, b)).To(Succeed())
+		live[ns+"/"+name] = b
+	}
+	for i := range 10 {
+		add(fmt.Sprintf("before-%d", i), []string{"one", "two"}[i%2])
+	}
+	g.Eventually(func(g Gomega) { readyCount(g, ns, 10) }).WithTimeout(30 * time.Second).Should(Succeed())
+
+	// Deleted just before the apiserver goes away: the controller may not even have seen it yet.
+	g.Expect(env.Client.Delete(ctx, live[ns+"/before-0"])).To(Succeed())
+	delete(live, ns+"/before-0")
+	g.Expect(env.Restart(3 * time.Second)).To(Succeed())
+
+	for i := range 10 {
+		add(fmt.Sprintf("after-%d", i), []string{"one", "two"}[i%2])
+	}
+	for _, name := range []string{"before-1", "before-2", "after-0"} {
+		g.Expect(env.Client.Delete(ctx, live[ns+"/"+name])).To(Succeed())
+		delete(live, ns+"/"+name)
+	}
+	g.Eventually(func(g Gomega) { checkConverged(g, []string{ns}, live) }).
+		WithTimeout(90 * time.Second).WithPolling(time.Second).Should(Succeed())
+}

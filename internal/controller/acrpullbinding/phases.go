@@ -17,8 +17,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azauth"
@@ -301,7 +304,11 @@ func (r *Reconciler) removeExtraneousSecrets(ctx context.Context, s *scope) (ctr
 	if len(extra) == 0 {
 		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{}, r.unreferenceAndDelete(ctx, s.binding.object().GetNamespace(), extra, owned)
+	// Unreferencing first means no pod is admitted with a reference to a secret that is going away.
+	if err := r.detachEverywhere(ctx, s.binding.object().GetNamespace(), extra, ""); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.deleteSecrets(ctx, extra, owned)
 }
 
 // reconcileDelete unreferences, then deletes, the binding's secrets, then lets the binding go.
@@ -330,9 +337,62 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, b binding) error {
 	if err := r.detachEverywhereFresh(ctx, obj.GetNamespace(), names); err != nil {
 		return err
 	}
-	if err := r.unreferenceAndDelete(ctx, obj.GetNamespace(), names, owned); err != nil {
+	if err := r.deleteSecrets(ctx, names, owned); err != nil {
 		return err
 	}
 	r.Metrics.ForgetBinding(r.api.name(), obj.GetNamespace(), obj.GetName())
 	return r.removeFinalizer(ctx, obj)
+}
+
+// cleanUpVanished undoes the work of a binding that went away without passing through reconcileDelete, which the
+// finalizer does not rule out: a DELETE that read the binding just before the finalizer was added removes it anyway
+// (the apiserver retries its conditional delete on the newer revision without looking at finalizers again), while
+// the finalizer patch succeeds and the pass goes on to create and attach the secret. The deletion event queues the
+// binding once more, and that reconcile starts only after any pass in flight for it ends, so reading from the
+// apiserver here sees everything such a pass wrote.
+func (r *Reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedName) error {
+	probe := r.api.newObject()
+	probe.SetNamespace(key.Namespace)
+	probe.SetName(key.Name)
+	name := r.api.wrap(probe).secretName()
+	sec := secretMetadata()
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, sec); err != nil {
+		// The usual case: reconcileDelete already removed it.
+		return client.IgnoreNotFound(err)
+	}
+	owner, err := r.bindingOwner(sec, key.Name)
+	if err != nil || owner == nil {
+		return err
+	}
+	live := r.api.newObject()
+	err = r.APIReader.Get(ctx, key, live)
+	if err == nil && live.GetUID() == owner.UID {
+		// The owner lives: the cache is behind, or the binding belongs to another shard.
+		return nil
+	}
+	if client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	ctrl.LoggerFrom(ctx).Info("binding deleted without its finalizer: unreferencing and deleting its secret", "secret", name)
+	if err := r.detachEverywhereFresh(ctx, key.Namespace, []string{name}); err != nil {
+		return err
+	}
+	r.Metrics.ForgetBinding(r.api.name(), key.Namespace, key.Name)
+	return r.deleteSecrets(ctx, []string{name}, []metav1.PartialObjectMetadata{*sec})
+}
+
+// bindingOwner is the owner reference naming a binding of this API group and name, or nil: a secret of the same name
+// may belong to someone else, who keeps it.
+func (r *Reconciler) bindingOwner(sec *metav1.PartialObjectMetadata, bindingName string) (*metav1.OwnerReference, error) {
+	gvk, err := apiutil.GVKForObject(r.api.newObject(), r.Client.Scheme())
+	if err != nil {
+		return nil, err
+	}
+	for i, ref := range sec.GetOwnerReferences() {
+		gv, err := schema.ParseGroupVersion(ref.APIVersion)
+		if err == nil && gv.Group == gvk.Group && ref.Kind == gvk.Kind && ref.Name == bindingName {
+			return &sec.GetOwnerReferences()[i], nil
+		}
+	}
+	return nil, nil
 }

@@ -161,12 +161,9 @@ func metadataOf(sec *corev1.Secret) *metav1.PartialObjectMetadata {
 	return m
 }
 
-// unreferenceAndDelete removes names from every service account in the namespace, then deletes the owned secrets
-// among them. Unreferencing first means no pod is admitted with a reference to a secret that is going away.
-func (r *Reconciler) unreferenceAndDelete(ctx context.Context, namespace string, names []string, owned []metav1.PartialObjectMetadata) error {
-	if err := r.detachEverywhere(ctx, namespace, names, ""); err != nil {
-		return err
-	}
+// deleteSecrets deletes the owned secrets among names; callers unreference them first. The UID precondition keeps a
+// secret of the same name created since (by a new binding of the same name) alive.
+func (r *Reconciler) deleteSecrets(ctx context.Context, names []string, owned []metav1.PartialObjectMetadata) error {
 	for i := range owned {
 		sec := &owned[i]
 		if !slices.Contains(names, sec.Name) {

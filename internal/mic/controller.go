@@ -7,6 +7,7 @@ package mic
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -49,6 +50,9 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// UpdateRetries is how often a PATCH is retried without the identities ARM refused to assign.
 	UpdateRetries int
+	// AssignPodsCreatedBefore, when set, leaves pods created later to the node agent's federation: the controller
+	// stops assigning new pods while keeping what it assigned, so a cluster migrates pod by pod.
+	AssignPodsCreatedBefore time.Time
 }
 
 // Reconciler runs assignment cycles. Every relevant change (pods, bindings, identities, nodes, records) queues the one
@@ -64,6 +68,12 @@ type Reconciler struct {
 
 	mu            sync.Mutex
 	lastFullCheck time.Time
+	// throttledUntil is when ARM allows calls again after a 429: every event queues a cycle, and without this the
+	// cycles would call ARM again at once, as upstream's MIC did until ARM blocked whole clusters.
+	throttledUntil time.Time
+	// deniedUntil holds identities ARM refused to assign on a host (host ID|identity ID) until the next full check:
+	// retrying them on every cycle would spend a write per event on a refusal that only a role assignment changes.
+	deniedUntil map[string]time.Time
 	// added remembers identities this process put on hosts (host ID|identity ID): the cache may not show their
 	// records as Assigned yet when the next cycle runs, and they must not pass for someone else's.
 	added map[string]bool
@@ -98,18 +108,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	desired := Desired(state.pods, state.bindings, state.identities, r.Config.ForceNamespaced)
+	desired := Desired(r.assignable(state.pods), state.bindings, state.identities, r.Config.ForceNamespaced)
 	changes := Diff(desired, state.current)
+	if wait := r.throttled(); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	full := r.fullCheckDue()
 
-	var retryAfter time.Duration
 	for host, work := range r.hostWork(changes, desired, state, full) {
 		wait, err := r.assignHost(ctx, log, host, work)
 		if err != nil {
 			log.Error(err, "Assignment failed", "host", host.ID())
 		}
-		if wait > 0 && (retryAfter == 0 || wait < retryAfter) {
-			retryAfter = wait
+		if wait > 0 {
+			// Throttling is per caller, not per host: stop calling ARM until it allows again.
+			r.mu.Lock()
+			r.throttledUntil = r.Clock.Now().Add(wait)
+			r.mu.Unlock()
+			return ctrl.Result{RequeueAfter: wait}, nil
 		}
 	}
 	// Records of nodes that are gone: their VM went with them, nothing to unassign.
@@ -123,11 +139,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		r.lastFullCheck = r.Clock.Now()
 		r.mu.Unlock()
 	}
-	next := r.interval()
-	if retryAfter > 0 {
-		next = min(next, retryAfter)
+	return ctrl.Result{RequeueAfter: r.interval()}, nil
+}
+
+func (r *Reconciler) throttled() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.throttledUntil.Sub(r.Clock.Now())
+}
+
+// assignable are the pods the controller assigns identities for: all, or those created before the migration cutoff.
+func (r *Reconciler) assignable(pods []corev1.Pod) []corev1.Pod {
+	if r.Config.AssignPodsCreatedBefore.IsZero() {
+		return pods
 	}
-	return ctrl.Result{RequeueAfter: next}, nil
+	return slices.DeleteFunc(slices.Clone(pods), func(p corev1.Pod) bool {
+		return !p.CreationTimestamp.Time.Before(r.Config.AssignPodsCreatedBefore)
+	})
 }
 
 type observed struct {
@@ -271,7 +299,7 @@ func (r *Reconciler) assignHost(ctx context.Context, log logr.Logger, host Host,
 	}
 	var add, remove []string
 	for _, id := range dedupe(append(slices.Clone(w.change.Add), w.required...)) {
-		if !has[id] {
+		if !has[id] && !r.deniedRecently(host, id) {
 			add = append(add, id)
 		}
 	}
@@ -280,13 +308,19 @@ func (r *Reconciler) assignHost(ctx context.Context, log logr.Logger, host Host,
 			remove = append(remove, id)
 		}
 	}
-	denied, wait, err := r.patch(ctx, host, present, add, remove)
+	after, wait, err := r.patch(ctx, host, present, add, remove)
 	if err != nil {
 		return wait, err
 	}
+	onHost := map[string]bool{}
+	for _, id := range after {
+		onHost[id] = true
+	}
 	for _, rec := range append(w.create, w.update...) {
 		rid := strings.ToLower(rec.Spec.AzureIdentityRef.Spec.ResourceID)
-		if denied[rid] {
+		// Only what is on the host now is Assigned; a refused identity stays Created and is tried again after the
+		// next full check.
+		if !onHost[rid] {
 			r.event(rec.Spec.AzureBindingRef, corev1.EventTypeWarning, "BindingApplyError",
 				"identity %s could not be assigned to %s for pod %s/%s: the controller may not assign it (LinkedAuthorizationFailed)",
 				rid, host.ID(), rec.Spec.PodNamespace, rec.Spec.Pod)
@@ -306,12 +340,13 @@ func (r *Reconciler) assignHost(ctx context.Context, log logr.Logger, host Host,
 	return 0, nil
 }
 
-// patch sends the host's PATCHes (at most MaxIdentitiesPerPatch identities each). Identities ARM refuses to assign
-// (LinkedAuthorizationFailed) are dropped and the rest retried, so one bad binding does not block a scale set.
-func (r *Reconciler) patch(ctx context.Context, host Host, present, add, remove []string) (map[string]bool, time.Duration, error) {
+// patch sends the host's PATCHes (at most MaxIdentitiesPerPatch identities each) and returns the identities on the
+// host afterwards. Identities ARM refuses to assign (LinkedAuthorizationFailed) are dropped and the rest retried, so
+// one bad binding does not block a scale set.
+func (r *Reconciler) patch(ctx context.Context, host Host, present, add, remove []string) ([]string, time.Duration, error) {
 	denied := map[string]bool{}
 	if len(add)+len(remove) == 0 {
-		return denied, 0, nil
+		return present, 0, nil
 	}
 	for _, batch := range Batches(HostChange{Add: add, Remove: remove}, MaxIdentitiesPerPatch) {
 		for attempt := 0; ; attempt++ {
@@ -324,10 +359,11 @@ func (r *Reconciler) patch(ctx context.Context, host Host, present, add, remove 
 			r.Metrics.armError(host, true)
 			bad := azauth.DeniedResourceIDsOf(err)
 			if len(bad) == 0 || attempt >= max(r.Config.UpdateRetries, 1) {
-				return denied, azauth.RetryAfterOf(err), fmt.Errorf("updating identities: %w", err)
+				return present, azauth.RetryAfterOf(err), fmt.Errorf("updating identities: %w", err)
 			}
 			for _, id := range bad {
 				denied[strings.ToLower(id)] = true
+				r.rememberDenied(host, strings.ToLower(id))
 			}
 			batch.Add = slices.DeleteFunc(batch.Add, func(id string) bool { return denied[id] })
 			if len(batch.Add)+len(batch.Remove) == 0 {
@@ -335,7 +371,7 @@ func (r *Reconciler) patch(ctx context.Context, host Host, present, add, remove 
 			}
 		}
 	}
-	return denied, 0, nil
+	return present, 0, nil
 }
 
 func (r *Reconciler) ensureRecord(ctx context.Context, rec *aadv1.AzureAssignedIdentity) error {
@@ -355,6 +391,21 @@ func setAnnotation(rec *aadv1.AzureAssignedIdentity, key, value string) {
 		rec.Annotations = map[string]string{}
 	}
 	rec.Annotations[key] = value
+}
+
+func (r *Reconciler) deniedRecently(host Host, rid string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Clock.Now().Before(r.deniedUntil[host.ID()+"|"+rid])
+}
+
+func (r *Reconciler) rememberDenied(host Host, rid string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.deniedUntil == nil {
+		r.deniedUntil = map[string]time.Time{}
+	}
+	r.deniedUntil[host.ID()+"|"+rid] = r.Clock.Now().Add(r.interval())
 }
 
 func (r *Reconciler) addedByUs(host Host, rid string) bool {
@@ -378,18 +429,23 @@ func (r *Reconciler) remember(host Host, c HostChange) {
 	}
 }
 
-// setStatus writes the record's state; records have no status subresource (upstream's shape), so it is a patch of
-// the object, which also carries an update's new spec.
+// setStatus writes the record's state, spec and labels with one merge patch. Records have no status subresource
+// (upstream's shape), and the patch needs no read first: the cache may not have the record just created.
 func (r *Reconciler) setStatus(ctx context.Context, rec *aadv1.AzureAssignedIdentity, status string) error {
-	cur := &aadv1.AzureAssignedIdentity{}
-	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rec), cur); err != nil {
-		return fmt.Errorf("reading record %s/%s: %w", rec.Namespace, rec.Name, err)
+	body, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"labels": rec.Labels, "finalizers": []string{aadv1.AssignedIdentityFinalizer}},
+		"spec":     rec.Spec,
+		"status":   map[string]any{"status": status},
+	})
+	if err != nil {
+		return err
 	}
-	patch := client.MergeFrom(cur.DeepCopy())
-	cur.Labels, cur.Spec = rec.Labels, rec.Spec
-	cur.Status.Status = status
-	controllerutil.AddFinalizer(cur, aadv1.AssignedIdentityFinalizer)
-	return r.Client.Patch(ctx, cur, patch)
+	target := &aadv1.AzureAssignedIdentity{}
+	target.Namespace, target.Name = rec.Namespace, rec.Name
+	if err := r.Client.Patch(ctx, target, client.RawPatch(types.MergePatchType, body)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("recording %s on %s/%s: %w", status, rec.Namespace, rec.Name, err)
+	}
+	return nil
 }
 
 func (r *Reconciler) deleteRecord(ctx context.Context, log logr.Logger, rec *aadv1.AzureAssignedIdentity) {

@@ -140,3 +140,62 @@ func TestImmutableAndPreexistingIdentitiesStay(t *testing.T) {
 		t.Fatalf("immutable on host %v, preexisting on host %v: both must stay", onHost(t, host, immutable), onHost(t, host, theirs))
 	}
 }
+
+// Several identities for pods on one node, including bindings and identities of the same names in two namespaces:
+// every pod gets its own record and every identity reaches the scale set.
+func TestMultipleIdentitiesAndNameConflictsAcrossNamespaces(t *testing.T) {
+	ns1, ns2 := newNamespace(t), newNamespace(t)
+	host := scaleSet(t, "pool-multi", "multi-0")
+	a := userIdentity(t, ns1, "same", "00000000-0000-0000-0000-0000000000c6", "multi-a")
+	b := userIdentity(t, ns2, "same", "00000000-0000-0000-0000-0000000000c7", "multi-b")
+	c := userIdentity(t, ns1, "third", "00000000-0000-0000-0000-0000000000c8", "multi-c")
+	labelledPod(t, ns1, "p", "multi-0", "multi-a")
+	labelledPod(t, ns2, "p", "multi-0", "multi-b")
+	labelledPod(t, ns1, "q", "multi-0", "multi-c")
+	eventually(t, "three identities on the scale set", 20*time.Second, func() bool {
+		return onHost(t, host, a) && onHost(t, host, b) && onHost(t, host, c)
+	})
+	for _, r := range []struct{ pod, ns, id string }{{"p", ns1, "same"}, {"p", ns2, "same"}, {"q", ns1, "third"}} {
+		rec := record(mic.DefaultNamespace, r.pod, r.ns, r.id)
+		if rec == nil || rec.Spec.AzureIdentityRef.Namespace != r.ns {
+			t.Errorf("record for %s/%s and %s: %+v", r.ns, r.pod, r.id, rec)
+		}
+	}
+}
+
+// ARM throttles the controller's writes (429 with Retry-After): it waits as told instead of calling again on every
+// event, and every scale set still gets its identity.
+func TestRetryAfterFromARMIsHonoured(t *testing.T) {
+	ns := newNamespace(t)
+	cloud.SetARMRateLimit(0, 0.5) // one write every 2 s
+	t.Cleanup(func() { cloud.SetARMRateLimit(0, 0) })
+	var hosts, ids []string
+	patchesBefore := cloud.ARMCount(http.MethodPatch, azurefake.ARMKindVMSS)
+	for i := range 3 {
+		name := "throttled-" + string(rune('a'+i))
+		hosts = append(hosts, scaleSet(t, "pool-"+name, name+"-0"))
+		ids = append(ids, userIdentity(t, ns, name, "00000000-0000-0000-0000-0000000000e"+string(rune('a'+i)), name))
+	}
+	start := time.Now()
+	for i := range 3 {
+		name := "throttled-" + string(rune('a'+i))
+		labelledPod(t, ns, "p-"+name, name+"-0", name)
+	}
+	eventually(t, "all three scale sets assigned", 30*time.Second, func() bool {
+		for i := range hosts {
+			if !onHost(t, hosts[i], ids[i]) {
+				return false
+			}
+		}
+		return true
+	})
+	elapsed := time.Since(start)
+	patches := cloud.ARMCount(http.MethodPatch, azurefake.ARMKindVMSS) - patchesBefore
+	throttled := patches - 3
+	t.Logf("3 scale sets at 0.5 writes/s: %d PATCH requests in %s, %d answered 429", patches, elapsed.Round(100*time.Millisecond), throttled)
+	// Honouring Retry-After (2 s here) allows one refused write per wait at most; every event (records, pods) queues
+	// a cycle, so a controller that did not wait would be refused many times more.
+	if limit := int64(elapsed/(2*time.Second)) + 3; throttled > limit {
+		t.Errorf("%d PATCHes refused with 429 in %s (at most %d if Retry-After is honoured)", throttled, elapsed, limit)
+	}
+}

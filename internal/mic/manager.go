@@ -36,10 +36,11 @@ type Options struct {
 	ProbeAddr               string
 	LeaderElection          bool
 	LeaderElectionNamespace string
-	LeaseDuration           time.Duration
-	Config                  Config
-	ARM                     ARM
-	Clock                   clock.Clock
+	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election; zero keeps controller-runtime's defaults.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	Config                                    Config
+	ARM                                       ARM
+	Clock                                     clock.Clock
 	// MetricsRegistry receives the controller's metrics; nil is controller-runtime's registry.
 	MetricsRegistry prometheus.Registerer
 }
@@ -56,9 +57,11 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lease *time.Duration
-	if opts.LeaseDuration > 0 {
-		lease = &opts.LeaseDuration
+	orDefault := func(d *time.Duration) *time.Duration {
+		if *d > 0 {
+			return d
+		}
+		return nil
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        acrmanager.NewScheme(),
@@ -68,7 +71,9 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 lease,
+		LeaseDuration:                 orDefault(&opts.LeaseDuration),
+		RenewDeadline:                 orDefault(&opts.RenewDeadline),
+		RetryPeriod:                   orDefault(&opts.RetryPeriod),
 		Cache: cache.Options{
 			ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: labels.NewSelector().Add(*labelled)}},
 			DefaultTransform: cache.TransformStripManagedFields(),

@@ -90,3 +90,22 @@ func (c *Cloud) leafFor(host string) (*tls.Certificate, error) {
 	v, _ := c.leafs.LoadOrStore(host, cert)
 	return v.(*tls.Certificate), nil
 }
+
+// untrustedLeaf is a self-signed certificate for host that no client of the fake trusts: what a TLS-intercepting
+// middlebox or a wrong endpoint presents. Made afresh each time; only faulted connections use it.
+func untrustedLeaf(host string) (*tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}

@@ -29,6 +29,9 @@ type Fault struct {
 	Malformed bool
 	// NoExp issues tokens without an exp claim.
 	NoExp bool
+	// TLS breaks TLS to the endpoint's host: new connections get a certificate no client trusts (the handshake
+	// fails), and requests on connections opened before the fault see the connection dropped.
+	TLS bool
 	// Count limits the fault to the next Count requests; 0 means until cleared.
 	Count int
 	// RatePerSecond applies Status (429 by default) only to requests above this rate, as Azure throttles: requests
@@ -118,6 +121,11 @@ func answerFault(ep Endpoint, f Fault, w http.ResponseWriter, r *http.Request) b
 		}
 	}
 	switch {
+	case f.TLS:
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			_ = conn.Close()
+		}
+		return true
 	case f.Status != 0:
 		retryAfter := f.RetryAfter
 		if retryAfter == 0 && f.Status == http.StatusTooManyRequests {
@@ -159,4 +167,42 @@ func defaultFaultBody(ep Endpoint, status int) string {
 		}
 		return fmt.Sprintf(`{"error":%q,"error_description":"injected HTTP %d: %s"}`, kind, status, text)
 	}
+}
+
+// tlsFault reports whether a TLS fault covers a new connection to host, consuming a counted one. The fault's
+// endpoints are those the host serves; the failed handshake counts as a request to the first of them.
+func (c *Cloud) tlsFault(host string) bool {
+	var eps []Endpoint
+	switch {
+	case c.isAuthority(host):
+		eps = []Endpoint{EntraToken, EntraDiscovery}
+	case isARMHost(host):
+		eps = []Endpoint{ARMRead, ARMWrite}
+	default:
+		if _, ok := c.registry(host); ok {
+			eps = []Endpoint{ACRToken, ACRExchange, ACRTokenGet, RegistryV2}
+		}
+	}
+	t := &c.faults
+	if !t.active.Load() {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ep := range eps {
+		st := t.byEndpoint[ep]
+		if st == nil || !st.TLS {
+			continue
+		}
+		if st.Count > 0 {
+			st.remaining--
+			if st.remaining <= 0 {
+				delete(t.byEndpoint, ep)
+				t.active.Store(len(t.byEndpoint) > 0)
+			}
+		}
+		c.byEndpoint[ep].Add(1)
+		return true
+	}
+	return false
 }

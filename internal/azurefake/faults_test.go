@@ -134,3 +134,33 @@ func TestLatency(t *testing.T) {
 		t.Errorf("got %v, want the deadline", err)
 	}
 }
+
+// A TLS fault breaks the endpoint's host: a new connection fails its handshake on a certificate the client does not
+// trust, a connection opened before the fault is dropped, and both work again once the fault clears.
+func TestTLSFault(t *testing.T) {
+	undoFaults(t)
+	client := fake.HTTPClient()
+	get := func() error {
+		resp, err := client.Get("https://login.microsoftonline.com/common/discovery/instance?authorization_endpoint=https://login.microsoftonline.com/t/oauth2/v2.0/authorize")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := get(); err != nil {
+		t.Fatalf("before the fault: %v", err)
+	}
+	fake.SetFault(azurefake.EntraDiscovery, azurefake.Fault{TLS: true})
+	if err := get(); err == nil {
+		t.Fatal("a request on the open connection succeeded during the fault")
+	}
+	client.CloseIdleConnections()
+	err := get()
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a new connection during the fault: %v, want a certificate error", err)
+	}
+	fake.ClearFaults()
+	if err := get(); err != nil {
+		t.Fatalf("after the fault: %v", err)
+	}
+}

@@ -92,9 +92,13 @@ func (c *Cloud) serveConnect(w http.ResponseWriter, r *http.Request) {
 		// The client may send its ClientHello before reading our 200; the server's reader already holds it.
 		raw = &prefixedConn{Conn: conn, reader: buf.Reader}
 	}
+	broken := c.tlsFault(host)
 	tlsConn := tls.Server(raw, &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if broken {
+				return untrustedLeaf(host)
+			}
 			// The certificate names the host the client asked for, among those the fake serves.
 			name := strings.ToLower(hello.ServerName)
 			if name == "" || !c.knownHost(name) {

@@ -35,6 +35,7 @@ func TestEveryKindOfAzureFaultKeepsTheSecretAndRecovers(t *testing.T) {
 		{"timeout", azurefake.Fault{Latency: 5 * time.Second}, acrv1beta2.ReasonAzureUnavailable},
 		{"malformed JSON", azurefake.Fault{Malformed: true}, acrv1beta2.ReasonAzureUnavailable},
 		{"token without exp", azurefake.Fault{NoExp: true}, acrv1beta2.ReasonTokenInvalid},
+		{"TLS errors", azurefake.Fault{TLS: true}, acrv1beta2.ReasonAzureUnavailable},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -94,7 +94,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&aadv1.AzureIdentityBinding{}, toCycle).
 		Watches(&aadv1.AzureAssignedIdentity{}, toCycle).
 		Watches(&corev1.Node{}, toCycle).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		// Name validation guards against two controllers sharing metrics by mistake; leader-election tests and the
+		// bench run several assignment controllers in one process on purpose.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1, SkipNameValidation: ptrTo(true)}).
 		Complete(r)
 }
 
@@ -481,3 +483,5 @@ func dedupe(ids []string) []string {
 	slices.Sort(ids)
 	return slices.Compact(ids)
 }
+
+func ptrTo[T any](v T) *T { return &v }

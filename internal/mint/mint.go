@@ -22,9 +22,9 @@ import (
 
 // Cache layers, as reported to metrics.
 const (
-	LayerEntra     = "entra"
-	LayerACRReuse  = "acr-refresh"
-	LayerACRAccess = "acr-access"
+	LayerEntra      = "entra"
+	LayerACRRefresh = "acr-refresh"
+	LayerACRAccess  = "acr-access"
 )
 
 // intermediateMinValidity is how much life an Entra token or a registry refresh token needs left to be used for
@@ -99,7 +99,7 @@ func (m *Minter) Mint(ctx context.Context, req Request) (Credential, error) {
 		refreshFresh = fresh
 	}
 	refreshToken := func(ctx context.Context) (azauth.Token, error) {
-		return m.cache.Get(ctx, LayerACRReuse, "rt|"+registry, refreshFresh, func(ctx context.Context) (azauth.Token, error) {
+		return m.cache.Get(ctx, LayerACRRefresh, "rt|"+registry, refreshFresh, func(ctx context.Context) (azauth.Token, error) {
 			return m.exchange(ctx, req, identity, registry)
 		})
 	}

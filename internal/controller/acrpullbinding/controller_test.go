@@ -275,7 +275,8 @@ func TestAirgappedCloudUsesItsCloudConfig(t *testing.T) {
 		EntraAuthorityHost: "https://login.airgap.example/", ResourceManagerAudience: "https://management.airgap.example/"}
 	create(t, b)
 	eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
-	g.Expect(cloud.Count(azurefake.EntraToken)).To(BeNumerically(">=", 1))
+	g.Expect(cloud.HostRequests("login.airgap.example")).To(BeNumerically(">=", 1), "the token came from the air-gapped authority")
+	g.Expect(cloud.HostRequests("login.microsoftonline.com")).To(BeZero(), "and the public one was never asked")
 	g.Expect(pull(ns, "acr-pull-airgapped", "alice")).To(Succeed())
 }
 

@@ -59,8 +59,13 @@ func (c *Client) NewARMClient(azCloud Cloud, armEndpoint string, cred ARMCredent
 	cfg := cloud.AzurePublic
 	cfg.ActiveDirectoryAuthorityHost = azCloud.AuthorityHost
 	if armEndpoint != "" {
+		// A custom cloud's ARM may take tokens for another audience than its endpoint (Azure Stack's tokenAudience).
+		audience := armEndpoint
+		if azCloud.ARMAudience != "" {
+			audience = azCloud.ARMAudience
+		}
 		cfg.Services = map[cloud.ServiceName]cloud.ServiceConfiguration{
-			cloud.ResourceManager: {Endpoint: armEndpoint, Audience: armEndpoint},
+			cloud.ResourceManager: {Endpoint: armEndpoint, Audience: audience},
 		}
 	}
 	opts := c.clientOptions(azCloud.AuthorityHost)
@@ -236,7 +241,9 @@ var linkedScopes = regexp.MustCompile(`linked scope\(s\) '([^']+)'`)
 func classifyARM(endpoint string, err error) error {
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {
-		return &Error{Kind: Unavailable, Endpoint: endpoint, Detail: "request failed: " + errors.Unwrap(err).Error()}
+		// No answer from ARM: the controller's own sign-in failed (Entra refused its credential, or IMDS did), or
+		// the connection did. Entra's classification says which, without quoting what it was sent.
+		return classifyEntra(EndpointEntra, err)
 	}
 	e := &Error{Endpoint: endpoint, StatusCode: re.StatusCode, Code: re.ErrorCode}
 	switch {

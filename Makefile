@@ -29,6 +29,7 @@ verify: ## Fail if generated files are stale or code is unformatted.
 build: ## Build bin/acrpull, bin/acrpull-nmi, bin/acrpull-demo and bin/fakeazure.
 	go build -o bin/acrpull ./cmd/acrpull
 	go build -o bin/acrpull-nmi ./cmd/acrpull-nmi
+	go build -o bin/acrpull-mic ./cmd/acrpull-mic
 	go build -o bin/acrpull-demo ./cmd/acrpull-demo
 	go build -o bin/fakeazure ./cmd/fakeazure
 

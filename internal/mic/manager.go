@@ -6,6 +6,7 @@ SPDX-License-Identifier: MIT
 package mic
 
 import (
+	"cmp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,8 @@ type Options struct {
 	ProbeAddr               string
 	LeaderElection          bool
 	LeaderElectionNamespace string
+	// LeaderElectionID names the Lease; empty is LeaderElectionID (upstream's --leader-election-name default).
+	LeaderElectionID string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election; zero keeps controller-runtime's defaults.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	Config                                    Config
@@ -68,7 +71,7 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        opts.ProbeAddr,
 		LeaderElection:                opts.LeaderElection,
-		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionID:              cmp.Or(opts.LeaderElectionID, LeaderElectionID),
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 orDefault(&opts.LeaseDuration),

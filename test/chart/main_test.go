@@ -75,7 +75,7 @@ func run(m *testing.M) int {
 }
 
 // inputs are what helm, kubectl and the controller binary read on the tests' behalf.
-var inputs = []string{"config", "deploy", "cmd/acrpull", "cmd/acrpull-nmi"}
+var inputs = []string{"config", "deploy", "cmd/acrpull", "cmd/acrpull-nmi", "cmd/acrpull-mic"}
 
 var trackOnce sync.Once
 

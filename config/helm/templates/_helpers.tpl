@@ -71,3 +71,28 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
+
+{{/*
+The pod identity assignment controller (podIdentity.mic.enabled), upstream's MIC. Fixed names like the node agent's;
+its ClusterRole is named after the release. Its pods are labelled app.kubernetes.io/name: acrpull-mic, which neither
+the controller's nor the node agent's selectors match.
+*/}}
+{{- define "acrpull.mic.name" -}}acrpull-mic{{- end }}
+
+{{- define "acrpull.mic.serviceAccountName" -}}acrpull-mic{{- end }}
+
+{{- define "acrpull.mic.clusterRoleName" -}}{{ .Release.Name }}-mic{{- end }}
+
+{{- define "acrpull.mic.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "acrpull.mic.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "acrpull.mic.labels" -}}
+{{ include "acrpull.mic.selectorLabels" . }}
+app.kubernetes.io/component: assignment-controller
+app.kubernetes.io/part-of: {{ include "acrpull.name" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}

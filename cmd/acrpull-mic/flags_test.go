@@ -1,0 +1,118 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package main
+
+import (
+	"flag"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acrpull/acrpull/internal/mic"
+)
+
+func parse(t *testing.T, env map[string]string, args ...string) (settings, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("acrpull-mic", flag.ContinueOnError)
+	return parseFlags(fs, args, func(k string) string { return env[k] })
+}
+
+// An upstream MIC Deployment's arguments start the controller unchanged, and the ones with an effect take it.
+func TestUpstreamArgumentsAreAccepted(t *testing.T) {
+	s, err := parse(t, map[string]string{"MIC_POD_NAMESPACE": "kube-system"},
+		"--cloudconfig=/etc/kubernetes/azure.json", "--kubeconfig=/tmp/kubeconfig", "--logtostderr", "--v=2",
+		"--leader-election-namespace=aad", "--leader-election-name=aad-pod-identity-mic", "--leader-election-instance=mic-0",
+		"--leader-election-duration=30s", "--syncRetryDuration=1h", "--identity-assignment-reconcile-interval=5m",
+		"--immutable-user-msis=aaaa-1, bbbb-2,,", "--forceNamespaced=true", "--update-user-msi-max-retry=4",
+		"--update-user-msi-retry-interval=2s", "--createDeleteBatch=40", "--clientQps=20", "--http-probe-port=8081",
+		"--prometheus-port=8889", "--enable-type-upgrade=false", "--custom-user-agent=aks-addon", "--log-format=json",
+		"--enableProfile=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.opts
+	if s.cloudConfig != "/etc/kubernetes/azure.json" || s.namespace != "kube-system" {
+		t.Errorf("cloudconfig %q namespace %q", s.cloudConfig, s.namespace)
+	}
+	if !o.LeaderElection || o.LeaderElectionNamespace != "aad" || o.LeaseDuration != 30*time.Second {
+		t.Errorf("leader election %v ns %q duration %s", o.LeaderElection, o.LeaderElectionNamespace, o.LeaseDuration)
+	}
+	if o.Config.ReconcileInterval != 5*time.Minute || o.Config.UpdateRetries != 4 || !o.Config.ForceNamespaced {
+		t.Errorf("config %+v", o.Config)
+	}
+	if !slices.Equal(o.Config.Policy.ImmutableClientIDs, []string{"aaaa-1", "bbbb-2"}) {
+		t.Errorf("immutable %q", o.Config.Policy.ImmutableClientIDs)
+	}
+	if o.ProbeAddr != ":8081" || o.MetricsAddr != ":8889" {
+		t.Errorf("probe %q metrics %q", o.ProbeAddr, o.MetricsAddr)
+	}
+	if s.clientQPS != 20 || s.typeUpgrade || s.userAgent != "aks-addon" || s.leaseName != mic.LeaderElectionID {
+		t.Errorf("qps %v type upgrade %v user agent %q lease %q", s.clientQPS, s.typeUpgrade, s.userAgent, s.leaseName)
+	}
+	slices.Sort(s.ignoredFlags)
+	want := []string{"createDeleteBatch", "enableProfile", "leader-election-instance", "log-format", "logtostderr",
+		"syncRetryDuration", "update-user-msi-retry-interval", "v"}
+	if !slices.Equal(s.ignoredFlags, want) {
+		t.Errorf("ignored flags reported %q, want %q", s.ignoredFlags, want)
+	}
+}
+
+// With no arguments: upstream's defaults, leader election on, the Lease in the pod's namespace.
+func TestDefaults(t *testing.T) {
+	s, err := parse(t, map[string]string{"MIC_POD_NAMESPACE": "aad-system"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.opts
+	if !o.LeaderElection || o.LeaderElectionNamespace != "aad-system" || o.LeaseDuration != 15*time.Second {
+		t.Errorf("leader election %v ns %q duration %s", o.LeaderElection, o.LeaderElectionNamespace, o.LeaseDuration)
+	}
+	if o.Config.ReconcileInterval != 3*time.Minute || o.Config.UpdateRetries != 2 || o.Config.ForceNamespaced ||
+		len(o.Config.Policy.ImmutableClientIDs) != 0 {
+		t.Errorf("config %+v", o.Config)
+	}
+	if o.ProbeAddr != ":8080" || o.MetricsAddr != ":8888" || s.clientQPS != 5 || !s.typeUpgrade || s.cloudConfig != "" {
+		t.Errorf("probe %q metrics %q qps %v type upgrade %v cloudconfig %q", o.ProbeAddr, o.MetricsAddr, s.clientQPS, s.typeUpgrade, s.cloudConfig)
+	}
+	if len(s.ignoredFlags) != 0 {
+		t.Errorf("ignored flags reported without being set: %q", s.ignoredFlags)
+	}
+
+	s, err = parse(t, map[string]string{"FORCENAMESPACED": "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.opts.Config.ForceNamespaced {
+		t.Error("FORCENAMESPACED=true is upstream's environment switch")
+	}
+	if s.opts.LeaderElectionNamespace != "default" || s.namespace != "default" {
+		t.Errorf("without MIC_POD_NAMESPACE: lease ns %q, namespace %q; want default", s.opts.LeaderElectionNamespace, s.namespace)
+	}
+	if s, _ := parse(t, nil, "--http-probe-port=0", "--prometheus-port=0"); s.opts.ProbeAddr != "0" || s.opts.MetricsAddr != "0" {
+		t.Errorf("port 0 disables: probe %q metrics %q", s.opts.ProbeAddr, s.opts.MetricsAddr)
+	}
+}
+
+func TestBadArgumentsAreClearErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--leader-election-duration=5s"}, "renew deadline"},
+		{[]string{"--identity-assignment-reconcile-interval=0s"}, "--identity-assignment-reconcile-interval"},
+		{[]string{"--update-user-msi-max-retry=-1"}, "--update-user-msi-max-retry"},
+		{[]string{"--clientQps=0"}, "--clientQps"},
+		{[]string{"--http-probe-port=70000"}, "--http-probe-port"},
+		{[]string{"--syncRetryDuration=soon"}, "syncRetryDuration"},
+		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"stray"}, "unexpected arguments"},
+	} {
+		if _, err := parse(t, nil, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one mentioning %s", tc.args, err, tc.want)
+		}
+	}
+}

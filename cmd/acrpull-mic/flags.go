@@ -70,6 +70,14 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	fs.StringVar(&s.leaseName, "leader-election-name", mic.LeaderElectionID, "Name of the leader-election Lease.")
 	fs.DurationVar(&lease, "leader-election-duration", 15*time.Second, "Lease duration; a new leader takes over at most this long after the old one stops renewing.")
 	fs.DurationVar(&reconcileInterval, "identity-assignment-reconcile-interval", 3*time.Minute, "How often every assigned identity is checked on its VM or scale set and re-added if it was removed.")
+	fs.Func("assign-pods-created-before", "RFC 3339 time: pods created from then on are not assigned and get their tokens by the node agent's federation (token source auto), so a cluster migrates pod by pod. Empty assigns every pod.", func(v string) error {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return fmt.Errorf("want an RFC 3339 time such as 2026-12-01T00:00:00Z: %w", err)
+		}
+		s.opts.Config.AssignPodsCreatedBefore = t
+		return nil
+	})
 	fs.StringVar(&immutable, "immutable-user-msis", "", "Comma-separated client IDs of identities never removed from VMs and scale sets.")
 	fs.BoolVar(&s.opts.Config.ForceNamespaced, "forceNamespaced", strings.EqualFold(getenv("FORCENAMESPACED"), "true"), "Identities are used only by pods in their own namespace (env FORCENAMESPACED).")
 	fs.IntVar(&retries, "update-user-msi-max-retry", 2, "How often an update is retried without the identities Resource Manager refused to assign (LinkedAuthorizationFailed).")

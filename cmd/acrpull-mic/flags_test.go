@@ -116,3 +116,17 @@ func TestBadArgumentsAreClearErrors(t *testing.T) {
 		}
 	}
 }
+
+// The migration cutoff: pods created from then on are left to federation.
+func TestAssignPodsCreatedBefore(t *testing.T) {
+	s, err := parse(t, nil, "--assign-pods-created-before=2026-12-01T00:00:00Z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC); !s.opts.Config.AssignPodsCreatedBefore.Equal(want) {
+		t.Errorf("cutoff %s, want %s", s.opts.Config.AssignPodsCreatedBefore, want)
+	}
+	if _, err := parse(t, nil, "--assign-pods-created-before=tomorrow"); err == nil {
+		t.Error("a malformed time was accepted")
+	}
+}

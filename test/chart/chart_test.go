@@ -402,7 +402,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"monitor create", "monitoring: {create: maybe}", []string{"/monitoring/create", "value must be one of 'auto', true, false"}},
 		{"extra arg not a flag", "extraArgs: [leader-elect]", []string{"/extraArgs/0", "does not match pattern"}},
 		{"unknown pod identity value", "podIdentity: {enable: true}", []string{"/podIdentity", "additional properties 'enable' not allowed"}},
-		{"unknown token source", "podIdentity: {tokenSource: secret}", []string{"/podIdentity/tokenSource", "value must be one of '', 'federation', 'imds'"}},
+		{"unknown token source", "podIdentity: {tokenSource: secret}", []string{"/podIdentity/tokenSource", "value must be one of '', 'auto', 'federation', 'imds'"}},
 		{"unknown operation mode", "podIdentity: {operationMode: Managed}", []string{"/podIdentity/operationMode", "value must be one of 'standard', 'managed'"}},
 		{"unknown cloud", "podIdentity: {cloud: AzurePublicCloud}", []string{"/podIdentity/cloud", "value must be one of"}},
 		{"port out of range", "podIdentity: {probePort: 70000}", []string{"/podIdentity/probePort", "maximum"}},

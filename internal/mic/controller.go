@@ -450,9 +450,17 @@ func (r *Reconciler) setStatus(ctx context.Context, rec *aadv1.AzureAssignedIden
 	return nil
 }
 
+// deleteRecord retires a record as upstream does: Unassigned first (watchers see the identity is gone from the host),
+// then the finalizer off and the object deleted. Each step works on the apiserver's answer to the one before, not
+// on the cache, which may not have caught up.
 func (r *Reconciler) deleteRecord(ctx context.Context, log logr.Logger, rec *aadv1.AzureAssignedIdentity) {
 	cur := &aadv1.AzureAssignedIdentity{}
-	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(rec), cur); err != nil {
+	cur.Namespace, cur.Name = rec.Namespace, rec.Name
+	body := []byte(`{"status":{"status":"` + aadv1.AssignedIDUnAssigned + `"}}`)
+	if err := r.Client.Patch(ctx, cur, client.RawPatch(types.MergePatchType, body)); err != nil {
+		if !apierrors.IsNotFound(err) {
+			log.Error(err, "Marking the record Unassigned", "record", rec.Name)
+		}
 		return
 	}
 	if controllerutil.RemoveFinalizer(cur, aadv1.AssignedIdentityFinalizer) {

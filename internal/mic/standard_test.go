@@ -21,6 +21,7 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azurefake"
+	"github.com/acrpull/acrpull/internal/mic"
 	"github.com/acrpull/acrpull/internal/nmi"
 	"github.com/acrpull/acrpull/internal/testenv"
 )
@@ -178,5 +179,32 @@ func TestAutoSourceChoosesByRecord(t *testing.T) {
 	}
 	if cloud.Count(azurefake.EntraToken)-entraBefore != 1 {
 		t.Error("the token did not come by federation")
+	}
+}
+
+// Service principal identities need no assignment: in standard mode the agent serves them from their secret at once,
+// and the controller writes no record for them.
+func TestStandardModeServicePrincipalNeedsNoAssignment(t *testing.T) {
+	ns := newNamespace(t)
+	scaleSet(t, "pool-std-sp", "std-sp-0")
+	const clientID = "00000000-0000-0000-0000-0000000000d4"
+	cloud.AddIdentity(azurefake.Identity{ClientID: clientID, TenantID: tenantID})
+	cloud.AddClientSecret(clientID, "sp-secret")
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sp"}, Data: map[string][]byte{"secret": []byte("sp-secret")}})
+	create(t, &aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sp"}, Spec: aadv1.AzureIdentitySpec{
+		Type: aadv1.ServicePrincipal, ClientID: clientID, TenantID: tenantID, ClientPassword: corev1.SecretReference{Name: "sp"}}})
+	create(t, &aadv1.AzureIdentityBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sp"},
+		Spec: aadv1.AzureIdentityBindingSpec{AzureIdentity: "sp", Selector: "std-sp"}})
+	agent := startAgent(t, "std-sp-0", "127.0.0.25", 30*time.Second, 10*time.Second)
+	start := time.Now()
+	runningPod(t, ns, "app", "std-sp-0", "std-sp", "10.251.3.1")
+	if status, body := askToken(t, agent, "10.251.3.1", "https://vault.azure.net"); status != http.StatusOK {
+		t.Fatalf("status %d %v", status, body)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("a service principal waited %s", took)
+	}
+	if r := record(mic.DefaultNamespace, "app", ns, "sp"); r != nil {
+		t.Errorf("a record was written for a service principal: %s", r.Name)
 	}
 }

@@ -56,9 +56,10 @@ test: verify ## Unit, envtest and e2e tests on a real apiserver, fake Azure, a r
 	@hack/install-netns-tools.sh # iptables, iproute2, conntrack: the node agent's tests build their own network namespaces
 	@assets=$$(hack/test-env.sh) && echo "test assets: $$assets" && \
 	  KUBEBUILDER_ASSETS=$$assets go test $(GO_TEST_FLAGS) ./...
-	@# A short fuzzing run where the package has no control plane in TestMain (fuzz workers would each start one);
-	@# the controller package's fuzz targets run their checked-in corpora as part of go test above.
+	@# A short fuzzing run of every fuzz target (their checked-in corpora also run as tests above). The controller
+	@# package's TestMain starts no control plane when fuzzing: its targets test pure functions.
 	@for t in FuzzParseJWTTimes FuzzErrorBodies; do go test -run XXX -fuzz $$t -fuzztime 5s ./internal/azauth/ | tail -1; done
+	@for t in FuzzSecretName FuzzServerAllowed; do go test -run XXX -fuzz $$t -fuzztime 5s ./internal/controller/acrpullbinding/ | tail -1; done
 
 .PHONY: test-soak
 test-soak: ## Long reliability run: many SIGKILLs of the controller over many bindings (seeded).

@@ -53,21 +53,16 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	logf.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(os.Stderr, &output)), zap.Level(zapcore.InfoLevel)))
-	var err error
-	if env, err = testenv.Start(); err != nil {
+	var (
+		stop func()
+		err  error
+	)
+	if env, cloud, stop, err = testenv.StartWithCloud(azurefake.Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { _ = env.Stop() }()
+	defer stop()
 	k8s = env.Client
-	if cloud, err = azurefake.New(azurefake.Options{}); err == nil {
-		err = cloud.Start()
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fake azure:", err)
-		return 1
-	}
-	defer cloud.Close()
 	cloud.AddIdentity(azurefake.Identity{ClientID: micClientID, TenantID: tenantID})
 	cloud.AddClientSecret(micClientID, micSecret)
 

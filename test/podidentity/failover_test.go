@@ -44,25 +44,19 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var err error
-	if env, err = testenv.Start(); err != nil {
+	var (
+		stop func()
+		err  error
+	)
+	if env, cloud, stop, err = testenv.StartWithCloud(azurefake.Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if cloud, err = azurefake.New(azurefake.Options{}); err == nil {
-		err = cloud.Start()
-	}
-	if err != nil {
-		_ = env.Stop()
-		fmt.Fprintln(os.Stderr, "fake azure:", err)
 		os.Exit(1)
 	}
 	k8s = env.Client
 	cloud.AddIdentity(azurefake.Identity{ClientID: micClientID, TenantID: tenantID})
 	cloud.AddClientSecret(micClientID, micSecret)
 	code := m.Run()
-	cloud.Close()
-	_ = env.Stop()
+	stop()
 	os.Exit(code)
 }
 

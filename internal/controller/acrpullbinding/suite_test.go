@@ -85,28 +85,21 @@ func run(m *testing.M) int {
 	// Everything the controller logs, at debug level, goes to stderr (shown when the package fails) and to a buffer
 	// the secrecy test searches for tokens.
 	logf.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(os.Stderr, &controllerLog)), zap.Level(zapcore.DebugLevel)))
-	var err error
-	if env, err = testenv.Start(); err != nil {
+	var (
+		stop func()
+		err  error
+	)
+	if env, cloud, stop, err = testenv.StartWithCloud(azurefake.Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { _ = env.Stop() }()
+	defer stop()
 	k8s = env.Client
-
-	if cloud, err = azurefake.New(azurefake.Options{}); err == nil {
-		err = cloud.Start()
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fake azure:", err)
-		return 1
-	}
-	defer cloud.Close()
 	if registry, err = registrytest.StartRegistry(cloud, registryHost); err != nil {
 		fmt.Fprintln(os.Stderr, "registry:", err)
 		return 1
 	}
 	defer registry.Close()
-	cloud.TrustIssuer(testenv.Issuer, env.SigningKey)
 	cloud.AddIdentity(azurefake.Identity{ClientID: pullerClientID, ResourceID: pullerResourceID, PrincipalID: "p-puller", TenantID: tenantID, AssignedToVM: true})
 	cloud.AddIdentity(azurefake.Identity{ClientID: strangerClientID, ResourceID: strangerResourceID, PrincipalID: "p-stranger", TenantID: tenantID, AssignedToVM: true})
 	cloud.AddRoleAssignment(pullerClientID, registryHost, []string{"alice"}, []string{"pull"})

@@ -15,8 +15,31 @@ import (
 // imdsTokenPath is the managed identity token endpoint of the instance metadata service.
 const imdsTokenPath = "/metadata/identity/oauth2/token"
 
+// imdsInstancePath is the instance metadata endpoint, which describes the VM itself.
+const imdsInstancePath = "/metadata/instance"
+
+// serveInstance answers the instance metadata endpoint with a minimal VM description, so that what passes through
+// a node agent to IMDS can be told from what the agent answers itself.
+func serveInstance(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Metadata") != "true" {
+		imdsError(w, "Required metadata header not specified")
+		return
+	}
+	if r.URL.Query().Get("api-version") == "" {
+		imdsError(w, "Required query variable 'api-version' is missing")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"compute": map[string]string{
+		"azEnvironment": "AzurePublicCloud", "location": "eastus", "name": "fake-vm", "osType": "Linux", "vmId": "00000000-0000-0000-0000-00000000f00d",
+	}})
+}
+
 // serveIMDS answers the instance metadata service's managed identity endpoint for identities assigned to "this VM".
 func (c *Cloud) serveIMDS(w http.ResponseWriter, r *http.Request) {
+	if strings.EqualFold(r.URL.Path, imdsInstancePath) && r.Method == http.MethodGet {
+		serveInstance(w, r)
+		return
+	}
 	if !strings.EqualFold(r.URL.Path, imdsTokenPath) || r.Method != http.MethodGet {
 		http.NotFound(w, r)
 		return

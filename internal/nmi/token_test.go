@@ -426,7 +426,7 @@ func podToken(t *testing.T, pod *corev1.Pod, account string) string {
 // a pod in another, even when the identity carries no annotation; a pod in the binding's own namespace still gets it.
 func TestForceNamespacedMode(t *testing.T) {
 	opts := agentOptions()
-	opts.NodeName, opts.Config.ForceNamespaced = "namespaced-node", true
+	opts.NodeName, opts.Config.ForceNamespaced, opts.Config.BlockInstanceMetadata = "namespaced-node", true, false
 	nsAgent, err := nmi.New(env.Config, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -466,6 +466,23 @@ func TestForceNamespacedMode(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+	}
+	// This agent does not block /metadata/instance: it passes through to the node's IMDS, the Metadata check first.
+	passthrough := func(header bool) response {
+		req := httptest.NewRequest(http.MethodGet, "/metadata/instance?api-version=2021-02-01", nil)
+		req.RemoteAddr = "10.250.11.1:1"
+		if header {
+			req.Header.Set("Metadata", "true")
+		}
+		rec := httptest.NewRecorder()
+		nsAgent.Handler.ServeHTTP(rec, req)
+		return response{status: rec.Code, body: rec.Body.Bytes()}
+	}
+	if r := passthrough(true); r.status != http.StatusOK || !strings.Contains(string(r.body), `"vmId"`) {
+		t.Errorf("/metadata/instance passthrough: %d %s, want the node IMDS's answer", r.status, r.body)
+	}
+	if r := passthrough(false); r.status != http.StatusBadRequest {
+		t.Errorf("/metadata/instance without Metadata header: %d, want 400", r.status)
 	}
 	if r := ask("10.250.11.1:1"); r.status != http.StatusOK {
 		t.Errorf("pod in the binding's namespace: %d %s, want 200", r.status, r.body)

@@ -21,20 +21,34 @@ import (
 
 func main() {
 	var o bench.Options
-	var controller, scenarios string
+	var controller, scenarios, podIdentityModes string
 	flag.StringVar(&controller, "controller", "", "Controller command line (space-separated); default: bin/acrpull with loopback metrics. "+
 		"It is run with KUBECONFIG, HTTPS_PROXY, HTTP_PROXY, NO_PROXY and SSL_CERT_FILE set.")
 	flag.IntVar(&o.Bindings, "bindings", 10000, "Bindings in the burst.")
 	flag.IntVar(&o.Namespaces, "namespaces", 1000, "Namespaces the bindings spread over.")
 	flag.IntVar(&o.Identities, "identities", 10, "Identities the bindings share.")
 	flag.IntVar(&o.Workers, "workers", 16, "The bench client's concurrency (also the write floor's).")
-	flag.StringVar(&scenarios, "scenarios", "burst,steady,noise,throttled", "Scenarios to run, in order.")
+	flag.StringVar(&scenarios, "scenarios", "burst,steady,noise,throttled", "Scenarios to run, in order; podidentity (AAD Pod Identity's "+
+		"assignment controller and node agents, in-process) is available but not run by default.")
 	flag.IntVar(&o.NoiseObjects, "noise-objects", 50000, "Unrelated Secrets and ConfigMaps for the noise scenario.")
 	flag.DurationVar(&o.AccessTokenLifetime, "access-token-lifetime", 5*time.Minute, "Registry access token lifetime (steady's refresh cycle is half of it).")
 	flag.IntVar(&o.SteadyCycles, "steady-cycles", 3, "Refresh cycles steady observes.")
 	flag.Float64Var(&o.ThrottleRate, "throttle-rate", 5, "Requests per second per Azure endpoint above which the fake answers 429.")
 	flag.IntVar(&o.ThrottleBindings, "throttle-bindings", 1000, "New bindings in the throttled scenario.")
 	flag.IntVar(&o.ThrottleIdentities, "throttle-identities", 50, "New identities (cache misses) in the throttled scenario.")
+	flag.IntVar(&o.PodIdentity.Pods, "podidentity-pods", 2000, "podidentity: labelled pods per mode.")
+	flag.IntVar(&o.PodIdentity.ScaleSets, "podidentity-scale-sets", 3, "podidentity: scale sets.")
+	flag.IntVar(&o.PodIdentity.NodesPerScaleSet, "podidentity-nodes-per-scale-set", 10, "podidentity: nodes in each scale set.")
+	flag.IntVar(&o.PodIdentity.Identities, "podidentity-identities", 10, "podidentity: identities (AzureIdentity and binding each).")
+	flag.IntVar(&o.PodIdentity.ServiceAccounts, "podidentity-service-accounts", 3, "podidentity: service accounts federated with the identities (federation mode).")
+	flag.IntVar(&o.PodIdentity.Agents, "podidentity-agents", 0, "podidentity: nodes running an in-process node agent, spread over the scale sets; 0 is every node. "+
+		"Pods of other nodes are checked by their record (standard) or not at all (federation).")
+	flag.StringVar(&podIdentityModes, "podidentity-modes", "standard,federation", "podidentity: modes to measure, in order.")
+	flag.DurationVar(&o.PodIdentity.ARMOperationDelay, "podidentity-arm-delay", 5*time.Second,
+		"podidentity: how long the fake's scale-set updates stay in progress (real ones take 40-60 s).")
+	flag.Float64Var(&o.PodIdentity.ARMWritesPerSecond, "podidentity-arm-writes", 1, "podidentity: Resource Manager writes per second per caller above which the fake answers 429 (0: no limit).")
+	flag.IntVar(&o.PodIdentity.Workers, "podidentity-workers", 32, "podidentity: concurrent token requests.")
+	flag.DurationVar(&o.PodIdentity.Timeout, "podidentity-timeout", 20*time.Minute, "podidentity: bound on each mode from its first pod creation.")
 	flag.StringVar(&o.JSONPath, "out", "bench-results.json", "JSON file for every figure.")
 	flag.Parse()
 	o.Out = os.Stdout
@@ -42,6 +56,7 @@ func main() {
 		o.Controller = strings.Fields(controller)
 	}
 	o.Scenarios = strings.Split(scenarios, ",")
+	o.PodIdentity.Modes = strings.Split(podIdentityModes, ",")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if _, err := bench.Run(ctx, o); err != nil {

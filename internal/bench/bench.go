@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,7 +39,7 @@ type Options struct {
 	Identities int
 	// Workers is the bench client's concurrency, for creating objects and for the write floor.
 	Workers int
-	// Scenarios to run, in order: burst, steady, noise, throttled.
+	// Scenarios to run, in order: burst, steady, noise, throttled, podidentity.
 	Scenarios []string
 	// NoiseObjects is how many unrelated Secrets and ConfigMaps the noise scenario creates.
 	NoiseObjects int
@@ -51,6 +52,8 @@ type Options struct {
 	// ThrottleBindings and ThrottleIdentities size the throttled scenario's new bindings.
 	ThrottleBindings   int
 	ThrottleIdentities int
+	// PodIdentity sizes the podidentity scenario (AAD Pod Identity's assignment controller and node agents).
+	PodIdentity PodIdentityOptions
 	// JSONPath receives every figure.
 	JSONPath string
 	Out      io.Writer
@@ -65,6 +68,8 @@ type Results struct {
 	Steady    *SteadyResult    `json:"steady,omitempty"`
 	Noise     *NoiseResult     `json:"noise,omitempty"`
 	Throttled *ThrottledResult `json:"throttled,omitempty"`
+	// PodIdentity is the podidentity scenario's, which runs in-process and needs no controller command.
+	PodIdentity *PodIdentityResult `json:"podIdentity,omitempty"`
 }
 
 // Machine describes where the figures were taken.
@@ -91,21 +96,35 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		"noiseObjects": o.NoiseObjects, "accessTokenLifetime": o.AccessTokenLifetime.String(), "steadyCycles": o.SteadyCycles,
 		"throttleRate": o.ThrottleRate, "throttleBindings": o.ThrottleBindings, "scenarios": o.Scenarios,
 	}}
+	if slices.Contains(o.Scenarios, "podidentity") {
+		p := o.PodIdentity
+		p.defaults()
+		res.Options["podIdentity"] = map[string]any{"pods": p.Pods, "scaleSets": p.ScaleSets, "nodesPerScaleSet": p.NodesPerScaleSet,
+			"identities": p.Identities, "serviceAccounts": p.ServiceAccounts, "agents": p.Agents, "modes": p.Modes,
+			"armOperationDelay": p.ARMOperationDelay.String(), "armWritesPerSecond": p.ARMWritesPerSecond, "workers": p.Workers,
+			"timeout": p.Timeout.String()}
+	}
 	b.logf("starting control plane and fake Azure")
 	if err := b.setup(ctx); err != nil {
 		return nil, err
 	}
 	res.Machine = machine(b)
 	var err error
-	b.logf("measuring the write floor: %d bindings' worth of secret creates, SA patches, status patches, %d workers", o.Bindings, o.Workers)
-	if res.Floor, err = b.writeFloor(ctx); err != nil {
-		return nil, fmt.Errorf("write floor: %w", err)
+	// The pod identity scenario runs its controller and agents in-process: alone, it needs neither the write floor
+	// nor the AcrPullBinding controller.
+	if b.needsController() {
+		b.logf("measuring the write floor: %d bindings' worth of secret creates, SA patches, status patches, %d workers", o.Bindings, o.Workers)
+		if res.Floor, err = b.writeFloor(ctx); err != nil {
+			return nil, fmt.Errorf("write floor: %w", err)
+		}
+		b.logf("starting controller: %s", strings.Join(b.controllerArgs(), " "))
+		if err := b.startController(); err != nil {
+			return nil, err
+		}
+		res.Machine.Controller = strings.Join(b.controllerArgs(), " ")
+	} else {
+		res.Machine.Controller = "in-process assignment controller and node agents (internal/mic, internal/nmi)"
 	}
-	b.logf("starting controller: %s", strings.Join(b.controllerArgs(), " "))
-	if err := b.startController(); err != nil {
-		return nil, err
-	}
-	res.Machine.Controller = strings.Join(b.controllerArgs(), " ")
 	for _, s := range o.Scenarios {
 		b.logf("scenario %s", s)
 		switch s {
@@ -117,6 +136,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			res.Noise, err = b.noise(ctx)
 		case "throttled":
 			res.Throttled, err = b.throttled(ctx)
+		case "podidentity":
+			res.PodIdentity, err = b.podIdentity(ctx)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
@@ -169,6 +190,9 @@ func (b *bench) setup(ctx context.Context) error {
 	}
 	b.cloud.TrustIssuer(testenv.Issuer, b.env.SigningKey)
 	b.cloud.AddRegistry(azurefake.Registry{Host: registryHost})
+	if !b.needsController() {
+		return nil
+	}
 	b.cloud.SetLifetimes(azurefake.Lifetimes{ACRAccess: b.o.AccessTokenLifetime})
 	for i := range b.o.Identities + b.o.ThrottleIdentities {
 		id := identity(i)
@@ -176,6 +200,11 @@ func (b *bench) setup(ctx context.Context) error {
 		b.cloud.AddRoleAssignment(id, registryHost, []string{"*"}, []string{"pull"})
 	}
 	return b.createNamespaces(ctx)
+}
+
+// needsController says whether a selected scenario measures the AcrPullBinding controller.
+func (b *bench) needsController() bool {
+	return slices.ContainsFunc(b.o.Scenarios, func(s string) bool { return s != "podidentity" })
 }
 
 func (b *bench) cleanup() {

@@ -297,6 +297,7 @@ func printTable(w io.Writer, r *Results) {
 		row("throttled: 429s caused", "%d (requests %s)", t.Throttled, sortedMap(t.Requests))
 		row("throttled: max rate after first 429", "%.1f/s per endpoint (configured %.1f/s)", t.MaxRatePerSecond, t.ConfiguredRate)
 	}
+	printPodIdentity(row, r.PodIdentity)
 }
 
 func sortedMap(m map[string]int64) string {

@@ -40,7 +40,7 @@ type settings struct {
 var (
 	ignoredStringFlags   = []string{"leader-election-instance", "log-format"}
 	ignoredDurationFlags = []string{"syncRetryDuration", "update-user-msi-retry-interval"}
-	ignoredIntFlags      = []string{"createDeleteBatch", "v"}
+	ignoredIntFlags      = []string{"v"}
 	ignoredBoolFlags     = []string{"enableProfile", "logtostderr"}
 )
 
@@ -92,7 +92,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	// Upstream's defaults, shown in --help so the flags read as upstream's.
 	fs.DurationVar(&ignoredDuration, "syncRetryDuration", time.Hour, "Accepted for compatibility; ignored (cycles are event-driven).")
 	fs.DurationVar(&ignoredDuration, "update-user-msi-retry-interval", time.Second, "Accepted for compatibility; ignored (a refused update is retried at once without the refused identities).")
-	fs.IntVar(&ignoredInt, "createDeleteBatch", 20, "Accepted for compatibility; ignored.")
+	fs.IntVar(&s.opts.Config.RecordWriters, "createDeleteBatch", 20, "AzureAssignedIdentity writes in flight at once.")
 	fs.IntVar(&ignoredInt, "v", 0, "Accepted for compatibility; ignored (use --zap-log-level).")
 	for _, name := range ignoredBoolFlags {
 		fs.BoolVar(&ignoredBool, name, false, "Accepted for compatibility; ignored.")

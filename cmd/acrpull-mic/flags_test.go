@@ -47,6 +47,9 @@ func TestUpstreamArgumentsAreAccepted(t *testing.T) {
 	if !slices.Equal(o.Config.Policy.ImmutableClientIDs, []string{"aaaa-1", "bbbb-2"}) {
 		t.Errorf("immutable %q", o.Config.Policy.ImmutableClientIDs)
 	}
+	if o.Config.RecordWriters != 40 {
+		t.Errorf("record writers %d, want --createDeleteBatch's 40", o.Config.RecordWriters)
+	}
 	if o.ProbeAddr != ":8081" || o.MetricsAddr != ":8889" {
 		t.Errorf("probe %q metrics %q", o.ProbeAddr, o.MetricsAddr)
 	}
@@ -54,7 +57,7 @@ func TestUpstreamArgumentsAreAccepted(t *testing.T) {
 		t.Errorf("qps %v type upgrade %v user agent %q lease %q", s.clientQPS, s.typeUpgrade, s.userAgent, s.leaseName)
 	}
 	slices.Sort(s.ignoredFlags)
-	want := []string{"createDeleteBatch", "enableProfile", "leader-election-instance", "log-format", "logtostderr",
+	want := []string{"enableProfile", "leader-election-instance", "log-format", "logtostderr",
 		"syncRetryDuration", "update-user-msi-retry-interval", "v"}
 	if !slices.Equal(s.ignoredFlags, want) {
 		t.Errorf("ignored flags reported %q, want %q", s.ignoredFlags, want)

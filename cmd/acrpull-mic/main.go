@@ -46,9 +46,6 @@ func main() {
 	if len(s.ignoredFlags) > 0 {
 		log.Info("Upstream flags accepted and ignored (see docs/pod-identity.md)", "flags", s.ignoredFlags)
 	}
-	if s.leaseName != mic.LeaderElectionID {
-		log.Info("--leader-election-name is not used: the Lease is always "+mic.LeaderElectionID, "requested", s.leaseName)
-	}
 
 	azure := azauth.NewClient(azauth.Options{})
 	build := mic.ARMClientBuilder(azure, armPollEvery)

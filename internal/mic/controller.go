@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -50,6 +51,8 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// UpdateRetries is how often a PATCH is retried without the identities ARM refused to assign.
 	UpdateRetries int
+	// RecordWriters is how many record writes run at once (--createDeleteBatch, default 20).
+	RecordWriters int
 	// AssignPodsCreatedBefore, when set, leaves pods created later to the node agent's federation: the controller
 	// stops assigning new pods while keeping what it assigned, so a cluster migrates pod by pod.
 	AssignPodsCreatedBefore time.Time
@@ -78,6 +81,9 @@ type Reconciler struct {
 	// records as Assigned yet when the next cycle runs, and they must not pass for someone else's.
 	added map[string]bool
 }
+
+// hostConcurrency bounds the hosts a cycle updates at once.
+const hostConcurrency = 16
 
 // cycleKey is the single queue item: a cycle looks at everything.
 var cycleKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "assignment-cycle"}}
@@ -117,18 +123,35 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 	}
 	full := r.fullCheckDue()
 
+	// Hosts are independent and each waits for its own long-running update (40-60 s on a real scale set): one at a
+	// time, a cycle touching four scale sets would keep their pods waiting for all four.
+	var (
+		wg      sync.WaitGroup
+		waitMu  sync.Mutex
+		longest time.Duration
+	)
+	hosts := make(chan struct{}, hostConcurrency)
 	for host, work := range r.hostWork(changes, desired, state, full) {
-		wait, err := r.assignHost(ctx, log, host, work)
-		if err != nil {
-			log.Error(err, "Assignment failed", "host", host.ID())
-		}
-		if wait > 0 {
-			// Throttling is per caller, not per host: stop calling ARM until it allows again.
-			r.mu.Lock()
-			r.throttledUntil = r.Clock.Now().Add(wait)
-			r.mu.Unlock()
-			return ctrl.Result{RequeueAfter: wait}, nil
-		}
+		wg.Add(1)
+		hosts <- struct{}{}
+		go func() {
+			defer func() { <-hosts; wg.Done() }()
+			wait, err := r.assignHost(ctx, log, host, work)
+			if err != nil {
+				log.Error(err, "Assignment failed", "host", host.ID())
+			}
+			waitMu.Lock()
+			longest = max(longest, wait)
+			waitMu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if longest > 0 {
+		// Throttling is per caller, not per host: stop calling ARM until it allows again.
+		r.mu.Lock()
+		r.throttledUntil = r.Clock.Now().Add(longest)
+		r.mu.Unlock()
+		return ctrl.Result{RequeueAfter: longest}, nil
 	}
 	// Records of nodes that are gone: their VM went with them, nothing to unassign.
 	for _, d := range changes.Delete {
@@ -294,10 +317,8 @@ func (r *Reconciler) assignHost(ctx context.Context, log logr.Logger, host Host,
 			setAnnotation(&w.create[i], PreexistingAnnotation, "true")
 		}
 	}
-	for i := range w.create {
-		if err := r.ensureRecord(ctx, &w.create[i]); err != nil {
-			return 0, err
-		}
+	if err := r.each(len(w.create), func(i int) error { return r.ensureRecord(ctx, &w.create[i]) }); err != nil {
+		return 0, err
 	}
 	var add, remove []string
 	for _, id := range dedupe(append(slices.Clone(w.change.Add), w.required...)) {
@@ -318,7 +339,9 @@ func (r *Reconciler) assignHost(ctx context.Context, log logr.Logger, host Host,
 	for _, id := range after {
 		onHost[id] = true
 	}
-	for _, rec := range append(w.create, w.update...) {
+	written := append(slices.Clone(w.create), w.update...)
+	err = r.each(len(written), func(i int) error {
+		rec := &written[i]
 		rid := strings.ToLower(rec.Spec.AzureIdentityRef.Spec.ResourceID)
 		// Only what is on the host now is Assigned; a refused identity stays Created and is tried again after the
 		// next full check.
@@ -326,20 +349,36 @@ func (r *Reconciler) assignHost(ctx context.Context, log logr.Logger, host Host,
 			r.event(rec.Spec.AzureBindingRef, corev1.EventTypeWarning, "BindingApplyError",
 				"identity %s could not be assigned to %s for pod %s/%s: the controller may not assign it (LinkedAuthorizationFailed)",
 				rid, host.ID(), rec.Spec.PodNamespace, rec.Spec.Pod)
-			continue
+			return nil
 		}
-		if err := r.setStatus(ctx, &rec, aadv1.AssignedIDAssigned); err != nil {
-			return 0, err
+		if err := r.setStatus(ctx, rec, aadv1.AssignedIDAssigned); err != nil {
+			return err
 		}
 		r.event(rec.Spec.AzureBindingRef, corev1.EventTypeNormal, "BindingApplied",
 			"identity %s assigned to %s for pod %s/%s", rid, host.ID(), rec.Spec.PodNamespace, rec.Spec.Pod)
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	for i := range w.delete {
+	_ = r.each(len(w.delete), func(i int) error {
 		r.deleteRecord(ctx, log, &w.delete[i])
 		r.event(w.delete[i].Spec.AzureBindingRef, corev1.EventTypeNormal, "BindingRemoved",
 			"identity record for pod %s/%s removed", w.delete[i].Spec.PodNamespace, w.delete[i].Spec.Pod)
-	}
+		return nil
+	})
 	return 0, nil
+}
+
+// each runs fn for 0..n-1 with at most RecordWriters at once (upstream's --createDeleteBatch), returning the first
+// error: a few thousand records are written in seconds, not one round trip after another.
+func (r *Reconciler) each(n int, fn func(i int) error) error {
+	var g errgroup.Group
+	g.SetLimit(max(r.Config.RecordWriters, 1))
+	for i := range n {
+		g.Go(func() error { return fn(i) })
+	}
+	return g.Wait()
 }
 
 // patch sends the host's PATCHes (at most MaxIdentitiesPerPatch identities each) and returns the identities on the

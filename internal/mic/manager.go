@@ -56,6 +56,9 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	if opts.MetricsRegistry == nil {
 		opts.MetricsRegistry = ctrlmetrics.Registry
 	}
+	if opts.Config.RecordWriters <= 0 {
+		opts.Config.RecordWriters = 20
+	}
 	labelled, err := labels.NewRequirement(aadv1.PodLabel, selection.Exists, nil)
 	if err != nil {
 		return nil, err

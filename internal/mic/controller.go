@@ -25,8 +25,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azauth"
@@ -71,6 +73,11 @@ type Reconciler struct {
 
 	mu            sync.Mutex
 	lastFullCheck time.Time
+	// probing is set by a 429 and cleared by the next host step that gets through.
+	probing bool
+	// busy holds the hosts whose step is running; wake queues a cycle when one finishes.
+	busy map[string]bool
+	wake chan event.GenericEvent
 	// throttledUntil is when ARM allows calls again after a 429: every event queues a cycle, and without this the
 	// cycles would call ARM again at once, as upstream's MIC did until ARM blocked whole clusters.
 	throttledUntil time.Time
@@ -82,9 +89,6 @@ type Reconciler struct {
 	added map[string]bool
 }
 
-// hostConcurrency bounds the hosts a cycle updates at once.
-const hostConcurrency = 16
-
 // cycleKey is the single queue item: a cycle looks at everything.
 var cycleKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "assignment-cycle"}}
 
@@ -93,7 +97,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	toCycle := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{cycleKey}
 	})
+	r.wake = make(chan event.GenericEvent, 1)
 	return ctrl.NewControllerManagedBy(mgr).
+		WatchesRawSource(source.Channel(r.wake, toCycle)).
 		Named("azureassignedidentity").
 		Watches(&corev1.Pod{}, toCycle).
 		Watches(&aadv1.AzureIdentity{}, toCycle).
@@ -123,35 +129,36 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 	}
 	full := r.fullCheckDue()
 
-	// Hosts are independent and each waits for its own long-running update (40-60 s on a real scale set): one at a
-	// time, a cycle touching four scale sets would keep their pods waiting for all four.
-	var (
-		wg      sync.WaitGroup
-		waitMu  sync.Mutex
-		longest time.Duration
-	)
-	hosts := make(chan struct{}, hostConcurrency)
+	// Each host's step runs on its own: it waits for its long-running update (40-60 s on a real scale set), and
+	// neither the cycle nor other hosts wait with it. A host whose update is still running is skipped; when it
+	// finishes it queues a cycle, which sees every change that arrived meanwhile and starts the host's next update.
+	// After a 429 one host goes first; the others follow once it got through, so a throttled controller sends one
+	// request per Retry-After instead of one per host.
+	probing := r.isProbing()
 	for host, work := range r.hostWork(changes, desired, state, full) {
-		wg.Add(1)
-		hosts <- struct{}{}
+		if !r.claim(host) {
+			continue
+		}
 		go func() {
-			defer func() { <-hosts; wg.Done() }()
+			defer r.release(host)
 			wait, err := r.assignHost(ctx, log, host, work)
 			if err != nil {
 				log.Error(err, "Assignment failed", "host", host.ID())
 			}
-			waitMu.Lock()
-			longest = max(longest, wait)
-			waitMu.Unlock()
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			switch {
+			case wait > 0:
+				// Throttling is per caller, not per host: no host calls ARM until it allows again.
+				r.throttledUntil = later(r.throttledUntil, r.Clock.Now().Add(wait))
+				r.probing = true
+			case err == nil:
+				r.probing = false
+			}
 		}()
-	}
-	wg.Wait()
-	if longest > 0 {
-		// Throttling is per caller, not per host: stop calling ARM until it allows again.
-		r.mu.Lock()
-		r.throttledUntil = r.Clock.Now().Add(longest)
-		r.mu.Unlock()
-		return ctrl.Result{RequeueAfter: longest}, nil
+		if probing {
+			break
+		}
 	}
 	// Records of nodes that are gone: their VM went with them, nothing to unassign.
 	for _, d := range changes.Delete {
@@ -165,6 +172,44 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		r.mu.Unlock()
 	}
 	return ctrl.Result{RequeueAfter: r.interval()}, nil
+}
+
+// claim marks host busy, reporting false if it already was.
+func (r *Reconciler) claim(host Host) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.busy[host.ID()] {
+		return false
+	}
+	if r.busy == nil {
+		r.busy = map[string]bool{}
+	}
+	r.busy[host.ID()] = true
+	return true
+}
+
+// release frees host and queues a cycle for what arrived while it was busy.
+func (r *Reconciler) release(host Host) {
+	r.mu.Lock()
+	delete(r.busy, host.ID())
+	r.mu.Unlock()
+	select {
+	case r.wake <- event.GenericEvent{Object: &aadv1.AzureAssignedIdentity{}}:
+	default: // a cycle is queued already
+	}
+}
+
+func (r *Reconciler) isProbing() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.probing
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (r *Reconciler) throttled() time.Duration {

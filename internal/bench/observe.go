@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -117,8 +118,16 @@ func (sw *secretWatch) updates() (int64, map[int64]int64) {
 	return sw.count, sw.perSec
 }
 
-// apiserverWrites reads the apiserver's request counters for writes, keyed "resource[/subresource] VERB".
+// bindingResources are the apiserver resources whose writes the AcrPullBinding scenarios report.
+var bindingResources = []string{"secrets", "serviceaccounts", "acrpullbindings", "events"}
+
+// apiserverWrites reads the apiserver's write counters for the AcrPullBinding scenarios' resources.
 func (b *bench) apiserverWrites(ctx context.Context) (map[string]int64, error) {
+	return b.apiserverRequests(ctx, bindingResources)
+}
+
+// apiserverRequests reads the apiserver's write counters for resources, keyed "resource[/subresource] VERB".
+func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[string]int64, error) {
 	cs, err := kubernetes.NewForConfig(b.env.Config)
 	if err != nil {
 		return nil, err
@@ -142,9 +151,7 @@ func (b *bench) apiserverWrites(ctx context.Context) (map[string]int64, error) {
 		default:
 			continue
 		}
-		switch labels["resource"] {
-		case "secrets", "serviceaccounts", "acrpullbindings", "events":
-		default:
+		if !slices.Contains(resources, labels["resource"]) {
 			continue
 		}
 		key := labels["resource"]

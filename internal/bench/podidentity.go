@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,7 +24,6 @@ import (
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -916,43 +914,6 @@ func (b *bench) progress(ctx context.Context, what string, count func() int64, t
 
 // podIdentityResources are the apiserver resources whose writes the modes report.
 var podIdentityResources = []string{"pods", "azureassignedidentities", "serviceaccounts", "events"}
-
-// apiserverRequests reads the apiserver's write counters for resources, keyed "resource[/subresource] VERB".
-func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[string]int64, error) {
-	cs, err := kubernetes.NewForConfig(b.env.Config)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return nil, err
-	}
-	families, err := parseMetrics(raw)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int64{}
-	for _, m := range families["apiserver_request_total"].GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		switch labels["verb"] {
-		case "POST", "PUT", "PATCH", "DELETE", "APPLY":
-		default:
-			continue
-		}
-		if !slices.Contains(resources, labels["resource"]) {
-			continue
-		}
-		key := labels["resource"]
-		if labels["subresource"] != "" {
-			key += "/" + labels["subresource"]
-		}
-		out[key+" "+labels["verb"]] += int64(m.GetCounter().GetValue())
-	}
-	return out, nil
-}
 
 func printPodIdentity(row func(k string, format string, args ...any), p *PodIdentityResult) {
 	if p == nil {

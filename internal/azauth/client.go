@@ -68,6 +68,7 @@ type Client struct {
 	timeout    time.Duration
 	clock      clock.PassiveClock
 	acrClients sync.Map // server → *azcontainerregistry.AuthenticationClient
+	gates      *gates
 }
 
 // NewClient returns a Client.
@@ -82,6 +83,7 @@ func NewClient(opts Options) *Client {
 	if c.clock == nil {
 		c.clock = clock.RealClock{}
 	}
+	c.gates = &gates{clock: c.clock}
 	return c
 }
 
@@ -110,7 +112,7 @@ func (c *Client) ManagedIdentityToken(ctx context.Context, id ManagedIdentity, a
 	if err != nil {
 		return Token{}, classifyEntra(EndpointIMDS, err)
 	}
-	return c.entraToken(ctx, EndpointIMDS, cred, audience)
+	return c.entraToken(ctx, EndpointIMDS, EndpointIMDS, cred, audience)
 }
 
 // WorkloadIdentityToken gets an Entra ID token for audience by presenting the workload's service-account token.
@@ -125,7 +127,7 @@ func (c *Client) WorkloadIdentityToken(ctx context.Context, azCloud Cloud, id Wo
 	if err != nil {
 		return Token{}, classifyEntra(EndpointEntra, err)
 	}
-	return c.entraToken(ctx, EndpointEntra, cred, audience)
+	return c.entraToken(ctx, EndpointEntra, EndpointEntra+"|"+strings.ToLower(azCloud.AuthorityHost), cred, audience)
 }
 
 // ClientSecretToken gets an Entra ID token for audience from tenantID's token endpoint, as the service principal
@@ -140,7 +142,7 @@ func (c *Client) ClientSecretToken(ctx context.Context, azCloud Cloud, tenantID,
 	if err != nil {
 		return Token{}, unconstructed("an empty secret, an invalid tenant ID or authority host")
 	}
-	return c.entraToken(ctx, EndpointEntra, cred, audience)
+	return c.entraToken(ctx, EndpointEntra, EndpointEntra+"|"+strings.ToLower(azCloud.AuthorityHost), cred, audience)
 }
 
 // ClientCertificateToken gets an Entra ID token for audience from tenantID's token endpoint, as the service
@@ -167,10 +169,14 @@ func (c *Client) ClientCertificateToken(ctx context.Context, azCloud Cloud, tena
 	if err != nil {
 		return Token{}, unconstructed("an invalid tenant ID or authority host")
 	}
-	return c.entraToken(ctx, EndpointEntra, cred, audience)
+	return c.entraToken(ctx, EndpointEntra, EndpointEntra+"|"+strings.ToLower(azCloud.AuthorityHost), cred, audience)
 }
 
-func (c *Client) entraToken(ctx context.Context, endpoint string, cred azcore.TokenCredential, audience string) (Token, error) {
+func (c *Client) entraToken(ctx context.Context, endpoint, gateKey string, cred azcore.TokenCredential, audience string) (Token, error) {
+	return guarded(c.gates, endpoint, gateKey, func() (Token, error) { return c.entraTokenOnce(ctx, endpoint, cred, audience) })
+}
+
+func (c *Client) entraTokenOnce(ctx context.Context, endpoint string, cred azcore.TokenCredential, audience string) (Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	at, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scopeFor(audience)}})
@@ -205,6 +211,12 @@ func (c *Client) acrClient(server string) (*azcontainerregistry.AuthenticationCl
 // ExchangeForRefreshToken trades an Entra ID token for the registry's refresh token, which grants everything the
 // identity's roles allow on that registry.
 func (c *Client) ExchangeForRefreshToken(ctx context.Context, server string, entraToken Token) (Token, error) {
+	return guarded(c.gates, EndpointACRExchange, EndpointACRExchange+"|"+hostOf(server), func() (Token, error) {
+		return c.exchangeOnce(ctx, server, entraToken)
+	})
+}
+
+func (c *Client) exchangeOnce(ctx context.Context, server string, entraToken Token) (Token, error) {
 	ac, err := c.acrClient(server)
 	if err != nil {
 		return Token{}, classifyACR(EndpointACRExchange, err)
@@ -230,6 +242,12 @@ func (c *Client) ExchangeForRefreshToken(ctx context.Context, server string, ent
 
 // AccessToken trades the registry's refresh token for an access token limited to scope (space-separated).
 func (c *Client) AccessToken(ctx context.Context, server, scope string, refreshToken Token) (Token, error) {
+	return guarded(c.gates, EndpointACRToken, EndpointACRToken+"|"+hostOf(server), func() (Token, error) {
+		return c.accessTokenOnce(ctx, server, scope, refreshToken)
+	})
+}
+
+func (c *Client) accessTokenOnce(ctx context.Context, server, scope string, refreshToken Token) (Token, error) {
 	ac, err := c.acrClient(server)
 	if err != nil {
 		return Token{}, classifyACR(EndpointACRToken, err)

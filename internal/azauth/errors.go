@@ -48,7 +48,12 @@ type Error struct {
 	Detail string
 	// Denied are the identities Resource Manager refused to assign (AssignDenied), lowercased.
 	Denied []string
+	// Gated says the request was never sent: the endpoint's gate held it back until RetryAfter.
+	Gated bool
 }
+
+// Is makes errors.Is(err, errGated) true for errors the gate made.
+func (e *Error) Is(target error) bool { return target == errGated && e.Gated }
 
 func (e *Error) Error() string {
 	msg := fmt.Sprintf("%s: %s", e.Endpoint, e.Detail)

@@ -106,6 +106,13 @@ func (c *Cache) record(key string, tok azauth.Token, err error) {
 		*e = entry{token: tok, valid: true}
 		return
 	}
+	if azauth.IsGated(err) {
+		// Nothing was sent: the endpoint's gate says when it may be. Backing off further for a request that never
+		// failed would only slow the recovery.
+		e.blockedUntil = now.Add(azauth.RetryAfterOf(err))
+		e.lastErr = err
+		return
+	}
 	e.failures++
 	wait := minFailureBackoff << min(e.failures-1, 16)
 	wait = min(wait, maxFailureBackoff)

@@ -116,6 +116,32 @@ func TestFailuresBlockTheKeyWithBackoffAndRetryAfter(t *testing.T) {
 	}
 }
 
+// A request the endpoint's gate held back was never sent: the key waits exactly the gate's time and the next real
+// failure backs off from the start, as if the held-back attempts had not happened.
+func TestHeldBackRequestsDoNotCountAsFailures(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	c := New(clk, nil)
+	held := func(context.Context) (azauth.Token, error) {
+		return azauth.Token{}, &azauth.Error{Kind: azauth.Throttled, Endpoint: "acr-token", RetryAfter: 3 * time.Second, Gated: true}
+	}
+	for i := range 5 {
+		clk.SetTime(t0.Add(time.Duration(i) * time.Minute))
+		_, _ = c.Get(context.Background(), "l", "k", always, held)
+		_, err := c.Get(context.Background(), "l", "k", always, held)
+		if got := azauth.RetryAfterOf(err); got != 3*time.Second {
+			t.Fatalf("held back %d times: key blocked for %s, want the gate's 3s", i+1, got)
+		}
+	}
+	clk.SetTime(t0.Add(time.Hour))
+	_, _ = c.Get(context.Background(), "l", "k", always, func(context.Context) (azauth.Token, error) {
+		return azauth.Token{}, errors.New("boom")
+	})
+	_, err := c.Get(context.Background(), "l", "k", always, held)
+	if got := azauth.RetryAfterOf(err); got != time.Second {
+		t.Fatalf("first real failure after held-back requests: blocked %s, want the first backoff step (1s)", got)
+	}
+}
+
 func TestSweepDropsExpired(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(t0)
 	c := New(clk, nil)

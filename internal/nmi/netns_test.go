@@ -242,7 +242,11 @@ func TestAgentBinaryOwnsTheChainForItsLifetime(t *testing.T) {
 	}()
 
 	dnat := "-j DNAT --to-destination 127.0.0.1:2579"
-	eventually(t, "the chain while the agent runs", func() bool { return strings.Contains(node.NATRules(t), dnat) })
+	// The agent fills its chain before it jumps to it from PREROUTING, so the jump is what says it is done.
+	eventually(t, "the chain and the jump to it while the agent runs", func() bool {
+		rules := node.NATRules(t)
+		return strings.Contains(rules, dnat) && strings.Contains(rules, "-A PREROUTING -j aad-metadata")
+	})
 	rules := node.NATRules(t)
 	if !strings.Contains(rules, "-A PREROUTING -j aad-metadata") || !strings.Contains(rules, "! -s 127.0.0.1/32 -d 169.254.169.254/32 -p tcp -m tcp --dport 80") {
 		t.Fatalf("nat table:\n%s", rules)

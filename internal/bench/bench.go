@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/acrpull/acrpull/internal/azurefake"
@@ -54,6 +56,10 @@ type Options struct {
 	ThrottleIdentities int
 	// PodIdentity sizes the podidentity scenario (AAD Pod Identity's assignment controller and node agents).
 	PodIdentity PodIdentityOptions
+	// ProfileDir, when set, receives pprof profiles of the bench's own controller: CPU during the burst and the
+	// heap after the burst and after the noise.
+	ProfileDir   string
+	ProfileBurst time.Duration
 	// JSONPath receives every figure.
 	JSONPath string
 	Out      io.Writer
@@ -167,6 +173,7 @@ type bench struct {
 	controller *exec.Cmd
 	exited     chan struct{}
 	metricsURL string
+	profiles   *profiler
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -236,8 +243,12 @@ func (b *bench) controllerArgs() []string {
 	if len(b.o.Controller) > 0 {
 		return b.o.Controller
 	}
-	return []string{filepath.Join(testenv.ModuleRoot(), "bin", "acrpull"), "--metrics-bind-address=127.0.0.1:18080",
+	args := []string{filepath.Join(testenv.ModuleRoot(), "bin", "acrpull"), "--metrics-bind-address=127.0.0.1:18080",
 		"--health-probe-bind-address=127.0.0.1:0", "--allowed-acr-server-suffixes=azurecr.io"}
+	if b.o.ProfileDir != "" {
+		args = append(args, "--pprof-bind-address="+pprofAddr)
+	}
+	return args
 }
 
 func (b *bench) startController() error {
@@ -249,6 +260,19 @@ func (b *bench) startController() error {
 			return fmt.Errorf("building acrpull: %v: %s", err, out)
 		}
 		b.metricsURL = "http://127.0.0.1:18080/metrics"
+		if b.o.ProfileDir != "" {
+			if err := os.MkdirAll(b.o.ProfileDir, 0o755); err != nil {
+				return err
+			}
+			apiserverClient, err := rest.HTTPClientFor(b.env.Config)
+			if err != nil {
+				return err
+			}
+			b.profiles = &profiler{dir: b.o.ProfileDir, logf: b.logf,
+				controller: pprofTarget{base: "http://" + pprofAddr + "/debug/pprof", client: http.DefaultClient},
+				apiserver:  pprofTarget{base: strings.TrimSuffix(b.env.Config.Host, "/") + "/debug/pprof", client: apiserverClient},
+			}
+		}
 	}
 	caFile := filepath.Join(b.dir, "ca.pem")
 	if err := os.WriteFile(caFile, b.cloud.CACertPEM(), 0o644); err != nil {

@@ -10,9 +10,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -287,12 +287,14 @@ func printTable(w io.Writer, r *Results) {
 	}
 	if f := r.Floor; f != nil {
 		row("write floor", "%d writes in %.1f s (%.0f/s)", f.Writes, f.Seconds, f.WritesPerSec)
+		row("write floor: CPU seconds", "%s", sortedMap(f.CPUSeconds))
 	}
 	if b := r.Burst; b != nil {
 		row("burst: all Ready", "%.1f s (%.2fx the write floor)", b.Seconds, b.RatioToFloor)
 		row("burst: create-to-secret p50 / p99", "%.2f s / %.2f s", b.P50Seconds, b.P99Seconds)
 		row("burst: controller writes", "%s", sortedMap(b.ControllerWrites))
 		row("burst: Azure requests", "%s (distinct identity/registry/scope: %d)", sortedMap(b.AzureRequests), b.DistinctTokens)
+		row("burst: CPU seconds", "%s", sortedMap(b.CPUSeconds))
 	}
 	if s := r.Steady; s != nil {
 		row("steady: window", "%.0f s, %.1f refresh cycles", s.WindowSeconds, s.Cycles)
@@ -317,15 +319,16 @@ func printTable(w io.Writer, r *Results) {
 	printPodIdentity(row, r.PodIdentity)
 }
 
-func sortedMap(m map[string]int64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+// sortedMap prints a map's entries sorted by key; seconds with one decimal.
+func sortedMap[V int64 | float64](m map[string]V) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		switch v := any(m[k]).(type) {
+		case float64:
+			parts = append(parts, fmt.Sprintf("%s=%.1f", k, v))
+		default:
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+		}
 	}
 	return strings.Join(parts, ", ")
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
@@ -30,17 +33,21 @@ type FloorResult struct {
 	Writes       int     `json:"writes"`
 	Seconds      float64 `json:"seconds"`
 	WritesPerSec float64 `json:"writesPerSecond"`
+	// CPUSeconds is the CPU time each process used while the floor's writes ran.
+	CPUSeconds map[string]float64 `json:"cpuSeconds"`
 }
 
 // BurstResult is how fast N new bindings become usable.
 type BurstResult struct {
 	Seconds          float64          `json:"seconds"`
 	RatioToFloor     float64          `json:"ratioToFloor"`
-	P50Seconds       float64          `json:"p50CreateToSecondsSeconds"`
+	P50Seconds       float64          `json:"p50CreateToSecretSeconds"`
 	P99Seconds       float64          `json:"p99CreateToSecretSeconds"`
 	ControllerWrites map[string]int64 `json:"controllerWritesByResource"`
 	AzureRequests    map[string]int64 `json:"azureRequestsByEndpoint"`
 	DistinctTokens   int              `json:"distinctIdentityRegistryScope"`
+	// CPUSeconds is the CPU time each process used from the first create until all were Ready.
+	CPUSeconds map[string]float64 `json:"cpuSeconds"`
 }
 
 // SteadyResult is what refresh cycles cost.
@@ -112,7 +119,7 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
+	start, cpuBefore := time.Now(), b.processCPU()
 	err = parallel(b.o.Workers, n, func(i int) error {
 		ns, name := namespace(i%b.o.Namespaces), fmt.Sprintf("floor-%d", i)
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Type: corev1.SecretTypeDockerConfigJson,
@@ -143,7 +150,7 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	secs := time.Since(start).Seconds()
+	secs, cpu := time.Since(start).Seconds(), cpuSpent(cpuBefore, b.processCPU())
 	// Leave no trace for the controller: floor bindings, secrets and references go.
 	err = parallel(b.o.Workers, b.o.Namespaces, func(i int) error {
 		ns := namespace(i)
@@ -161,7 +168,7 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 		return b.c.Update(ctx, sa)
 	})
 	writes := 3 * n
-	return &FloorResult{Writes: writes, Seconds: secs, WritesPerSec: float64(writes) / secs}, err
+	return &FloorResult{Writes: writes, Seconds: secs, WritesPerSec: float64(writes) / secs, CPUSeconds: cpu}, err
 }
 
 // burst creates N bindings and waits for all of them to be Ready.
@@ -178,7 +185,10 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 		return nil, err
 	}
 	defer watch.stop()
-	start := time.Now()
+	start, cpuBefore := time.Now(), b.processCPU()
+	if b.profiles != nil {
+		defer b.profiles.cpu(ctx, "burst", b.o.ProfileBurst)()
+	}
 	err = parallel(b.o.Workers, n, func(i int) error {
 		err := b.c.Create(ctx, newBinding(namespace(i%b.o.Namespaces), fmt.Sprintf("app-%d", i), i%b.o.Identities))
 		created[i] = time.Now()
@@ -191,7 +201,7 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 	if err := b.waitReady(ctx, "app-", n, 30*time.Minute); err != nil {
 		return nil, err
 	}
-	secs := time.Since(start).Seconds()
+	secs, cpu := time.Since(start).Seconds(), cpuSpent(cpuBefore, b.processCPU())
 	after, err := b.apiserverWrites(ctx)
 	if err != nil {
 		return nil, err
@@ -203,6 +213,9 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 		}
 	}
 	sort.Float64s(latencies)
+	if b.profiles != nil {
+		b.profiles.heap(ctx, "burst-heap.pprof")
+	}
 	writes := diffWrites(before, after)
 	// The bench's own binding creates are not the controller's.
 	writes["acrpullbindings POST"] -= int64(n)
@@ -213,6 +226,7 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 		Seconds: secs, RatioToFloor: secs / floor.Seconds,
 		P50Seconds: percentile(latencies, 0.50), P99Seconds: percentile(latencies, 0.99),
 		ControllerWrites: writes, AzureRequests: azureCounts(b.cloud), DistinctTokens: min(b.o.Identities, n),
+		CPUSeconds: cpu,
 	}, nil
 }
 
@@ -279,6 +293,9 @@ func (b *bench) noise(ctx context.Context) (*NoiseResult, error) {
 	time.Sleep(10 * time.Second)
 	res.RSSAfterMiB = mib(b.rss())
 	res.HeapAfterMiB = mib(b.heap(ctx))
+	if b.profiles != nil {
+		b.profiles.heap(ctx, "noise-heap.pprof")
+	}
 	return res, nil
 }
 
@@ -311,27 +328,67 @@ func (b *bench) throttled(ctx context.Context) (*ThrottledResult, error) {
 
 const http429 = 429
 
-// waitReady polls until n bindings whose names start with prefix are Ready.
+// waitReady waits until n bindings whose names start with prefix are Ready. It counts from a watch: polling with
+// LISTs of every binding would load the apiserver the controller is being measured against.
 func (b *bench) waitReady(ctx context.Context, prefix string, n int, timeout time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c, err := cache.New(b.env.Config, cache.Options{Scheme: b.c.Scheme()})
+	if err != nil {
+		return err
+	}
+	informer, err := c.GetInformer(ctx, &acrv1beta2.AcrPullBinding{})
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	ready := map[string]bool{}
+	observe := func(obj any) {
+		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		bnd, ok := obj.(*acrv1beta2.AcrPullBinding)
+		if !ok || !strings.HasPrefix(bnd.Name, prefix) {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		key := bnd.Namespace + "/" + bnd.Name
+		if meta.IsStatusConditionTrue(bnd.Status.Conditions, acrv1beta2.ConditionReady) && bnd.DeletionTimestamp.IsZero() {
+			ready[key] = true
+		} else {
+			delete(ready, key)
+		}
+	}
+	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    observe,
+		UpdateFunc: func(_, obj any) { observe(obj) },
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if bnd, ok := obj.(*acrv1beta2.AcrPullBinding); ok {
+				mu.Lock()
+				delete(ready, bnd.Namespace+"/"+bnd.Name)
+				mu.Unlock()
+			}
+		},
+	}); err != nil {
+		return err
+	}
+	go func() { _ = c.Start(ctx) }()
 	deadline := time.Now().Add(timeout)
 	last := -1
 	for {
-		list := &acrv1beta2.AcrPullBindingList{}
-		if err := b.c.List(ctx, list); err != nil {
-			return err
-		}
-		ready := 0
-		for _, it := range list.Items {
-			if len(it.Name) >= len(prefix) && it.Name[:len(prefix)] == prefix && meta.IsStatusConditionTrue(it.Status.Conditions, acrv1beta2.ConditionReady) {
-				ready++
-			}
-		}
-		if ready >= n {
+		mu.Lock()
+		count := len(ready)
+		mu.Unlock()
+		if count >= n {
 			return nil
 		}
-		if ready != last {
-			b.logf("%d/%d Ready", ready, n)
-			last = ready
+		if count != last {
+			b.logf("%d/%d Ready", count, n)
+			last = count
 		}
 		select {
 		case <-b.exited:
@@ -341,7 +398,7 @@ func (b *bench) waitReady(ctx context.Context, prefix string, n int, timeout tim
 		case <-time.After(time.Second):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d/%d Ready after %s", ready, n, timeout)
+			return fmt.Errorf("only %d/%d Ready after %s", count, n, timeout)
 		}
 	}
 }

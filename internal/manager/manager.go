@@ -41,8 +41,10 @@ const LeaderElectionID = "aks.azure.com"
 
 // Options configure the manager.
 type Options struct {
-	MetricsAddr             string
-	ProbeAddr               string
+	MetricsAddr string
+	ProbeAddr   string
+	// PprofAddr serves /debug/pprof when set, for profiling a running controller.
+	PprofAddr               string
 	LeaderElection          bool
 	LeaderElectionNamespace string
 	// Workers is the number of bindings reconciled at once, per API version.
@@ -74,6 +76,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Scheme:                        NewScheme(),
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        opts.ProbeAddr,
+		PprofBindAddress:              opts.PprofAddr,
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,

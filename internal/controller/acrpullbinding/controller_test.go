@@ -220,6 +220,26 @@ func TestMissingServiceAccountRecoversWhenItAppears(t *testing.T) {
 	g.Eventually(func(g Gomega) []string { return pullSecretNames(g, ns, "later") }).Should(Equal([]string{"acr-pull-early"}))
 }
 
+// A writer that drops the secret from the account (a GitOps tool replacing the whole list, say) sees it put back at
+// once, not at the next refresh, next to the entries that writer set.
+func TestSecretDroppedFromTheAccountIsAttachedAgain(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	serviceAccount(t, ns, "default", "", "theirs")
+	b := managedIdentityBinding(ns, "sticky", "default", "repository:alice:pull")
+	create(t, b)
+	eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
+	g.Eventually(func(g Gomega) []string { return pullSecretNames(g, ns, "default") }).Should(Equal([]string{"theirs", "acr-pull-sticky"}))
+
+	sa := &corev1.ServiceAccount{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, sa)).To(Succeed())
+	sa.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "theirs"}, {Name: "another"}}
+	g.Expect(k8s.Update(ctx, sa)).To(Succeed())
+	g.Eventually(func(g Gomega) []string { return pullSecretNames(g, ns, "default") }).WithTimeout(10 * time.Second).
+		Should(Equal([]string{"theirs", "another", "acr-pull-sticky"}))
+}
+
 // A registry outside --allowed-acr-server-suffixes never sees a token: the binding says why and Azure is not called.
 func TestDisallowedServerIsRefusedBeforeAnyTokenIsRequested(t *testing.T) {
 	g := NewWithT(t)

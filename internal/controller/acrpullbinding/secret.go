@@ -25,11 +25,6 @@ import (
 
 // Field indexes the controller lists by.
 const (
-	// ownerUIDIndex indexes secrets by the UIDs of the bindings that own them: v1beta1 and v1beta2 bindings of the
-	// same name never see each other's secrets.
-	ownerUIDIndex = ".metadata.ownerBindingUIDs"
-	// pullSecretIndex indexes service accounts by the names in their imagePullSecrets.
-	pullSecretIndex = ".imagePullSecrets.names"
 	// serviceAccountIndex indexes bindings by the service accounts they depend on.
 	serviceAccountIndex = ".spec.serviceAccountNames"
 )
@@ -89,9 +84,19 @@ func (r *Reconciler) unlabelledOwnSecret(ctx context.Context, b binding, owned [
 func (r *Reconciler) ownedSecrets(ctx context.Context, owner client.Object) ([]metav1.PartialObjectMetadata, error) {
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	err := r.Client.List(ctx, list, client.InNamespace(owner.GetNamespace()),
-		client.MatchingFields{ownerUIDIndex: string(owner.GetUID())})
-	return list.Items, err
+	// A scan of the namespace's managed secrets (the cache holds no others) rather than an index by owner: such an
+	// index keeps a set per secret, which cost more memory than the scan costs time. The scan reads the cache's
+	// own objects; only the matches are copied.
+	if err := r.Client.List(ctx, list, client.InNamespace(owner.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	var owned []metav1.PartialObjectMetadata
+	for i := range list.Items {
+		if ownedBy(&list.Items[i], owner) {
+			owned = append(owned, *list.Items[i].DeepCopy())
+		}
+	}
+	return owned, nil
 }
 
 // writeSecret stores a token in the binding's secret: created the first time, then patched in place, so the

@@ -19,24 +19,24 @@ import (
 const maxConflictRetries = 5
 
 // detachEverywhere removes names from the imagePullSecrets of every service account in the namespace except keep.
+// It scans the namespace's accounts in the cache (an index by pull-secret name would keep a set per secret, more
+// memory than the scan costs time) and copies only those it edits.
 func (r *Reconciler) detachEverywhere(ctx context.Context, namespace string, names []string, keep string) error {
-	seen := map[string]bool{}
-	for _, name := range names {
-		list := &corev1.ServiceAccountList{}
-		if err := r.Client.List(ctx, list, client.InNamespace(namespace), client.MatchingFields{pullSecretIndex: name}); err != nil {
-			return err
+	list := &corev1.ServiceAccountList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		sa := &list.Items[i]
+		if sa.Name == keep || !slices.ContainsFunc(sa.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool {
+			return slices.Contains(names, ref.Name)
+		}) {
+			continue
 		}
-		for i := range list.Items {
-			sa := &list.Items[i]
-			if sa.Name == keep || seen[sa.Name] {
-				continue
-			}
-			seen[sa.Name] = true
-			if err := r.editPullSecrets(ctx, sa, func(refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {
-				return withoutPullSecrets(refs, names)
-			}); err != nil {
-				return err
-			}
+		if err := r.editPullSecrets(ctx, sa.DeepCopy(), func(refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {
+			return withoutPullSecrets(refs, names)
+		}); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -9,13 +9,14 @@ import (
 	"context"
 
 	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -40,9 +41,6 @@ type Deps struct {
 
 // SetupWithManager registers the field indexes and the reconcilers of every API version with mgr.
 func SetupWithManager(mgr ctrl.Manager, d Deps) error {
-	if err := setupIndexes(mgr); err != nil {
-		return err
-	}
 	for _, api := range []apiVersion{v1beta2API{}, v1beta1API{}} {
 		r := &Reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Minter: d.Minter, Metrics: d.Metrics,
@@ -66,7 +64,7 @@ func (r *Reconciler) setup(mgr ctrl.Manager, workers int) error {
 			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		// Secrets are watched as metadata only: the controller never needs to read a token back.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(secretChangedByOthers)).
-		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.bindingsForServiceAccount)).
+		Watches(&corev1.ServiceAccount{}, r.serviceAccountEvents()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, RecoverPanic: ptrTo(true)}).
 		Complete(r)
 }
@@ -85,43 +83,61 @@ var secretChangedByOthers = predicate.Funcs{
 	},
 }
 
-// bindingsForServiceAccount maps a service account to the bindings that target it or are federated through it.
-func (r *Reconciler) bindingsForServiceAccount(ctx context.Context, sa client.Object) []reconcile.Request {
-	list := r.api.newList()
-	if err := r.Client.List(ctx, list, client.InNamespace(sa.GetNamespace()),
-		client.MatchingFields{serviceAccountIndex: sa.GetName()}); err != nil {
-		return nil
+// serviceAccountEvents wakes the bindings a service account event can concern. An account that appears or goes
+// concerns every binding that targets it or is federated through it. An update concerns only a binding whose secret
+// exists but is missing from the account's imagePullSecrets (someone dropped it): the controller's own patches,
+// one per binding, would otherwise wake every binding of the account once per patch.
+func (r *Reconciler) serviceAccountEvents() handler.EventHandler {
+	enqueue := func(ctx context.Context, sa client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request], needs func(binding) bool) {
+		list := r.api.newList()
+		if err := r.Client.List(ctx, list, client.InNamespace(sa.GetNamespace()),
+			client.MatchingFields{serviceAccountIndex: sa.GetName()}); err != nil {
+			return
+		}
+		_ = meta.EachListItem(list, func(o runtime.Object) error {
+			b := r.api.wrap(o.(client.Object))
+			if needs == nil || needs(b) {
+				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(b.object())})
+			}
+			return nil
+		})
 	}
-	var reqs []reconcile.Request
-	_ = meta.EachListItem(list, func(o runtime.Object) error {
-		m := o.(metav1.Object)
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: m.GetNamespace(), Name: m.GetName()}})
-		return nil
-	})
-	return reqs
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, e.Object, q, nil)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, e.Object, q, nil)
+		},
+		GenericFunc: func(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, e.Object, q, nil)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			sa, ok := e.ObjectNew.(*corev1.ServiceAccount)
+			if !ok {
+				return
+			}
+			enqueue(ctx, sa, q, func(b binding) bool { return r.lostAttachment(ctx, b, sa) })
+		},
+	}
 }
 
-func setupIndexes(mgr ctrl.Manager) error {
-	indexer := mgr.GetFieldIndexer()
-	if err := indexer.IndexField(context.Background(), secretMetadata(), ownerUIDIndex, func(o client.Object) []string {
-		var uids []string
-		for _, ref := range o.GetOwnerReferences() {
-			if ref.Kind == "AcrPullBinding" {
-				uids = append(uids, string(ref.UID))
-			}
-		}
-		return uids
-	}); err != nil {
-		return err
+// lostAttachment says whether sa is b's target and lacks b's existing secret. A spec that does not resolve is
+// reported as needing a pass, so its status is kept current.
+func (r *Reconciler) lostAttachment(ctx context.Context, b binding, sa *corev1.ServiceAccount) bool {
+	d, err := b.desired(r.Config)
+	if err != nil {
+		return true
 	}
-	return indexer.IndexField(context.Background(), &corev1.ServiceAccount{}, pullSecretIndex, func(o client.Object) []string {
-		sa := o.(*corev1.ServiceAccount)
-		names := make([]string, 0, len(sa.ImagePullSecrets))
-		for _, ref := range sa.ImagePullSecrets {
-			names = append(names, ref.Name)
-		}
-		return names
-	})
+	if d.targetServiceAccount != sa.Name {
+		return false
+	}
+	name := b.secretName()
+	if slices.ContainsFunc(sa.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == name }) {
+		return false
+	}
+	secret, err := r.ownSecret(ctx, b)
+	return err != nil || secret != nil
 }
 
 func containsFinalizer(o client.Object) bool { return controllerutil.ContainsFinalizer(o, Finalizer) }

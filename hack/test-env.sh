@@ -68,10 +68,11 @@ GO
     for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
       ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     done
-    GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$ASSETS/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
-    GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$ASSETS/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
-    mv "$ASSETS/kube-apiserver.tmp" "$ASSETS/kube-apiserver"
-    mv "$ASSETS/kubectl.tmp" "$ASSETS/kubectl"
+    # One go build for both: the packages they share compile once.
+    mkdir -p out
+    GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o out/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+    mv out/kube-apiserver "$ASSETS/kube-apiserver.tmp" && mv "$ASSETS/kube-apiserver.tmp" "$ASSETS/kube-apiserver"
+    mv out/kubectl "$ASSETS/kubectl.tmp" && mv "$ASSETS/kubectl.tmp" "$ASSETS/kubectl"
   )
   rm -rf "$d"
 }
@@ -81,7 +82,7 @@ build_etcd() {
   (
     cd "$d"
     printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >main.go
-    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1
+    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1
     go build -trimpath -ldflags "-s -w" -o "$ASSETS/etcd.tmp" .
     mv "$ASSETS/etcd.tmp" "$ASSETS/etcd"
@@ -95,7 +96,7 @@ build_go_tool() { # build_go_tool OUTPUT MODULE@VERSION PACKAGE
   (
     cd "$d"
     printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >tools.go
-    go get "$modver" >/dev/null 2>&1
+    go get "$modver" >/dev/null
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
     GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$out.tmp" "$pkg"
     mv "$out.tmp" "$out"
@@ -103,14 +104,36 @@ build_go_tool() { # build_go_tool OUTPUT MODULE@VERSION PACKAGE
   rm -rf "$d"
 }
 
-[[ -x $ASSETS/etcd ]] || timed "etcd $ETCD_VERSION" build_etcd
-[[ -x $ASSETS/kube-apiserver && -x $ASSETS/kubectl ]] || timed "kube-apiserver+kubectl $K8S_VERSION" build_kubernetes
+# The builds are independent: run them side by side. Each go build has long single-threaded stretches (linking, the
+# biggest packages) and module downloads wait on the network, so together they keep both cores busy where one after
+# another they would not. Each build logs to its own file, shown if it fails.
+pids=() names=() logs=()
+background() { # background NAME FUNCTION ARGS...: starts a timed build
+  local name=$1; shift
+  local logfile; logfile=$(mktemp "${TMPDIR:-/tmp}/acrpull-build-XXXXXX.log")
+  timed "$name" "$@" >"$logfile" 2>&1 &
+  pids+=($!) names+=("$name") logs+=("$logfile")
+}
+[[ -x $ASSETS/kube-apiserver && -x $ASSETS/kubectl ]] || background "kube-apiserver+kubectl $K8S_VERSION" build_kubernetes
+[[ -x $ASSETS/etcd ]] || background "etcd $ETCD_VERSION" build_etcd
 [[ -x $TOOLS/registry-$REGISTRY_VERSION ]] ||
-  timed "registry $REGISTRY_VERSION" build_go_tool "$TOOLS/registry-$REGISTRY_VERSION" \
+  background "registry $REGISTRY_VERSION" build_go_tool "$TOOLS/registry-$REGISTRY_VERSION" \
     "github.com/distribution/distribution/v3@$REGISTRY_VERSION" github.com/distribution/distribution/v3/cmd/registry
 if [[ ${WITH_HELM:-0} == 1 && ! -x $TOOLS/helm-$HELM_VERSION ]]; then
-  timed "helm $HELM_VERSION" build_go_tool "$TOOLS/helm-$HELM_VERSION" "helm.sh/helm/v3@$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+  background "helm $HELM_VERSION" build_go_tool "$TOOLS/helm-$HELM_VERSION" "helm.sh/helm/v3@$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 fi
+failed=0
+for i in "${!pids[@]}"; do
+  if wait "${pids[$i]}"; then
+    grep '^\[test-env\]' "${logs[$i]}" >&2 || true
+  else
+    cat "${logs[$i]}" >&2
+    log "building ${names[$i]} failed (its output is above)"
+    failed=1
+  fi
+  rm -f "${logs[$i]}"
+done
+((failed == 0)) || exit 1
 ln -sf "$TOOLS/registry-$REGISTRY_VERSION" "$ASSETS/registry"
 [[ -x $TOOLS/helm-$HELM_VERSION ]] && ln -sf "$TOOLS/helm-$HELM_VERSION" "$ASSETS/helm"
 

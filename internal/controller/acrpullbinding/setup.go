@@ -69,11 +69,14 @@ func (r *Reconciler) setup(mgr ctrl.Manager, workers int) error {
 		Complete(r)
 }
 
-// secretChangedByOthers passes secret events that can need action: creation, deletion, and updates that touch what
-// the controller relies on (labels, owners, the inputs annotation). A refresh changes only the token and its times;
+// secretChangedByOthers passes secret events that can need action: deletion, and updates that touch what the
+// controller relies on (labels, owners, the inputs annotation). A refresh changes only the token and its times;
 // reacting to it would reconcile every binding twice per refresh, against a cache that may not show the status just
-// written yet, and write the same status again.
+// written yet, and write the same status again. Creation is the controller's own doing, in the pass that is already
+// handling the binding (at start-up every binding is queued by its own informer anyway); reacting to it cost a
+// second pass per new binding, which could write the same status again from a stale cache.
 var secretChangedByOthers = predicate.Funcs{
+	CreateFunc: func(event.CreateEvent) bool { return false },
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		old, cur := e.ObjectOld, e.ObjectNew
 		return !cur.GetDeletionTimestamp().IsZero() ||

@@ -40,7 +40,7 @@ demo: ## Run acrpull's main job locally: control plane, fake Azure, real registr
 BENCH_FLAGS ?=
 .PHONY: bench
 bench: ## Measure burst, steady refresh, memory under noise and throttling at 10,000 bindings (prints figures).
-	@assets=$$(hack/test-env.sh) && go build -o bin/acrpull ./cmd/acrpull && \
+	@assets=$$(WITH_HELM=1 hack/test-env.sh) && go build -o bin/acrpull ./cmd/acrpull && \
 	  KUBEBUILDER_ASSETS=$$assets go run ./cmd/acrpull-bench $(BENCH_FLAGS)
 
 .PHONY: chart-test

@@ -56,6 +56,9 @@ type Options struct {
 	ThrottleIdentities int
 	// PodIdentity sizes the podidentity scenario (AAD Pod Identity's assignment controller and node agents).
 	PodIdentity PodIdentityOptions
+	// ChartPolicies installs the chart's admission policies (validating, and the finalizer-on-create mutating
+	// policy where the apiserver serves it), as a cluster running acrpull from its chart has them.
+	ChartPolicies bool
 	// ProfileDir, when set, receives pprof profiles of the bench's own controller: CPU during the burst and the
 	// heap after the burst and after the noise.
 	ProfileDir   string
@@ -101,6 +104,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		"bindings": o.Bindings, "namespaces": o.Namespaces, "identities": o.Identities, "workers": o.Workers,
 		"noiseObjects": o.NoiseObjects, "accessTokenLifetime": o.AccessTokenLifetime.String(), "steadyCycles": o.SteadyCycles,
 		"throttleRate": o.ThrottleRate, "throttleBindings": o.ThrottleBindings, "scenarios": o.Scenarios,
+		"chartPolicies": o.ChartPolicies,
 	}}
 	if slices.Contains(o.Scenarios, "podidentity") {
 		p := o.PodIdentity
@@ -122,6 +126,12 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		b.logf("measuring the write floor: %d bindings' worth of secret creates, SA patches, status patches, %d workers", o.Bindings, o.Workers)
 		if res.Floor, err = b.writeFloor(ctx); err != nil {
 			return nil, fmt.Errorf("write floor: %w", err)
+		}
+		// After the floor, whose bindings a finalizer policy would leave waiting for a controller to delete them.
+		if o.ChartPolicies {
+			if err := b.installChartPolicies(ctx); err != nil {
+				return nil, err
+			}
 		}
 		b.logf("starting controller: %s", strings.Join(b.controllerArgs(), " "))
 		if err := b.startController(); err != nil {

@@ -65,6 +65,16 @@ func TestGateHoldsRetryAfterThenKeepsTheAcceptedRate(t *testing.T) {
 	if n := allowedOver(g, clk, key, 4*time.Second, 10*time.Millisecond); n > 9 {
 		t.Fatalf("%d requests in 4 s after a second 429, want at most 2/s", n)
 	}
+	// Without further 429s the rate climbs back, a tenth of the ceiling every 5 s, and never above the ceiling.
+	for second := range 60 {
+		n := allowedOver(g, clk, key, time.Second, 10*time.Millisecond)
+		if n > 5 {
+			t.Fatalf("second %d of recovery: %d requests went out, above the 4/s ceiling", second, n)
+		}
+		if second >= 40 && n < 4 {
+			t.Fatalf("second %d of recovery: %d requests went out, want the 4/s ceiling back", second, n)
+		}
+	}
 	// Ten minutes without a 429 lift the limit.
 	clk.Step(calmTime)
 	if n := allowedOver(g, clk, key, 100*time.Millisecond, time.Millisecond); n != 100 {

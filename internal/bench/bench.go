@@ -56,9 +56,11 @@ type Options struct {
 	ThrottleIdentities int
 	// PodIdentity sizes the podidentity scenario (AAD Pod Identity's assignment controller and node agents).
 	PodIdentity PodIdentityOptions
-	// ChartPolicies installs the chart's admission policies (validating, and the finalizer-on-create mutating
-	// policy where the apiserver serves it), as a cluster running acrpull from its chart has them.
-	ChartPolicies bool
+	// ChartPolicies installs the chart's admission policies, as a cluster running acrpull from its chart has them;
+	// FinalizerOnCreate is the chart value that adds the mutating policy giving new bindings the controller's
+	// finalizer (where the apiserver serves MutatingAdmissionPolicy).
+	ChartPolicies     bool
+	FinalizerOnCreate bool
 	// ProfileDir, when set, receives pprof profiles of the bench's own controller: CPU during the burst and the
 	// heap after the burst and after the noise.
 	ProfileDir   string
@@ -104,7 +106,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		"bindings": o.Bindings, "namespaces": o.Namespaces, "identities": o.Identities, "workers": o.Workers,
 		"noiseObjects": o.NoiseObjects, "accessTokenLifetime": o.AccessTokenLifetime.String(), "steadyCycles": o.SteadyCycles,
 		"throttleRate": o.ThrottleRate, "throttleBindings": o.ThrottleBindings, "scenarios": o.Scenarios,
-		"chartPolicies": o.ChartPolicies,
+		"chartPolicies": o.ChartPolicies, "finalizerOnCreate": o.FinalizerOnCreate,
 	}}
 	if slices.Contains(o.Scenarios, "podidentity") {
 		p := o.PodIdentity

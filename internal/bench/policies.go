@@ -40,7 +40,7 @@ func (b *bench) installChartPolicies(ctx context.Context) error {
 		return err
 	}
 	args := []string{"template", "acrpull", filepath.Join(testenv.ModuleRoot(), "config", "helm"),
-		"--namespace", "acrpull", "--kube-version", version.GitVersion}
+		"--namespace", "acrpull", "--kube-version", version.GitVersion, "--set", fmt.Sprintf("finalizerOnCreate=%t", b.o.FinalizerOnCreate)}
 	if resources, err := disc.ServerResourcesForGroupVersion("admissionregistration.k8s.io/v1"); err == nil {
 		for _, r := range resources.APIResources {
 			args = append(args, "--api-versions", "admissionregistration.k8s.io/v1/"+r.Kind)

@@ -24,14 +24,15 @@ import (
 
 const mutatingPolicyAPI = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
 
-// The finalizer policy is rendered only where the cluster serves MutatingAdmissionPolicy, and not when turned off.
+// The finalizer policy is rendered only when asked for and where the cluster serves MutatingAdmissionPolicy.
 func TestFinalizerPolicyRendersOnlyWhereTheAPIExists(t *testing.T) {
 	g := NewWithT(t)
-	g.Expect(ofKind(mustTemplate(t), "MutatingAdmissionPolicy")).To(BeEmpty(), "helm's default API versions have no MutatingAdmissionPolicy")
-	objs := mustTemplate(t, "--api-versions", mutatingPolicyAPI)
+	g.Expect(ofKind(mustTemplate(t, "--api-versions", mutatingPolicyAPI), "MutatingAdmissionPolicy")).To(BeEmpty(), "off by default")
+	g.Expect(ofKind(mustTemplate(t, "--set", "finalizerOnCreate=true"), "MutatingAdmissionPolicy")).To(BeEmpty(),
+		"helm's default API versions have no MutatingAdmissionPolicy")
+	objs := mustTemplate(t, "--api-versions", mutatingPolicyAPI, "--set", "finalizerOnCreate=true")
 	g.Expect(ofKind(objs, "MutatingAdmissionPolicy")).To(HaveLen(1))
 	g.Expect(ofKind(objs, "MutatingAdmissionPolicyBinding")).To(HaveLen(1))
-	g.Expect(ofKind(mustTemplate(t, "--api-versions", mutatingPolicyAPI, "--set", "finalizerOnCreate=false"), "MutatingAdmissionPolicy")).To(BeEmpty())
 }
 
 // On a real apiserver, new bindings of both API groups carry the controller's finalizer from the start (so the
@@ -42,7 +43,7 @@ func TestFinalizerPolicyGivesNewBindingsTheControllersFinalizer(t *testing.T) {
 	release, ns := fresh("finalizer-test"), fresh("finalizer-apps")
 	g.Expect(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"finalizer-test": ns}}})).To(Succeed())
 
-	out, err := template(release, "--api-versions", mutatingPolicyAPI, "--show-only", "templates/finalizer-policy.yaml")
+	out, err := template(release, "--api-versions", mutatingPolicyAPI, "--set", "finalizerOnCreate=true", "--show-only", "templates/finalizer-policy.yaml")
 	g.Expect(err).NotTo(HaveOccurred())
 	objs := mustDecode(t, out)
 	g.Expect(objs).To(HaveLen(2))

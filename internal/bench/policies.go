@@ -24,9 +24,12 @@ import (
 	"github.com/acrpull/acrpull/internal/testenv"
 )
 
-// chartPolicyTemplates are the chart's cluster-wide admission objects: what a cluster running acrpull has besides
-// the CRDs and the controller itself.
-var chartPolicyTemplates = []string{"templates/admission-policies.yaml", "templates/finalizer-policy.yaml"}
+// The chart's cluster-wide admission objects: what a cluster running acrpull has besides the CRDs and the controller
+// itself. The finalizer policy's template renders nothing unless it is on and the apiserver serves its API.
+const (
+	validatingPoliciesTemplate = "templates/admission-policies.yaml"
+	finalizerPolicyTemplate    = "templates/finalizer-policy.yaml"
+)
 
 // installChartPolicies renders the chart's admission policies the way `helm install` would for this apiserver
 // (its version and the admission APIs it serves) and creates them.
@@ -41,13 +44,14 @@ func (b *bench) installChartPolicies(ctx context.Context) error {
 	}
 	args := []string{"template", "acrpull", filepath.Join(testenv.ModuleRoot(), "config", "helm"),
 		"--namespace", "acrpull", "--kube-version", version.GitVersion, "--set", fmt.Sprintf("finalizerOnCreate=%t", b.o.FinalizerOnCreate)}
+	args = append(args, "--show-only", validatingPoliciesTemplate)
 	if resources, err := disc.ServerResourcesForGroupVersion("admissionregistration.k8s.io/v1"); err == nil {
 		for _, r := range resources.APIResources {
 			args = append(args, "--api-versions", "admissionregistration.k8s.io/v1/"+r.Kind)
+			if r.Kind == "MutatingAdmissionPolicy" && b.o.FinalizerOnCreate {
+				args = append(args, "--show-only", finalizerPolicyTemplate)
+			}
 		}
-	}
-	for _, t := range chartPolicyTemplates {
-		args = append(args, "--show-only", t)
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(b.env.AssetsDir, "helm"), args...)
 	var stderr bytes.Buffer

@@ -16,17 +16,26 @@ import (
 // except alpha and ia64.
 const clockTicks = 100
 
-// cpuSeconds reads the user+system CPU time a process has used.
-func cpuSeconds(pid int) float64 {
+// procStat reads /proc/<pid>/stat: the command name, and the fields after it (field 3 of stat onwards). The name
+// is in parentheses and may hold spaces, so the fields start after the last ')'.
+func procStat(pid int) (name string, fields []string, ok bool) {
 	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return 0
+		return "", nil, false
 	}
-	// The command name is in parentheses and may hold spaces; the fields after it are space-separated.
 	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return "", nil, false
+	}
+	return s[open+1 : closing], strings.Fields(s[closing+1:]), true
+}
+
+// cpuSeconds reads the user+system CPU time a process has used; 0 if it cannot be read.
+func cpuSeconds(pid int) float64 {
+	_, fields, ok := procStat(pid)
 	// utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-	if len(fields) < 13 {
+	if !ok || len(fields) < 13 {
 		return 0
 	}
 	user, _ := strconv.ParseFloat(fields[11], 64)
@@ -35,31 +44,22 @@ func cpuSeconds(pid int) float64 {
 }
 
 // processCPU is the CPU time used so far by the bench itself, the controller, and the control plane processes the
-// bench started (children named kube-apiserver and etcd).
+// bench started (its children named kube-apiserver and etcd).
 func (b *bench) processCPU() map[string]float64 {
-	cpu := map[string]float64{"bench": cpuSeconds(os.Getpid())}
+	self := os.Getpid()
+	cpu := map[string]float64{"bench": cpuSeconds(self)}
 	if b.controller != nil && b.controller.Process != nil {
 		cpu["controller"] = cpuSeconds(b.controller.Process.Pid)
 	}
 	entries, _ := os.ReadDir("/proc")
-	self := strconv.Itoa(os.Getpid())
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || closing < open {
-			continue
-		}
-		name := s[open+1 : closing]
-		fields := strings.Fields(s[closing+1:])
-		if len(fields) < 2 || fields[1] != self {
+		// The parent's PID is field 4 of stat, 2 after the name.
+		name, fields, ok := procStat(pid)
+		if !ok || len(fields) < 2 || fields[1] != strconv.Itoa(self) {
 			continue
 		}
 		if name == "kube-apiserver" || name == "etcd" {

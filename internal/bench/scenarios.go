@@ -343,7 +343,8 @@ func (b *bench) waitReady(ctx context.Context, prefix string, n int, timeout tim
 	}
 	var mu sync.Mutex
 	ready := map[string]bool{}
-	observe := func(obj any) {
+	// observe records whether a binding counts; a deleted one never does.
+	observe := func(obj any, deleted bool) {
 		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
 		}
@@ -354,25 +355,16 @@ func (b *bench) waitReady(ctx context.Context, prefix string, n int, timeout tim
 		mu.Lock()
 		defer mu.Unlock()
 		key := bnd.Namespace + "/" + bnd.Name
-		if meta.IsStatusConditionTrue(bnd.Status.Conditions, acrv1beta2.ConditionReady) && bnd.DeletionTimestamp.IsZero() {
+		if !deleted && bnd.DeletionTimestamp.IsZero() && meta.IsStatusConditionTrue(bnd.Status.Conditions, acrv1beta2.ConditionReady) {
 			ready[key] = true
 		} else {
 			delete(ready, key)
 		}
 	}
 	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    observe,
-		UpdateFunc: func(_, obj any) { observe(obj) },
-		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			if bnd, ok := obj.(*acrv1beta2.AcrPullBinding); ok {
-				mu.Lock()
-				delete(ready, bnd.Namespace+"/"+bnd.Name)
-				mu.Unlock()
-			}
-		},
+		AddFunc:    func(obj any) { observe(obj, false) },
+		UpdateFunc: func(_, obj any) { observe(obj, false) },
+		DeleteFunc: func(obj any) { observe(obj, true) },
 	}); err != nil {
 		return err
 	}

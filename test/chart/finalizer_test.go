@@ -8,7 +8,6 @@ package chart_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -101,7 +100,7 @@ func TestFinalizerPolicyGivesNewBindingsTheControllersFinalizer(t *testing.T) {
 	elsewhere.Namespace = "default"
 	g.Expect(env.Client.Create(ctx, elsewhere)).To(Succeed())
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), elsewhere) })
-	g.Expect(slices.Contains(elsewhere.Finalizers, acrpullbinding.Finalizer)).To(BeFalse())
+	g.Expect(elsewhere.Finalizers).NotTo(ContainElement(acrpullbinding.Finalizer))
 
 	// Leave nothing that waits for a controller.
 	v1beta2List, v1beta1List := &acrv1beta2.AcrPullBindingList{}, &acrv1beta1.AcrPullBindingList{}

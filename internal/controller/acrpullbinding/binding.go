@@ -24,6 +24,8 @@ type binding interface {
 	secretName() string
 	// desired normalizes the spec, with the controller's defaults applied. An error means the spec cannot work.
 	desired(cfg Config) (desiredState, error)
+	// targetServiceAccount is the account that receives the secret.
+	targetServiceAccount() string
 	// serviceAccountNames are the accounts the binding depends on, for the watch index.
 	serviceAccountNames() []string
 	getStatus() bindingStatus

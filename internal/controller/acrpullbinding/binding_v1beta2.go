@@ -30,8 +30,10 @@ func (b v1beta2Binding) object() client.Object { return b.AcrPullBinding }
 
 func (b v1beta2Binding) secretName() string { return secretName(v1beta2SecretPrefix, b.Name, "") }
 
+func (b v1beta2Binding) targetServiceAccount() string { return b.Spec.ServiceAccountName }
+
 func (b v1beta2Binding) serviceAccountNames() []string {
-	names := []string{b.Spec.ServiceAccountName}
+	names := []string{b.targetServiceAccount()}
 	if wi := b.Spec.Auth.WorkloadIdentity; wi != nil && wi.ServiceAccountName != b.Spec.ServiceAccountName {
 		names = append(names, wi.ServiceAccountName)
 	}
@@ -43,7 +45,7 @@ func (b v1beta2Binding) desired(cfg Config) (desiredState, error) {
 	d := desiredState{
 		server:               spec.ACR.Server,
 		scope:                spec.ACR.Scope,
-		targetServiceAccount: spec.ServiceAccountName,
+		targetServiceAccount: b.targetServiceAccount(),
 		refresh:              fractionOfLifetime(cfg.TTLRotationFraction),
 	}
 	if spec.ACR.Environment == acrv1beta2.AzureEnvironmentAirgappedCloud {

@@ -125,14 +125,9 @@ func (r *Reconciler) serviceAccountEvents() handler.EventHandler {
 	}
 }
 
-// lostAttachment says whether sa is b's target and lacks b's existing secret. A spec that does not resolve is
-// reported as needing a pass, so its status is kept current.
+// lostAttachment says whether sa is b's target and lacks b's existing secret.
 func (r *Reconciler) lostAttachment(ctx context.Context, b binding, sa *corev1.ServiceAccount) bool {
-	d, err := b.desired(r.Config)
-	if err != nil {
-		return true
-	}
-	if d.targetServiceAccount != sa.Name {
+	if b.targetServiceAccount() != sa.Name {
 		return false
 	}
 	name := b.secretName()

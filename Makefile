@@ -51,15 +51,19 @@ chart-test: ## Lint and render the Helm chart; test its RBAC and admission polic
 assets: ## Build the test platform binaries into the cache (prints the directory).
 	hack/test-env.sh
 
+# Starts building the test platform in the background, so the compiling that verify and the tests do overlaps it.
+.PHONY: prefetch-assets
+prefetch-assets:
+	@hack/test-env.sh --background
+
 .PHONY: test
-test: verify ## Unit, envtest and e2e tests on a real apiserver, fake Azure, a real registry and network namespaces.
+test: prefetch-assets verify ## Unit, envtest and e2e tests on a real apiserver, fake Azure, a real registry and network namespaces.
 	@hack/install-netns-tools.sh # iptables, iproute2, conntrack: the node agent's tests build their own network namespaces
 	@assets=$$(hack/test-env.sh) && echo "test assets: $$assets" && \
 	  KUBEBUILDER_ASSETS=$$assets go test $(GO_TEST_FLAGS) ./...
 	@# A short fuzzing run of every fuzz target (their checked-in corpora also run as tests above). The controller
 	@# package's TestMain starts no control plane when fuzzing: its targets test pure functions.
-	@for t in FuzzParseJWTTimes FuzzErrorBodies; do go test -run XXX -fuzz $$t -fuzztime 5s ./internal/azauth/ | tail -1; done
-	@for t in FuzzSecretName FuzzServerAllowed; do go test -run XXX -fuzz $$t -fuzztime 5s ./internal/controller/acrpullbinding/ | tail -1; done
+	@hack/fuzz.sh 5s
 
 .PHONY: test-soak
 test-soak: ## Long reliability run: many SIGKILLs of the controller over many bindings (seeded).

@@ -6,6 +6,8 @@ SPDX-License-Identifier: MIT
 package acrpullbinding
 
 import (
+	"strings"
+
 	"fmt"
 	"time"
 
@@ -27,6 +29,9 @@ type v1beta1API struct{}
 func (v1beta1API) name() string               { return "acrpullbinding-v1beta1" }
 func (v1beta1API) newObject() client.Object   { return &acrv1beta1.AcrPullBinding{} }
 func (v1beta1API) newList() client.ObjectList { return &acrv1beta1.AcrPullBindingList{} }
+func (v1beta1API) bindingNameOf(secret string) (string, bool) {
+	return strings.CutSuffix(secret, v1beta1SecretSuffix)
+}
 func (v1beta1API) wrap(o client.Object) binding {
 	return v1beta1Binding{o.(*acrv1beta1.AcrPullBinding)}
 }

@@ -7,6 +7,7 @@ package acrpullbinding
 
 import (
 	"fmt"
+	"strings"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -20,6 +21,9 @@ type v1beta2API struct{}
 func (v1beta2API) name() string               { return "acrpullbinding-v1beta2" }
 func (v1beta2API) newObject() client.Object   { return &acrv1beta2.AcrPullBinding{} }
 func (v1beta2API) newList() client.ObjectList { return &acrv1beta2.AcrPullBindingList{} }
+func (v1beta2API) bindingNameOf(secret string) (string, bool) {
+	return strings.CutPrefix(secret, v1beta2SecretPrefix)
+}
 func (v1beta2API) wrap(o client.Object) binding {
 	return v1beta2Binding{o.(*acrv1beta2.AcrPullBinding)}
 }

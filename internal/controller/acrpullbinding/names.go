@@ -25,6 +25,8 @@ const (
 	RefreshAnnotation = "acr.microsoft.com/token.refresh"
 	// InputsAnnotation holds a hash of everything the token was minted from; a change means a new token.
 	InputsAnnotation = "acr.microsoft.com/token.inputs"
+	// AudienceAnnotation holds the Entra ID audience the token was issued for (acrpull's own; status reports it).
+	AudienceAnnotation = "acr.microsoft.com/token.audience"
 
 	// v1beta2SecretPrefix and v1beta1SecretSuffix frame the predictable secret names users list in pod specs.
 	v1beta2SecretPrefix = "acr-pull-"

@@ -130,9 +130,10 @@ func (r *Reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 	}
 	r.Metrics.MintAttempt(r.api.name(), acrv1beta2.ReasonTokenMinted)
 	s.audience = cred.Audience
-	if s.secret, err = r.writeSecret(ctx, s, cred.Token, inputs); err != nil {
+	if s.secret, err = r.writeSecret(ctx, s, cred, inputs); err != nil {
 		return ctrl.Result{}, err
 	}
+	s.shared = r.shareCredential(ctx, s, cred, inputs)
 	at := s.desired.refresh.refreshAt(cred.Token.IssuedAt, cred.Token.ExpiresAt, spread)
 	return ctrl.Result{RequeueAfter: max(at.Sub(s.now), time.Second)}, nil
 }
@@ -272,13 +273,17 @@ func (e *serviceAccountTokenError) Unwrap() error { return e.err }
 
 func ptrTo[T any](v T) *T { return &v }
 
-// attachSecret lists the secret in the target service account's imagePullSecrets, so new pods get it.
+// attachSecret lists the secret, and those the pass created for siblings, in the target service account's
+// imagePullSecrets, so new pods get them.
 func (r *Reconciler) attachSecret(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if s.targetSA == nil || s.secret == nil {
 		return ctrl.Result{}, nil
 	}
 	return ctrl.Result{}, r.editPullSecrets(ctx, s.targetSA, func(refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {
-		return withPullSecret(refs, s.secret.Name)
+		for _, name := range append([]string{s.secret.Name}, s.shared...) {
+			refs = withPullSecret(refs, name)
+		}
+		return refs
 	})
 }
 

@@ -23,6 +23,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/acrpull/acrpull/internal/mint"
 )
@@ -76,6 +77,8 @@ type Reconciler struct {
 	Config    Config
 
 	api apiVersion
+	// served carries siblings whose secrets a pass created, to be reconciled (shareCredential).
+	served chan event.GenericEvent
 }
 
 // apiVersion is the adapter of one API version.
@@ -84,6 +87,9 @@ type apiVersion interface {
 	newObject() client.Object
 	newList() client.ObjectList
 	wrap(client.Object) binding
+	// bindingNameOf is the name of the binding a secret name of this version belongs to, if it has the version's
+	// shape. A name cut and hashed for length maps to no real binding; callers treat that like a binding gone.
+	bindingNameOf(secretName string) (string, bool)
 }
 
 // phase is one ordered step of a reconcile pass. A phase that sets s.stop ends the pass.
@@ -203,6 +209,8 @@ type scope struct {
 	secret *metav1.PartialObjectMetadata
 	// audience is set by reconcileSecret when it minted.
 	audience string
+	// shared names the secrets reconcileSecret created for siblings, which attachSecret attaches with the binding's.
+	shared []string
 	// failure is set by any phase that could not do its job; it becomes the Ready condition.
 	failure *failure
 	// stop is set by a phase after which nothing more can be done this pass.

@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
-	"github.com/acrpull/acrpull/internal/azauth"
 	"github.com/acrpull/acrpull/internal/dockerconfig"
+	"github.com/acrpull/acrpull/internal/mint"
 )
 
 // Field indexes the controller lists by.
@@ -99,11 +99,10 @@ func (r *Reconciler) ownedSecrets(ctx context.Context, owner client.Object) ([]m
 	return owned, nil
 }
 
-// writeSecret stores a token in the binding's secret: created the first time, then patched in place, so the
-// secret's UID never changes while the binding lives (kubelet matches pulled images to secrets by UID).
-func (r *Reconciler) writeSecret(ctx context.Context, s *scope, tok azauth.Token, inputs string) (*metav1.PartialObjectMetadata, error) {
-	obj := s.binding.object()
-	payload, err := dockerconfig.Render(s.desired.server, tok.Value)
+// secretFor is b's pull secret holding a credential for server, owned by b and labelled for the controller's cache.
+func (r *Reconciler) secretFor(b binding, server string, cred mint.Credential, inputs string) (*corev1.Secret, error) {
+	obj := b.object()
+	payload, err := dockerconfig.Render(server, cred.Token.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -111,24 +110,37 @@ func (r *Reconciler) writeSecret(ctx context.Context, s *scope, tok azauth.Token
 	if err != nil {
 		return nil, err
 	}
-	labels := map[string]string{BindingLabel: labelValue(obj.GetName())}
 	annotations := map[string]string{
-		ExpiryAnnotation:  tok.ExpiresAt.UTC().Format(time.RFC3339),
-		RefreshAnnotation: tok.IssuedAt.UTC().Format(time.RFC3339),
+		ExpiryAnnotation:  cred.Token.ExpiresAt.UTC().Format(time.RFC3339),
+		RefreshAnnotation: cred.Token.IssuedAt.UTC().Format(time.RFC3339),
 		InputsAnnotation:  inputs,
 	}
+	if cred.Audience != "" {
+		annotations[AudienceAnnotation] = cred.Audience
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: b.secretName(), Namespace: obj.GetNamespace(),
+			Labels: map[string]string{BindingLabel: labelValue(obj.GetName())}, Annotations: annotations,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: obj.GetName(), UID: obj.GetUID(),
+				Controller: ptrTo(true), BlockOwnerDeletion: ptrTo(true),
+			}},
+		},
+		Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: payload},
+	}, nil
+}
+
+// writeSecret stores a credential in the binding's secret: created the first time, then patched in place, so the
+// secret's UID never changes while the binding lives (kubelet matches pulled images to secrets by UID).
+func (r *Reconciler) writeSecret(ctx context.Context, s *scope, cred mint.Credential, inputs string) (*metav1.PartialObjectMetadata, error) {
+	obj := s.binding.object()
+	sec, err := r.secretFor(s.binding, s.desired.server, cred, inputs)
+	if err != nil {
+		return nil, err
+	}
 	if s.secret == nil {
-		sec := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{
-				Name: s.binding.secretName(), Namespace: obj.GetNamespace(), Labels: labels, Annotations: annotations,
-				OwnerReferences: []metav1.OwnerReference{{
-					APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: obj.GetName(), UID: obj.GetUID(),
-					Controller: ptrTo(true), BlockOwnerDeletion: ptrTo(true),
-				}},
-			},
-			Type: corev1.SecretTypeDockerConfigJson,
-			Data: map[string][]byte{corev1.DockerConfigJsonKey: payload},
-		}
 		err := r.Client.Create(ctx, sec)
 		if err == nil {
 			return metadataOf(sec), nil
@@ -147,17 +159,17 @@ func (r *Reconciler) writeSecret(ctx context.Context, s *scope, tok azauth.Token
 		}
 	}
 	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"labels": labels, "annotations": annotations},
-		"data":     map[string][]byte{corev1.DockerConfigJsonKey: payload},
+		"metadata": map[string]any{"labels": sec.Labels, "annotations": sec.Annotations},
+		"data":     sec.Data,
 	})
 	if err != nil {
 		return nil, err
 	}
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: s.binding.secretName(), Namespace: obj.GetNamespace()}}
-	if err := r.Client.Patch(ctx, sec, client.RawPatch(types.MergePatchType, patch)); err != nil {
+	patched := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: sec.Name, Namespace: sec.Namespace}}
+	if err := r.Client.Patch(ctx, patched, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		return nil, err
 	}
-	return metadataOf(sec), nil
+	return metadataOf(patched), nil
 }
 
 func metadataOf(sec *corev1.Secret) *metav1.PartialObjectMetadata {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 )
 
 // Deps are what both reconcilers share.
@@ -58,6 +60,7 @@ func (r *Reconciler) setup(mgr ctrl.Manager, workers int) error {
 		func(o client.Object) []string { return r.api.wrap(o).serviceAccountNames() }); err != nil {
 		return err
 	}
+	r.served = make(chan event.GenericEvent, 1024)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(r.api.name()).
 		For(r.api.newObject(), builder.WithPredicates(predicate.Or(
@@ -65,6 +68,7 @@ func (r *Reconciler) setup(mgr ctrl.Manager, workers int) error {
 		// Secrets are watched as metadata only: the controller never needs to read a token back.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(secretChangedByOthers)).
 		Watches(&corev1.ServiceAccount{}, r.serviceAccountEvents()).
+		WatchesRawSource(source.Channel(r.served, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, RecoverPanic: ptrTo(true)}).
 		Complete(r)
 }
@@ -93,8 +97,9 @@ var secretChangedByOthers = predicate.Funcs{
 func (r *Reconciler) serviceAccountEvents() handler.EventHandler {
 	enqueue := func(ctx context.Context, sa client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request], needs func(binding) bool) {
 		list := r.api.newList()
+		// Read only: the cache's own objects, not copies.
 		if err := r.Client.List(ctx, list, client.InNamespace(sa.GetNamespace()),
-			client.MatchingFields{serviceAccountIndex: sa.GetName()}); err != nil {
+			client.MatchingFields{serviceAccountIndex: sa.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 			return
 		}
 		_ = meta.EachListItem(list, func(o runtime.Object) error {
@@ -108,6 +113,7 @@ func (r *Reconciler) serviceAccountEvents() handler.EventHandler {
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			enqueue(ctx, e.Object, q, nil)
+			r.enqueueOrphanedNames(ctx, e.Object, q)
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			enqueue(ctx, e.Object, q, nil)
@@ -121,7 +127,45 @@ func (r *Reconciler) serviceAccountEvents() handler.EventHandler {
 				return
 			}
 			enqueue(ctx, sa, q, func(b binding) bool { return r.lostAttachment(ctx, b, sa) })
+			r.enqueueOrphanedNames(ctx, sa, q)
 		},
+	}
+}
+
+// enqueueOrphanedNames queues the bindings that pull-secret names of this API version on sa belong to when no
+// binding in the cache claims them: the reconcile of a binding that is gone undoes what it left behind
+// (cleanUpVanished), keeping secrets and references that are still someone's. Such names come from a pass that
+// attached a sibling's secret while the sibling was being deleted (shareCredential); the patch that attached it is
+// the update that brings it here. At start-up every account arrives as created, so names left while the
+// controller was down are found too.
+func (r *Reconciler) enqueueOrphanedNames(ctx context.Context, sa client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	account, ok := sa.(*corev1.ServiceAccount)
+	if !ok {
+		return
+	}
+	var candidates []corev1.LocalObjectReference
+	for _, ref := range account.ImagePullSecrets {
+		if _, ok := r.api.bindingNameOf(ref.Name); ok {
+			candidates = append(candidates, ref)
+		}
+	}
+	if len(candidates) == 0 {
+		return
+	}
+	list := r.api.newList()
+	if err := r.Client.List(ctx, list, client.InNamespace(account.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return
+	}
+	claimed := map[string]bool{}
+	_ = meta.EachListItem(list, func(o runtime.Object) error {
+		claimed[r.api.wrap(o.(client.Object)).secretName()] = true
+		return nil
+	})
+	for _, ref := range candidates {
+		if !claimed[ref.Name] {
+			name, _ := r.api.bindingNameOf(ref.Name)
+			q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: account.Namespace, Name: name}})
+		}
 	}
 }
 

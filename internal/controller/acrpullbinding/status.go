@@ -26,8 +26,12 @@ func summarizeStatus(s *scope, succeeded bool) {
 			st.LastTokenRefreshTime, st.TokenExpirationTime = metaTime(issued), metaTime(expires)
 		}
 	}
-	if s.audience != "" {
+	switch {
+	case s.audience != "":
 		st.TokenAudience = s.audience
+	case s.secret != nil && s.secret.Annotations[AudienceAnnotation] != "":
+		// A secret another binding's pass created for this one (shareCredential) says what it was minted for.
+		st.TokenAudience = s.secret.Annotations[AudienceAnnotation]
 	}
 	ready := metav1.Condition{Type: acrv1beta2.ConditionReady, ObservedGeneration: gen}
 	switch {

@@ -1,0 +1,108 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package acrpullbinding
+
+import (
+	"context"
+	"errors"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/acrpull/acrpull/internal/mint"
+)
+
+// maxSharedPerPass bounds the secrets one pass writes for siblings, so that a namespace receiving many bindings at
+// once does not hold one worker for long; the siblings left over are served by their own passes as before.
+const maxSharedPerPass = 32
+
+var errEnough = errors.New("enough siblings")
+
+// shareCredential hands the credential a pass just minted to the binding's siblings that need exactly it: bindings
+// of the same namespace and API version, targeting the same service account, minted from the same inputs, and
+// without a secret yet. Their secrets are created here and attached together with this binding's own in one
+// service-account patch (attachSecret), so a burst of bindings for one account costs one patch of the account per
+// pass instead of one per binding. Each sibling is queued (a no-op for one already queued, as in a burst; for one
+// waiting out a backoff after the same failure, its recovery now), and its pass finds a current secret it owns and
+// its name attached, and writes only its status.
+//
+// Only secrets this pass creates are attached: a name whose secret exists already may be someone else's secret,
+// which the sibling's own pass reports as a conflict instead. A sibling deleted while this pass ran (the cache not
+// showing it yet) may get a secret and a reference all the same; the patch that attached it wakes the sweep of
+// orphaned names (enqueueOrphanedNames), which unreferences and deletes both.
+func (r *Reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Credential, inputs string) []string {
+	if s.targetSA == nil {
+		return nil
+	}
+	self := s.binding.object()
+	list := r.api.newList()
+	// Read only: the cache's own objects, not copies.
+	if err := r.Client.List(ctx, list, client.InNamespace(self.GetNamespace()),
+		client.MatchingFields{serviceAccountIndex: s.desired.targetServiceAccount}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil
+	}
+	var shared []string
+	_ = meta.EachListItem(list, func(o runtime.Object) error {
+		if len(shared) == maxSharedPerPass {
+			return errEnough
+		}
+		sibling := r.api.wrap(o.(client.Object))
+		d, ok := r.awaitsCredential(ctx, sibling, s, inputs)
+		if !ok {
+			return nil
+		}
+		sec, err := r.secretFor(sibling, d.server, cred, inputs)
+		if err != nil {
+			return nil
+		}
+		// AlreadyExists: the sibling's own pass was quicker, or the name belongs to someone else; either way the
+		// sibling's pass takes it from here.
+		if err := r.Client.Create(ctx, sec); err != nil {
+			ctrl.LoggerFrom(ctx).V(1).Info("sibling's secret left to its own pass", "secret", sec.Name, "reason", apierrors.ReasonForError(err))
+			return nil
+		}
+		shared = append(shared, sec.Name)
+		r.wakeUp(sibling.object())
+		return nil
+	})
+	return shared
+}
+
+// awaitsCredential says whether sibling has no secret and needs exactly the credential s minted from inputs, and
+// returns its desired state.
+func (r *Reconciler) awaitsCredential(ctx context.Context, sibling binding, s *scope, inputs string) (desiredState, bool) {
+	obj := sibling.object()
+	if obj.GetUID() == s.binding.object().GetUID() || !obj.GetDeletionTimestamp().IsZero() {
+		return desiredState{}, false
+	}
+	if r.Config.LabelSelector != nil && !r.Config.LabelSelector.Matches(labels.Set(obj.GetLabels())) {
+		return desiredState{}, false
+	}
+	d, err := sibling.desired(r.Config)
+	if err != nil || d.targetServiceAccount != s.desired.targetServiceAccount ||
+		serverAllowed(d.server, r.Config.AllowedServerSuffixes) != nil || inputsHash(d.inputs()...) != inputs {
+		return desiredState{}, false
+	}
+	secret, err := r.ownSecret(ctx, sibling)
+	return d, err == nil && secret == nil
+}
+
+// wakeUp queues a binding's reconcile. The queue is not the reconciler's to hold, so the request goes through a
+// channel the controller watches; were it ever full, the binding would still be served by its own requeue.
+func (r *Reconciler) wakeUp(obj client.Object) {
+	key := r.api.newObject()
+	key.SetNamespace(obj.GetNamespace())
+	key.SetName(obj.GetName())
+	select {
+	case r.served <- event.GenericEvent{Object: key}:
+	default:
+	}
+}

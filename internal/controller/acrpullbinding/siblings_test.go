@@ -1,0 +1,128 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package acrpullbinding_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
+	"github.com/acrpull/acrpull/internal/azurefake"
+	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
+)
+
+// Bindings of one account that arrive together are attached in a few patches of the account, not one each: the
+// first pass to mint creates its waiting siblings' secrets (each owned and labelled by its own binding) and attaches
+// them with its own. Every binding still ends Ready with its own secret, which pulls.
+func TestBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	serviceAccount(t, ns, "default", "", "theirs")
+	// An identity of its own (per run, for -count), so no earlier test has a token cached for it, and a slow IMDS,
+	// so every binding is in the controller's cache before the first token arrives.
+	clientID := fmt.Sprintf("88888888-8888-4888-8888-%012d", time.Now().UnixNano()%1e12)
+	cloud.AddIdentity(azurefake.Identity{ClientID: clientID, TenantID: tenantID, AssignedToVM: true})
+	cloud.AddRoleAssignment(clientID, registryHost, []string{"alice"}, []string{"pull"})
+	cloud.SetFault(azurefake.IMDSToken, azurefake.Fault{Latency: 1500 * time.Millisecond})
+	t.Cleanup(cloud.ClearFaults)
+
+	var patches atomic.Int64
+	stop := countAccountUpdates(t, ns, "default", &patches)
+	defer stop()
+
+	const n = 20
+	var bindings []*acrv1beta2.AcrPullBinding
+	for i := range n {
+		b := managedIdentityBinding(ns, fmt.Sprintf("together-%02d", i), "default", "repository:alice:pull")
+		b.Spec.Auth.ManagedIdentity.ClientID = clientID
+		create(t, b)
+		deleteAtEnd(t, b)
+		bindings = append(bindings, b)
+	}
+	want := []string{"theirs"}
+	for _, b := range bindings {
+		eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
+		want = append(want, "acr-pull-"+b.Name)
+	}
+	g.Expect(pullSecretNames(g, ns, "default")).To(ConsistOf(want))
+	for _, b := range bindings {
+		got := &acrv1beta2.AcrPullBinding{}
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(b), got)).To(Succeed())
+		g.Expect(got.Status.TokenAudience).To(Equal("https://containerregistry.azure.net"), b.Name)
+		sec := getSecret(g, ns, "acr-pull-"+b.Name)
+		g.Expect(sec.Labels).To(HaveKeyWithValue(acrpullbinding.BindingLabel, b.Name))
+		g.Expect(sec.OwnerReferences).To(HaveLen(1))
+		g.Expect(sec.OwnerReferences[0].UID).To(Equal(got.UID))
+	}
+	g.Expect(pull(ns, "acr-pull-"+bindings[n-1].Name, "alice")).To(Succeed())
+	t.Logf("%d patches of the service account for %d bindings", patches.Load(), n)
+	// One patch per pass that minted while others waited (the controller under test runs 4 workers), give or take
+	// a pass that read a cache a moment behind; one per binding without sharing.
+	g.Expect(patches.Load()).To(BeNumerically("<=", 8), "patches of the service account")
+}
+
+// A reference and a secret left behind for a binding that no longer exists are removed when the account is next
+// seen; a secret of the same shape that is nobody's binding's stays referenced.
+func TestNamesOfBindingsThatAreGoneAreUnreferenced(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ghost := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acr-pull-ghost",
+			Labels: map[string]string{acrpullbinding.BindingLabel: "ghost"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "acrpull.microsoft.com/v1beta2", Kind: "AcrPullBinding",
+				Name: "ghost", UID: types.UID("0b1f9c7e-5d9a-4c53-9d4e-000000000001"), Controller: ptrTo(true)}}},
+		Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)},
+	}
+	create(t, ghost)
+	mine := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acr-pull-mine"},
+		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}}
+	create(t, mine)
+	serviceAccount(t, ns, "default", "", "theirs", "acr-pull-ghost", "acr-pull-mine", "acr-pull-never-created")
+
+	g.Eventually(func(g Gomega) {
+		g.Expect(pullSecretNames(g, ns, "default")).To(Equal([]string{"theirs", "acr-pull-mine", "acr-pull-never-created"}))
+		g.Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(ghost), &corev1.Secret{}))).To(BeTrue())
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(mine), &corev1.Secret{})).To(Succeed())
+}
+
+// countAccountUpdates counts the updates of one service account until stop is called.
+func countAccountUpdates(t *testing.T, ns, name string, count *atomic.Int64) (stop func()) {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := cs.CoreV1().ServiceAccounts(ns).Watch(context.Background(), metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range w.ResultChan() {
+			if e.Type == watch.Modified {
+				count.Add(1)
+			}
+		}
+	}()
+	return func() { w.Stop(); <-done }
+}

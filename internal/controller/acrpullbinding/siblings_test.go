@@ -36,11 +36,17 @@ func TestBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
 	serviceAccount(t, ns, "default", "", "theirs")
 	// An identity of its own (per run, for -count), so no earlier test has a token cached for it, and a slow IMDS,
 	// so every binding is in the controller's cache before the first token arrives.
-	clientID := fmt.Sprintf("88888888-8888-4888-8888-%012d", time.Now().UnixNano()%1e12)
-	cloud.AddIdentity(azurefake.Identity{ClientID: clientID, TenantID: tenantID, AssignedToVM: true})
-	cloud.AddRoleAssignment(clientID, registryHost, []string{"alice"}, []string{"pull"})
+	clientID := freshIdentity(t)
 	cloud.SetFault(azurefake.IMDSToken, azurefake.Fault{Latency: 1500 * time.Millisecond})
 	t.Cleanup(cloud.ClearFaults)
+	// Earlier tests leave the controller holding back from a throttled endpoint for a moment; a binding of another
+	// fresh identity going Ready (through every endpoint) shows it asks Azure again, so no binding below fails first.
+	serviceAccount(t, ns, "warm-up", "")
+	probe := managedIdentityBinding(ns, "warm-up", "warm-up", "repository:alice:pull")
+	probe.Spec.Auth.ManagedIdentity.ClientID = freshIdentity(t)
+	create(t, probe)
+	deleteAtEnd(t, probe)
+	eventuallyReady(t, probe, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
 
 	var patches atomic.Int64
 	stop := countAccountUpdates(t, ns, "default", &patches)
@@ -103,6 +109,19 @@ func TestNamesOfBindingsThatAreGoneAreUnreferenced(t *testing.T) {
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(mine), &corev1.Secret{})).To(Succeed())
 }
+
+// freshIdentity registers a managed identity no test has used, allowed to pull "alice".
+func freshIdentity(t *testing.T) string {
+	t.Helper()
+	identities++
+	clientID := fmt.Sprintf("88888888-8888-4888-8888-%06d%06d", time.Now().UnixNano()%1e6, identities)
+	cloud.AddIdentity(azurefake.Identity{ClientID: clientID, TenantID: tenantID, AssignedToVM: true})
+	cloud.AddRoleAssignment(clientID, registryHost, []string{"alice"}, []string{"pull"})
+	return clientID
+}
+
+// identities counts the identities freshIdentity made.
+var identities int
 
 // countAccountUpdates counts the updates of one service account until stop is called.
 func countAccountUpdates(t *testing.T, ns, name string, count *atomic.Int64) (stop func()) {

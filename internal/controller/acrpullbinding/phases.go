@@ -356,21 +356,21 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, b binding) error {
 // binding once more, and that reconcile starts only after any pass in flight for it ends, so reading from the
 // apiserver here sees everything such a pass wrote.
 func (r *Reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedName) error {
-	probe := r.api.newObject()
-	probe.SetNamespace(key.Namespace)
-	probe.SetName(key.Name)
-	name := r.api.wrap(probe).secretName()
+	name := r.secretNameOf(key.Name)
 	sec := secretMetadata()
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, sec); err != nil {
 		// The usual case: reconcileDelete already removed it.
 		return client.IgnoreNotFound(err)
 	}
-	owner, err := r.bindingOwner(sec, key.Name)
+	owner, err := r.bindingOwner(sec)
 	if err != nil || owner == nil {
 		return err
 	}
+	// The owner's name, not the key's: a name cut and hashed for length maps back to no binding
+	// (enqueueOrphanedNames queues what it can read off the secret name).
+	ownerKey := types.NamespacedName{Namespace: key.Namespace, Name: owner.Name}
 	live := r.api.newObject()
-	err = r.APIReader.Get(ctx, key, live)
+	err = r.APIReader.Get(ctx, ownerKey, live)
 	if err == nil && live.GetUID() == owner.UID {
 		// The owner lives: the cache is behind, or the binding belongs to another shard.
 		return nil
@@ -382,20 +382,27 @@ func (r *Reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 	if err := r.detachEverywhereFresh(ctx, key.Namespace, []string{name}); err != nil {
 		return err
 	}
-	r.Metrics.ForgetBinding(r.api.name(), key.Namespace, key.Name)
+	r.Metrics.ForgetBinding(r.api.name(), key.Namespace, owner.Name)
 	return r.deleteSecrets(ctx, []string{name}, []metav1.PartialObjectMetadata{*sec})
 }
 
-// bindingOwner is the owner reference naming a binding of this API group and name, or nil: a secret of the same name
-// may belong to someone else, who keeps it.
-func (r *Reconciler) bindingOwner(sec *metav1.PartialObjectMetadata, bindingName string) (*metav1.OwnerReference, error) {
+// secretNameOf is the secret name of a binding of this API version named bindingName.
+func (r *Reconciler) secretNameOf(bindingName string) string {
+	probe := r.api.newObject()
+	probe.SetName(bindingName)
+	return r.api.wrap(probe).secretName()
+}
+
+// bindingOwner is the owner reference naming a binding of this API group whose secret the secret is, or nil: a
+// secret of the same name may belong to someone else, who keeps it.
+func (r *Reconciler) bindingOwner(sec *metav1.PartialObjectMetadata) (*metav1.OwnerReference, error) {
 	gvk, err := apiutil.GVKForObject(r.api.newObject(), r.Client.Scheme())
 	if err != nil {
 		return nil, err
 	}
 	for i, ref := range sec.GetOwnerReferences() {
 		gv, err := schema.ParseGroupVersion(ref.APIVersion)
-		if err == nil && gv.Group == gvk.Group && ref.Kind == gvk.Kind && ref.Name == bindingName {
+		if err == nil && gv.Group == gvk.Group && ref.Kind == gvk.Kind && r.secretNameOf(ref.Name) == sec.Name {
 			return &sec.GetOwnerReferences()[i], nil
 		}
 	}

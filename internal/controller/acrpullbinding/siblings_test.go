@@ -8,6 +8,7 @@ package acrpullbinding_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,6 +123,40 @@ func freshIdentity(t *testing.T) string {
 
 // identities counts the identities freshIdentity made.
 var identities int
+
+// A binding whose name is too long for its secret name (cut and hashed) is cleaned up after too: the secret name
+// does not map back to the binding, so the owner reference says whose it is.
+func TestLongNamedBindingGoneIsUnreferenced(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	serviceAccount(t, ns, "default", "", "theirs")
+	b := managedIdentityBinding(ns, strings.Repeat("long-", 49)+"name", "default", "repository:alice:pull")
+	create(t, b)
+	eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
+	secrets := &corev1.SecretList{}
+	g.Expect(k8s.List(ctx, secrets, client.InNamespace(ns))).To(Succeed())
+	g.Expect(secrets.Items).To(HaveLen(1))
+	name := secrets.Items[0].Name
+	g.Expect(name).NotTo(ContainSubstring(b.Name), "a hashed name")
+
+	// It vanishes without the controller seeing it go: paused first (the controller's cache drops it), then its
+	// finalizer removed and the binding deleted.
+	edit(t, b, func() { b.Labels = map[string]string{pausedLabel: "true"} })
+	time.Sleep(time.Second)
+	edit(t, b, func() { b.Finalizers = nil })
+	g.Expect(k8s.Delete(ctx, b)).To(Succeed())
+	g.Consistently(func(g Gomega) []string { return pullSecretNames(g, ns, "default") }).
+		WithTimeout(2 * time.Second).Should(ContainElement(name))
+
+	// The next change of the account finds the name no binding claims.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}
+	edit(t, sa, func() { sa.Annotations = map[string]string{"touched": "yes"} })
+	g.Eventually(func(g Gomega) {
+		g.Expect(pullSecretNames(g, ns, "default")).To(Equal([]string{"theirs"}))
+		g.Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Secret{}))).To(BeTrue())
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+}
 
 // countAccountUpdates counts the updates of one service account until stop is called.
 func countAccountUpdates(t *testing.T, ns, name string, count *atomic.Int64) (stop func()) {

@@ -6,9 +6,8 @@ SPDX-License-Identifier: MIT
 package acrpullbinding
 
 import (
-	"strings"
-
 	"fmt"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"

@@ -280,10 +280,7 @@ func (r *Reconciler) attachSecret(ctx context.Context, s *scope) (ctrl.Result, e
 		return ctrl.Result{}, nil
 	}
 	return ctrl.Result{}, r.editPullSecrets(ctx, s.targetSA, func(refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {
-		for _, name := range append([]string{s.secret.Name}, s.shared...) {
-			refs = withPullSecret(refs, name)
-		}
-		return refs
+		return withPullSecrets(refs, append([]string{s.secret.Name}, s.shared...)...)
 	})
 }
 

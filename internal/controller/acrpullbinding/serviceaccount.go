@@ -87,12 +87,15 @@ func (r *Reconciler) editPullSecrets(ctx context.Context, sa *corev1.ServiceAcco
 	}
 }
 
-// withPullSecret appends name unless present; entries of other writers keep their order.
-func withPullSecret(refs []corev1.LocalObjectReference, name string) []corev1.LocalObjectReference {
-	if slices.ContainsFunc(refs, func(ref corev1.LocalObjectReference) bool { return ref.Name == name }) {
-		return refs
+// withPullSecrets appends each of names not yet present; entries of other writers keep their order.
+func withPullSecrets(refs []corev1.LocalObjectReference, names ...string) []corev1.LocalObjectReference {
+	out := slices.Clone(refs)
+	for _, name := range names {
+		if !slices.ContainsFunc(out, func(ref corev1.LocalObjectReference) bool { return ref.Name == name }) {
+			out = append(out, corev1.LocalObjectReference{Name: name})
+		}
 	}
-	return append(slices.Clone(refs), corev1.LocalObjectReference{Name: name})
+	return out
 }
 
 // withoutPullSecrets drops every entry named in names, and nothing else.

@@ -77,22 +77,25 @@ func (r *Reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Cr
 }
 
 // awaitsCredential says whether sibling has no secret and needs exactly the credential s minted from inputs, and
-// returns its desired state.
+// returns its desired state. Every refresh of a binding asks this of its siblings, which almost always have their
+// secret: the cheap checks come first, and the spec is resolved and hashed only for a sibling without one.
 func (r *Reconciler) awaitsCredential(ctx context.Context, sibling binding, s *scope, inputs string) (desiredState, bool) {
 	obj := sibling.object()
-	if obj.GetUID() == s.binding.object().GetUID() || !obj.GetDeletionTimestamp().IsZero() {
+	if obj.GetUID() == s.binding.object().GetUID() || !obj.GetDeletionTimestamp().IsZero() ||
+		sibling.targetServiceAccount() != s.desired.targetServiceAccount {
 		return desiredState{}, false
 	}
 	if r.Config.LabelSelector != nil && !r.Config.LabelSelector.Matches(labels.Set(obj.GetLabels())) {
 		return desiredState{}, false
 	}
-	d, err := sibling.desired(r.Config)
-	if err != nil || d.targetServiceAccount != s.desired.targetServiceAccount ||
-		serverAllowed(d.server, r.Config.AllowedServerSuffixes) != nil || inputsHash(d.inputs()...) != inputs {
+	if secret, err := r.ownSecret(ctx, sibling); err != nil || secret != nil {
 		return desiredState{}, false
 	}
-	secret, err := r.ownSecret(ctx, sibling)
-	return d, err == nil && secret == nil
+	d, err := sibling.desired(r.Config)
+	if err != nil || serverAllowed(d.server, r.Config.AllowedServerSuffixes) != nil || inputsHash(d.inputs()...) != inputs {
+		return desiredState{}, false
+	}
+	return d, true
 }
 
 // wakeUp queues a binding's reconcile. The queue is not the reconciler's to hold, so the request goes through a

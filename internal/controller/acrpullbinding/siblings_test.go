@@ -25,6 +25,7 @@ import (
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azurefake"
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
+	"github.com/acrpull/acrpull/internal/registrytest"
 )
 
 // Bindings of one account that arrive together are attached in a few patches of the account, not one each: the
@@ -38,7 +39,8 @@ func TestBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
 	// A registry of its own: the controller holds back from a registry's token endpoints for a while after a 429,
 	// and earlier tests throttle example.azurecr.io; bindings failing first would each retry on their own.
 	server := fmt.Sprintf("together-%d.azurecr.io", time.Now().UnixNano())
-	cloud.AddRegistry(azurefake.Registry{Host: server})
+	reg := registrytest.Start(t, cloud, server)
+	g.Expect(reg.PushRandom(ctx, "alice", tag)).To(Succeed())
 	// An identity of its own, so no earlier test has a token cached for it, and a slow IMDS, so every binding is in
 	// the controller's cache before the first token arrives.
 	clientID := freshIdentity(t, server)
@@ -83,9 +85,10 @@ func TestBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
 		g.Expect(sec.OwnerReferences).To(HaveLen(1))
 		g.Expect(sec.OwnerReferences[0].UID).To(Equal(got.UID))
 	}
-	// A sibling's secret is a working credential for the registry (pulls are proven on example.azurecr.io).
+	// A sibling's secret is a working credential: a real client pulls with it from the test's own registry.
 	last := getSecret(g, ns, "acr-pull-"+bindings[n-1].Name)
 	g.Expect(string(last.Data[corev1.DockerConfigJsonKey])).To(ContainSubstring(server))
+	g.Expect(reg.Pull(ctx, "alice", tag, last.Data[corev1.DockerConfigJsonKey])).To(Succeed())
 	t.Logf("%d patches of the service account for %d bindings", patches.Load(), n)
 	// One patch per pass that minted while others waited (the controller under test runs 4 workers, so 4), plus
 	// one for each sibling whose own pass raced a sharing pass to its secret (seen here: 4-6 in all); without

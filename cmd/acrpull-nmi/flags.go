@@ -34,6 +34,11 @@ type settings struct {
 	redirectInterval time.Duration
 	flushConntrack   bool
 	routeLocalnet    bool
+	// allowKubenet skips the refusal to run on a node whose pods share a bridge; kubeletConfig and cniConfigDir are
+	// where that is read from (see kubenetEvidence).
+	allowKubenet  bool
+	kubeletConfig string
+	cniConfigDir  string
 }
 
 // parseFlags reads upstream NMI's flags (those acrpull has a use for; the rest are accepted and ignored, so existing
@@ -78,11 +83,14 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	fs.IntVar(&retryAttemptsCreated, "retry-attempts-for-created", 16, "Standard mode: intervals to wait for the assignment controller to record a pod's identity.")
 	fs.IntVar(&retryAttempts, "retry-attempts-for-assigned", 4, "Standard mode: further intervals to wait for the recorded identity to be assigned.")
 	fs.IntVar(&findInterval, "find-identity-retry-interval", 5, "Standard mode: seconds per interval. The agent answers as soon as the record is Assigned, not on this grid.")
+	fs.BoolVar(&s.allowKubenet, "allow-network-plugin-kubenet", false, "Run on nodes whose pods share a bridge (kubenet), where a pod with NET_RAW can take another pod's address and tokens. Set it only where pods are denied NET_RAW.")
+	fs.StringVar(&s.kubeletConfig, "kubelet-config", "/etc/default/kubelet", "The kubelet's flags file, read for --network-plugin=kubenet (empty: not read).")
+	fs.StringVar(&s.cniConfigDir, "cni-config-dir", "/etc/cni/net.d", "The node's CNI configuration directory, read for the bridge plugin (kubenet; empty: not read).")
 	// Upstream flags with no meaning here.
-	for _, name := range []string{"host-ip", "MICNamespace", "kubelet-config", "log-format", "prometheus-address"} {
+	for _, name := range []string{"host-ip", "MICNamespace", "log-format", "prometheus-address"} {
 		fs.StringVar(&ignoredString, name, "", "Accepted for compatibility; ignored.")
 	}
-	for _, name := range []string{"allow-network-plugin-kubenet", "enableScaleFeatures", "enableProfile"} {
+	for _, name := range []string{"enableScaleFeatures", "enableProfile"} {
 		fs.BoolVar(&ignoredBool, name, false, "Accepted for compatibility; ignored.")
 	}
 	if err := fs.Parse(args); err != nil {

@@ -34,6 +34,9 @@ func TestUpstreamArgumentsAreAccepted(t *testing.T) {
 	if s.agent.NodeName != "aks-node-1" || s.agent.ListenAddr != "127.0.0.1:2579" || s.agent.IMDSEndpoint != "http://169.254.169.254:80" {
 		t.Errorf("node %q listen %q imds %q", s.agent.NodeName, s.agent.ListenAddr, s.agent.IMDSEndpoint)
 	}
+	if s.allowKubenet || s.kubeletConfig != "/etc/default/kubelet" || s.cniConfigDir != "/etc/cni/net.d" {
+		t.Errorf("kubenet check: allowed %v, kubelet flags %q, CNI %q", s.allowKubenet, s.kubeletConfig, s.cniConfigDir)
+	}
 	if !s.agent.Config.MetadataHeaderRequired || !s.agent.Config.BlockInstanceMetadata || !s.agent.Config.RetryAfterOnNoIdentity {
 		t.Errorf("config %+v", s.agent.Config)
 	}

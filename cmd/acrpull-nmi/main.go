@@ -33,6 +33,20 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 
+	if !f.allowKubenet {
+		evidence, err := kubenetEvidence(f.kubeletConfig, f.cniConfigDir)
+		if err != nil {
+			log.Error(err, "Failed to tell whether this node uses kubenet; set --allow-network-plugin-kubenet=true to skip the check")
+			os.Exit(1)
+		}
+		if evidence != "" {
+			log.Error(nil, "Refusing to run on a kubenet node: its pods share a bridge, where a pod with NET_RAW can take "+
+				"another pod's address and so its tokens. Deny NET_RAW to pods (docs/pod-identity.md), then set "+
+				"--allow-network-plugin-kubenet=true", "evidence", evidence)
+			os.Exit(1)
+		}
+	}
+
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		log.Error(err, "Failed to load kubeconfig")

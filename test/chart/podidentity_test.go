@@ -6,6 +6,7 @@ SPDX-License-Identifier: MIT
 package chart_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -64,6 +65,7 @@ podIdentity:
   cloud: USGovernmentCloud
   authorityHost: https://login.microsoftonline.us/
   enableConntrackDeletion: true
+  allowNetworkPluginKubenet: true
   iptUpdateIntervalSec: 30
   hostTokenAudiences: [csi.example, https://kubernetes.default.svc]
   logLevel: debug
@@ -164,7 +166,7 @@ func TestPodIdentityRendersTheNodeAgent(t *testing.T) {
 		"--forceNamespaced=true", "--operation-mode=managed", "--token-source=federation",
 		"--service-account-token-audience=api://CustomExchange", "--tenant-id="+tenantID, "--cloud=USGovernmentCloud",
 		"--authority-host=https://login.microsoftonline.us/", "--enable-conntrack-deletion=true",
-		"--ipt-update-interval-sec=30", "--host-token-audiences=csi.example,https://kubernetes.default.svc",
+		"--allow-network-plugin-kubenet=true", "--ipt-update-interval-sec=30", "--host-token-audiences=csi.example,https://kubernetes.default.svc",
 		"--zap-log-level=debug", "--redirect=true"))
 	g.Expect(c.Args[len(c.Args)-1]).To(Equal("--redirect=true"), "extra arguments come last, so they win")
 	g.Expect(c.Env).To(ConsistOf(
@@ -227,6 +229,30 @@ func TestPodIdentityRendersTheNodeAgent(t *testing.T) {
 	g.Expect(ns.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "privileged"))
 	g.Expect(ns.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/warn", "restricted"))
 
+	// Allowed on kubenet, the agent reads nothing of the node's; by default it reads the kubelet's flags and the CNI
+	// configuration, through read-only mounts of their host directories.
+	for _, v := range pod.Volumes {
+		g.Expect(v.HostPath == nil || v.HostPath.Path == "/run/xtables.lock").To(BeTrue(), "volume %s", v.Name)
+	}
+	ds = mustFind[appsv1.DaemonSet](t, mustTemplate(t, "--set", "podIdentity.enabled=true"), "DaemonSet", nmiName)
+	c = ds.Spec.Template.Spec.Containers[0]
+	g.Expect(c.Args).To(ContainElements("--allow-network-plugin-kubenet=false",
+		"--kubelet-config=/host/etc/default/kubelet", "--cni-config-dir=/host/etc/cni/net.d"))
+	hostPaths := map[string]string{}
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	mounted := map[string]string{} // container path → host path, read-only mounts only
+	for _, m := range c.VolumeMounts {
+		if hostPath, ok := hostPaths[m.Name]; ok && m.ReadOnly {
+			mounted[m.MountPath] = hostPath
+		}
+	}
+	g.Expect(mounted).To(HaveKeyWithValue("/host/etc/default", "/etc/default"))
+	g.Expect(mounted).To(HaveKeyWithValue("/host/etc/cni/net.d", "/etc/cni/net.d"))
+
 	// Without secretNames, get on any Secret, and still nothing more.
 	role = mustFind[rbacv1.ClusterRole](t, mustTemplate(t, "--set", "podIdentity.enabled=true"), "ClusterRole", nmiName)
 	g.Expect(role.Rules).To(ContainElement(rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}))
@@ -287,7 +313,41 @@ func TestPodIdentityArgsParseInTheAgent(t *testing.T) {
 			if exit.ExitCode() == 2 {
 				t.Fatalf("the agent rejected the chart's arguments %q:\n%s", c.Args, out)
 			}
+			if bytes.Contains(out, []byte("kubenet")) {
+				t.Fatalf("the agent took this machine for a kubenet node:\n%s", out)
+			}
 		})
+	}
+}
+
+// With the chart's default arguments the agent refuses to start on a node whose CNI configuration is the bridge
+// plugin (kubenet), before it looks for a cluster, and says why; allowed, it goes on.
+func TestPodIdentityAgentRefusesKubenetNodes(t *testing.T) {
+	bin := agentBinary(t)
+	cniDir := t.TempDir()
+	bridge := `{"cniVersion":"0.3.1","name":"kubenet","plugins":[{"type":"bridge","bridge":"cbr0"},{"type":"portmap"}]}`
+	if err := os.WriteFile(filepath.Join(cniDir, "10-containerd-net.conflist"), []byte(bridge), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := mustFind[appsv1.DaemonSet](t, mustTemplate(t, "--set", "podIdentity.enabled=true"), "DaemonSet", nmiName).Spec.Template.Spec.Containers[0].Args
+	run := func(extra ...string) string {
+		t.Helper()
+		// The node's configuration as a test directory: a later flag wins over the chart's.
+		cmd := exec.Command(bin, append(slices.Clone(args), append([]string{"--cni-config-dir=" + cniDir,
+			"--kubeconfig=" + filepath.Join(t.TempDir(), "absent")}, extra...)...)...)
+		cmd.Env = []string{"HOME=" + t.TempDir(), "NODE_NAME=node-a"}
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("exit %v, want 1:\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := run(); !strings.Contains(out, "Refusing to run on a kubenet node") || !strings.Contains(out, "10-containerd-net.conflist") {
+		t.Fatalf("the agent should refuse a bridge node and name the file; it printed:\n%s", out)
+	}
+	if out := run("--allow-network-plugin-kubenet=true"); strings.Contains(out, "kubenet") || !strings.Contains(out, "kubeconfig") {
+		t.Fatalf("allowed, the agent should go on to look for its cluster; it printed:\n%s", out)
 	}
 }
 

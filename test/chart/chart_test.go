@@ -410,6 +410,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"authority host without https", "podIdentity: {authorityHost: 'login.microsoftonline.us'}", []string{"/podIdentity/authorityHost", "does not match pattern"}},
 		{"two audiences in one", "podIdentity: {hostTokenAudiences: ['a,b']}", []string{"/podIdentity/hostTokenAudiences/0", "does not match pattern"}},
 		{"secret name not a name", "podIdentity: {secretNames: ['*']}", []string{"/podIdentity/secretNames/0", "does not match pattern"}},
+		{"unknown NET_RAW policy action", "podIdentity: {netRawPolicy: {validationActions: [Block]}}", []string{"/podIdentity/netRawPolicy/validationActions/0", "value must be one of 'Deny', 'Warn', 'Audit'"}},
+		{"exempt namespace not a name", "podIdentity: {netRawPolicy: {exemptNamespaces: [Kube_System]}}", []string{"/podIdentity/netRawPolicy/exemptNamespaces/0", "does not match pattern"}},
 		{"agent extra arg not a flag", "podIdentity: {extraArgs: [redirect=false]}", []string{"/podIdentity/extraArgs/0", "does not match pattern"}},
 		{"identity type 3", "podIdentity: {azureIdentities: {x: {namespace: a, type: 3, clientID: 11111111-1111-1111-1111-111111111111, binding: {name: b, selector: s}}}}",
 			[]string{"/podIdentity/azureIdentities/x/type", "value must be one of 0, 1, 2"}},

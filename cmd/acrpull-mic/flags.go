@@ -85,7 +85,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	fs.IntVar(&probePort, "http-probe-port", 8080, "Port of /healthz and /readyz (0 disables).")
 	fs.IntVar(&prometheusPort, "prometheus-port", 8888, "Port of /metrics (0 disables).")
 	fs.BoolVar(&s.typeUpgrade, "enable-type-upgrade", true, "At start, rewrite aadpodidentity.k8s.io objects stored with pre-v1.6 field names, once (ConfigMap "+mic.TypeUpgradeConfigMap+").")
-	fs.StringVar(&s.userAgent, "custom-user-agent", "", "Suffix of the User-Agent of apiserver requests.")
+	fs.StringVar(&s.userAgent, "custom-user-agent", "", "Suffix of the User-Agent of apiserver and Azure requests.")
 	for _, name := range ignoredStringFlags {
 		fs.StringVar(&ignoredString, name, "", "Accepted for compatibility; ignored.")
 	}

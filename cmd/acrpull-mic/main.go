@@ -47,7 +47,7 @@ func main() {
 		log.Info("Upstream flags accepted and ignored (see docs/pod-identity.md)", "flags", s.ignoredFlags)
 	}
 
-	azure := azauth.NewClient(azauth.Options{})
+	azure := azauth.NewClient(azauth.Options{UserAgentSuffix: s.userAgent})
 	build := mic.ARMClientBuilder(azure, armPollEvery)
 	azConfig, err := mic.LoadAzureConfig(s.cloudConfig, os.Getenv)
 	if err != nil {

@@ -46,6 +46,9 @@ type Options struct {
 	CallTimeout time.Duration
 	// Clock reads the time tokens are received at.
 	Clock clock.PassiveClock
+	// UserAgentSuffix is appended to the User-Agent of every Azure request, so the operators of a tenant can tell
+	// this installation's calls apart (upstream MIC's --custom-user-agent).
+	UserAgentSuffix string
 }
 
 // ManagedIdentity names a user-assigned identity by client ID or by ARM resource ID.
@@ -67,13 +70,14 @@ type Client struct {
 	httpClient *http.Client
 	timeout    time.Duration
 	clock      clock.PassiveClock
+	userAgent  string
 	acrClients sync.Map // server → *azcontainerregistry.AuthenticationClient
 	gates      *gates
 }
 
 // NewClient returns a Client.
 func NewClient(opts Options) *Client {
-	c := &Client{httpClient: opts.HTTPClient, timeout: opts.CallTimeout, clock: opts.Clock}
+	c := &Client{httpClient: opts.HTTPClient, timeout: opts.CallTimeout, clock: opts.Clock, userAgent: opts.UserAgentSuffix}
 	if c.httpClient == nil {
 		c.httpClient = &http.Client{Transport: http.DefaultTransport}
 	}
@@ -93,10 +97,24 @@ func (c *Client) clientOptions(authorityHost string) azcore.ClientOptions {
 		Retry:     policy.RetryOptions{MaxRetries: -1},
 		Telemetry: policy.TelemetryOptions{ApplicationID: "acrpull"},
 	}
+	if c.userAgent != "" {
+		// Per-call policies run after the SDK's telemetry policy has set the header.
+		opts.PerCallPolicies = []policy.Policy{userAgentSuffix(c.userAgent)}
+	}
 	if authorityHost != "" {
 		opts.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: authorityHost}
 	}
 	return opts
+}
+
+// userAgentSuffix appends itself to each request's User-Agent. (The SDK's ApplicationID prefixes it instead, and
+// takes at most 24 characters without spaces.)
+type userAgentSuffix string
+
+func (s userAgentSuffix) Do(req *policy.Request) (*http.Response, error) {
+	h := req.Raw().Header
+	h.Set("User-Agent", strings.TrimSpace(h.Get("User-Agent")+" "+string(s)))
+	return req.Next()
 }
 
 // ManagedIdentityToken gets an Entra ID token for audience from the node's instance metadata service.

@@ -9,8 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,5 +238,57 @@ func TestClientCertificateTokenUnreadable(t *testing.T) {
 	}
 	if n := fake.TenantTokenRequests(home) - before; n != 0 {
 		t.Errorf("%d token requests for unreadable bundles, want none", n)
+	}
+}
+
+// recordingTransport notes the User-Agent of every request it carries.
+type recordingTransport struct {
+	base       http.RoundTripper
+	mu         sync.Mutex
+	userAgents map[string]string // method and path → User-Agent
+}
+
+func (r *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.userAgents[req.Method+" "+req.URL.Path] = req.Header.Get("User-Agent")
+	r.mu.Unlock()
+	return r.base.RoundTrip(req)
+}
+
+// A configured suffix ends the User-Agent of the token requests and of Resource Manager's reads, after the SDK's own
+// part; without one the User-Agent is the SDK's alone.
+func TestUserAgentSuffixReachesEveryAzureCall(t *testing.T) {
+	ctx := testContext(t)
+	vm := fake.AddVM("s-ua", "g", "vm-ua")
+	for _, suffix := range []string{"aks-addon/1.2 (cluster x)", ""} {
+		rec := &recordingTransport{base: fake.HTTPClient().Transport, userAgents: map[string]string{}}
+		azure := azauth.NewClient(azauth.Options{HTTPClient: &http.Client{Transport: rec}, CallTimeout: 10 * time.Second, UserAgentSuffix: suffix})
+		if _, err := azure.ClientSecretToken(ctx, azauth.PublicCloud, home, secretApp, secret, "https://vault.azure.net"); err != nil {
+			t.Fatal(err)
+		}
+		arm, err := azure.NewARMClient(azauth.PublicCloud, "", azauth.ARMCredential{TenantID: home, ClientID: secretApp, ClientSecret: secret}, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := arm.HostIdentities(ctx, vm); err != nil {
+			t.Fatal(err)
+		}
+		var sawToken, sawARM bool
+		for call, ua := range rec.userAgents {
+			sawToken = sawToken || strings.HasSuffix(call, "/oauth2/v2.0/token")
+			sawARM = sawARM || strings.Contains(call, "/virtualMachines/")
+			if !strings.HasPrefix(ua, "acrpull azsdk-go-") {
+				t.Errorf("%s: User-Agent %q lacks the SDK's part", call, ua)
+			}
+			if suffix != "" && !strings.HasSuffix(ua, " "+suffix) {
+				t.Errorf("%s: User-Agent %q does not end with %q", call, ua, suffix)
+			}
+			if suffix == "" && strings.Contains(ua, "aks-addon") {
+				t.Errorf("%s: User-Agent %q carries another client's suffix", call, ua)
+			}
+		}
+		if !sawToken || !sawARM {
+			t.Fatalf("calls seen %v, want a token request and a VM read", rec.userAgents)
+		}
 	}
 }

@@ -209,11 +209,8 @@ func (a *ARMClient) UpdateHostIdentities(ctx context.Context, hostID string, cur
 		}
 		poller, err := c.BeginUpdate(ctx, h.group, h.name, armcompute.VirtualMachineScaleSetUpdate{
 			Identity: &armcompute.VirtualMachineScaleSetIdentity{Type: to.Ptr(t), UserAssignedIdentities: ids}}, nil)
-		if err != nil {
-			return classifyARM(EndpointARMWrite, err)
-		}
-		if _, err := poller.PollUntilDone(ctx, poll); err != nil {
-			return classifyARM(EndpointARMWrite, err)
+		if err := awaitUpdate(ctx, poll, poller, err); err != nil {
+			return err
 		}
 	} else {
 		c, err := armcompute.NewVirtualMachinesClient(h.subscription, a.cred, a.options)
@@ -222,14 +219,22 @@ func (a *ARMClient) UpdateHostIdentities(ctx context.Context, hostID string, cur
 		}
 		poller, err := c.BeginUpdate(ctx, h.group, h.name, armcompute.VirtualMachineUpdate{
 			Identity: &armcompute.VirtualMachineIdentity{Type: to.Ptr(t), UserAssignedIdentities: ids}}, nil)
-		if err != nil {
-			return classifyARM(EndpointARMWrite, err)
-		}
-		if _, err := poller.PollUntilDone(ctx, poll); err != nil {
-			return classifyARM(EndpointARMWrite, err)
+		if err := awaitUpdate(ctx, poll, poller, err); err != nil {
+			return err
 		}
 	}
 	a.identityTypes.Store(strings.ToLower(hostID), t)
+	return nil
+}
+
+// awaitUpdate waits for a VM's or scale set's update that began with (poller, err) and classifies its failure.
+func awaitUpdate[T any](ctx context.Context, poll *runtime.PollUntilDoneOptions, poller *runtime.Poller[T], err error) error {
+	if err == nil {
+		_, err = poller.PollUntilDone(ctx, poll)
+	}
+	if err != nil {
+		return classifyARM(EndpointARMWrite, err)
+	}
 	return nil
 }
 

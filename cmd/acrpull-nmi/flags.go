@@ -39,6 +39,8 @@ type settings struct {
 	allowKubenet  bool
 	kubeletConfig string
 	cniConfigDir  string
+	// iptablesMode picks the iptables backend the redirect is written to (imdsredirect.ChooseIPTables).
+	iptablesMode string
 }
 
 // parseFlags reads upstream NMI's flags (those acrpull has a use for; the rest are accepted and ignored, so existing
@@ -66,6 +68,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	fs.IntVar(&iptUpdateSeconds, "ipt-update-interval-sec", 60, "Seconds between checks that the redirect chain is intact.")
 	fs.BoolVar(&s.redirect, "redirect", true, "Install the aad-metadata nat chain (false when something else redirects).")
 	fs.BoolVar(&s.routeLocalnet, "set-route-localnet", true, "Set net.ipv4.conf.all.route_localnet=1, which DNAT to 127.0.0.1 needs.")
+	fs.StringVar(&s.iptablesMode, "iptables-mode", imdsredirect.BackendAuto, "iptables backend of the redirect: auto (the one holding the node's Kubernetes rules), legacy or nft.")
 	fs.BoolVar(&s.flushConntrack, "enable-conntrack-deletion", false, "Delete conntrack entries to the metadata address at start, so connections opened before the agent are redirected too.")
 	fs.BoolVar(&forceNamespaced, "forceNamespaced", strings.EqualFold(getenv("FORCENAMESPACED"), "true"), "Identities are used only by pods in their own namespace (env FORCENAMESPACED).")
 	fs.BoolVar(&s.agent.Config.MetadataHeaderRequired, "metadata-header-required", true, "Refuse token requests without the Metadata: true header.")
@@ -128,6 +131,11 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 		if a = strings.TrimSpace(a); a != "" {
 			s.agent.Config.HostTokenAudiences = append(s.agent.Config.HostTokenAudiences, a)
 		}
+	}
+	switch s.iptablesMode {
+	case imdsredirect.BackendAuto, imdsredirect.BackendLegacy, imdsredirect.BackendNFT:
+	default:
+		return s, fmt.Errorf("--iptables-mode %q: use auto, legacy or nft", s.iptablesMode)
 	}
 	if net.ParseIP(listenIP) == nil || net.ParseIP(metadataIP) == nil {
 		return s, fmt.Errorf("--nmi-listen-address and --metadata-ip must be IP addresses")

@@ -34,6 +34,9 @@ func TestUpstreamArgumentsAreAccepted(t *testing.T) {
 	if s.agent.NodeName != "aks-node-1" || s.agent.ListenAddr != "127.0.0.1:2579" || s.agent.IMDSEndpoint != "http://169.254.169.254:80" {
 		t.Errorf("node %q listen %q imds %q", s.agent.NodeName, s.agent.ListenAddr, s.agent.IMDSEndpoint)
 	}
+	if s.iptablesMode != "auto" {
+		t.Errorf("iptables mode %q, want auto", s.iptablesMode)
+	}
 	if s.allowKubenet || s.kubeletConfig != "/etc/default/kubelet" || s.cniConfigDir != "/etc/cni/net.d" {
 		t.Errorf("kubenet check: allowed %v, kubelet flags %q, CNI %q", s.allowKubenet, s.kubeletConfig, s.cniConfigDir)
 	}
@@ -75,6 +78,7 @@ func TestBadArgumentsAreClearErrors(t *testing.T) {
 		{[]string{"--node=n", "--operation-mode=classic"}, "--operation-mode"},
 		{[]string{"--node=n", "--cloud=Moon"}, "--cloud"},
 		{[]string{"--node=n", "--metadata-ip=imds.local"}, "must be IP addresses"},
+		{[]string{"--node=n", "--iptables-mode=xtables"}, "--iptables-mode"},
 	} {
 		if _, err := parse(t, nil, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want one mentioning %s", tc.args, err, tc.want)

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/acrpull/acrpull/internal/imdsredirect"
 	"github.com/acrpull/acrpull/internal/nmi"
 )
 
@@ -68,6 +69,13 @@ func main() {
 				log.Error(err, "Failed to set net.ipv4.conf.all.route_localnet=1; redirected requests may be dropped")
 			}
 		}
+		program, why, err := imdsredirect.ChooseIPTables(ctx, f.iptablesMode, imdsredirect.RunHere)
+		if err != nil {
+			log.Error(err, "Failed to choose the iptables backend; set --iptables-mode")
+			os.Exit(1)
+		}
+		rules.IPTablesPath = program
+		log.Info("Writing the redirect with "+program, "because", why)
 		if f.flushConntrack {
 			if err := rules.FlushConntrack(); err != nil {
 				log.Error(err, "Failed to flush conntrack entries to the metadata address")

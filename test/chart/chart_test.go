@@ -410,6 +410,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"authority host without https", "podIdentity: {authorityHost: 'login.microsoftonline.us'}", []string{"/podIdentity/authorityHost", "does not match pattern"}},
 		{"two audiences in one", "podIdentity: {hostTokenAudiences: ['a,b']}", []string{"/podIdentity/hostTokenAudiences/0", "does not match pattern"}},
 		{"secret name not a name", "podIdentity: {secretNames: ['*']}", []string{"/podIdentity/secretNames/0", "does not match pattern"}},
+		{"unknown iptables mode", "podIdentity: {iptablesMode: xtables}", []string{"/podIdentity/iptablesMode", "value must be one of 'auto', 'legacy', 'nft'"}},
 		{"unknown NET_RAW policy action", "podIdentity: {netRawPolicy: {validationActions: [Block]}}", []string{"/podIdentity/netRawPolicy/validationActions/0", "value must be one of 'Deny', 'Warn', 'Audit'"}},
 		{"exempt namespace not a name", "podIdentity: {netRawPolicy: {exemptNamespaces: [Kube_System]}}", []string{"/podIdentity/netRawPolicy/exemptNamespaces/0", "does not match pattern"}},
 		{"agent extra arg not a flag", "podIdentity: {extraArgs: [redirect=false]}", []string{"/podIdentity/extraArgs/0", "does not match pattern"}},

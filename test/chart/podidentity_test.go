@@ -66,6 +66,7 @@ podIdentity:
   authorityHost: https://login.microsoftonline.us/
   enableConntrackDeletion: true
   allowNetworkPluginKubenet: true
+  iptablesMode: legacy
   iptUpdateIntervalSec: 30
   hostTokenAudiences: [csi.example, https://kubernetes.default.svc]
   logLevel: debug
@@ -166,7 +167,7 @@ func TestPodIdentityRendersTheNodeAgent(t *testing.T) {
 		"--forceNamespaced=true", "--operation-mode=managed", "--token-source=federation",
 		"--service-account-token-audience=api://CustomExchange", "--tenant-id="+tenantID, "--cloud=USGovernmentCloud",
 		"--authority-host=https://login.microsoftonline.us/", "--enable-conntrack-deletion=true",
-		"--allow-network-plugin-kubenet=true", "--ipt-update-interval-sec=30", "--host-token-audiences=csi.example,https://kubernetes.default.svc",
+		"--allow-network-plugin-kubenet=true", "--iptables-mode=legacy", "--ipt-update-interval-sec=30", "--host-token-audiences=csi.example,https://kubernetes.default.svc",
 		"--zap-log-level=debug", "--redirect=true"))
 	g.Expect(c.Args[len(c.Args)-1]).To(Equal("--redirect=true"), "extra arguments come last, so they win")
 	g.Expect(c.Env).To(ConsistOf(

@@ -33,6 +33,11 @@ build: ## Build bin/acrpull, bin/acrpull-nmi, bin/acrpull-demo and bin/fakeazure
 	go build -o bin/acrpull-demo ./cmd/acrpull-demo
 	go build -o bin/fakeazure ./cmd/fakeazure
 
+IMAGE_FLAGS ?=
+.PHONY: image
+image: ## Build the container image into bin/acrpull-image.tar without a container engine (IMAGE_FLAGS='-tag REF -push' pushes it).
+	go run ./hack/imagebuild $(IMAGE_FLAGS)
+
 .PHONY: demo
 demo: ## Run acrpull's main job locally: control plane, fake Azure, real registry, real controller (DEMO_KEEP=1 keeps it up).
 	@assets=$$(hack/test-env.sh) && KUBEBUILDER_ASSETS=$$assets go run ./cmd/acrpull-demo

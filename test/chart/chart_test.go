@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/acrpull/acrpull/internal/image"
 	"github.com/acrpull/acrpull/internal/testenv"
 )
 
@@ -445,4 +446,35 @@ func quoteAll(s []string) []string {
 		out[i] = regexp.QuoteMeta(x)
 	}
 	return out
+}
+
+// Every workload the chart renders runs a program the image holds, as the image's user where the chart does not say
+// otherwise: the controller by the image's entrypoint, the node agent and the assignment controller by command.
+func TestWorkloadsRunProgramsOfTheImage(t *testing.T) {
+	g := NewWithT(t)
+	objs := mustTemplate(t, "--set", "podIdentity.enabled=true", "--set", "podIdentity.mic.enabled=true")
+	var specs []corev1.PodSpec
+	for _, d := range ofKind(objs, "Deployment") {
+		specs = append(specs, mustFind[appsv1.Deployment](t, objs, "Deployment", d.GetName()).Spec.Template.Spec)
+	}
+	for _, ds := range ofKind(objs, "DaemonSet") {
+		specs = append(specs, mustFind[appsv1.DaemonSet](t, objs, "DaemonSet", ds.GetName()).Spec.Template.Spec)
+	}
+	g.Expect(specs).To(HaveLen(3), "controller, assignment controller, node agent")
+	var programs []string
+	for _, spec := range specs {
+		for _, c := range spec.Containers {
+			g.Expect(c.Image).To(Equal("ghcr.io/acrpull/acrpull:v0.1.0"), "one image, tagged with the chart's appVersion as make image tags it")
+			program := "/acrpull" // the image's entrypoint
+			if len(c.Command) > 0 {
+				program = c.Command[0]
+			}
+			programs = append(programs, program)
+		}
+	}
+	var built []string
+	for _, b := range image.Binaries {
+		built = append(built, "/"+b)
+	}
+	g.Expect(programs).To(ConsistOf(built))
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,8 @@ var (
 	env   *testenv.Env
 	cloud *azurefake.Cloud
 	k8s   client.Client
+	// runs numbers the test's runs, so that -count=N makes fresh objects on the shared apiserver and cloud.
+	runs atomic.Int64
 )
 
 func TestMain(m *testing.M) {
@@ -121,6 +124,16 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() bo
 	}
 }
 
+// records are the assignment records of pods in podNamespace.
+func records(t *testing.T, podNamespace string) []aadv1.AzureAssignedIdentity {
+	t.Helper()
+	var all aadv1.AzureAssignedIdentityList
+	if err := k8s.List(context.Background(), &all); err != nil {
+		t.Fatal(err)
+	}
+	return slices.DeleteFunc(all.Items, func(r aadv1.AzureAssignedIdentity) bool { return r.Spec.PodNamespace != podNamespace })
+}
+
 func create(t *testing.T, obj client.Object) {
 	t.Helper()
 	if err := k8s.Create(context.Background(), obj); err != nil {
@@ -131,23 +144,28 @@ func create(t *testing.T, obj client.Object) {
 // The leader is stopped while its scale-set update is still running; the other controller takes the lease, finishes
 // the cycle's work, assigns pods created while nobody led, and marks nothing as someone else's.
 func TestLeaderChangeMidCycleLosesNothing(t *testing.T) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "failover"}}
+	run := runs.Add(1)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("failover-%d", run)}}
 	create(t, ns)
 	create(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"}})
-	host := cloud.AddVMSS(subscription, "MC_failover", "pool")
+	host := cloud.AddVMSS(subscription, "MC_failover", fmt.Sprintf("pool-%d", run))
+	node := func(i int) string { return fmt.Sprintf("%s-node-%d", ns.Name, i) }
+	// Outside namespaced mode a binding matches pods of every namespace: selectors differ between runs too.
+	selector := func(i int) string { return fmt.Sprintf("%s-id-%d", ns.Name, i) }
 	for i := range 2 {
-		create(t, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node-%d", i)},
+		create(t, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node(i)},
 			Spec: corev1.NodeSpec{ProviderID: fmt.Sprintf("azure://%s/virtualMachines/%d", host, i)}})
 	}
 	var ids []string
 	for i := range 3 {
 		name := fmt.Sprintf("id-%d", i)
-		rid := fmt.Sprintf("/subscriptions/%s/resourceGroups/ids/providers/Microsoft.ManagedIdentity/userAssignedIdentities/%s", subscription, name)
-		cloud.AddIdentity(azurefake.Identity{ClientID: fmt.Sprintf("00000000-0000-0000-0000-0000000001%02d", i), ResourceID: rid, TenantID: tenantID})
+		rid := fmt.Sprintf("/subscriptions/%s/resourceGroups/ids/providers/Microsoft.ManagedIdentity/userAssignedIdentities/%s-%s", subscription, ns.Name, name)
+		clientID := fmt.Sprintf("00000000-0000-0000-0000-%06d%06d", run, i)
+		cloud.AddIdentity(azurefake.Identity{ClientID: clientID, ResourceID: rid, TenantID: tenantID})
 		create(t, &aadv1.AzureIdentity{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name},
-			Spec: aadv1.AzureIdentitySpec{ClientID: fmt.Sprintf("00000000-0000-0000-0000-0000000001%02d", i), ResourceID: rid}})
+			Spec: aadv1.AzureIdentitySpec{ClientID: clientID, ResourceID: rid}})
 		create(t, &aadv1.AzureIdentityBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name},
-			Spec: aadv1.AzureIdentityBindingSpec{AzureIdentity: name, Selector: name}})
+			Spec: aadv1.AzureIdentityBindingSpec{AzureIdentity: name, Selector: selector(i)}})
 		ids = append(ids, strings.ToLower(rid))
 	}
 	pod := func(name, node, selector string) {
@@ -159,21 +177,22 @@ func TestLeaderChangeMidCycleLosesNothing(t *testing.T) {
 	eventually(t, "a leader", 15*time.Second, func() bool { return elected(first) })
 	second := startCandidate(t)
 	cloud.SetARMOperationDelay(3 * time.Second)
+	t.Cleanup(func() { cloud.SetARMOperationDelay(0) })
 
 	patches := cloud.ARMCount(http.MethodPatch, azurefake.ARMKindVMSS)
-	pod("a", "node-0", "id-0")
-	pod("b", "node-1", "id-1")
+	pod("a", node(0), selector(0))
+	pod("b", node(1), selector(1))
 	eventually(t, "the leader's PATCH", 10*time.Second, func() bool { return cloud.ARMCount(http.MethodPatch, azurefake.ARMKindVMSS) > patches })
 	first.stop(t) // mid-cycle: its update is in progress, its records still Created
-	pod("c", "node-0", "id-2")
+	pod("c", node(0), selector(2))
 
 	eventually(t, "the other controller leading", 15*time.Second, func() bool { return elected(second) })
 	eventually(t, "every record Assigned and every identity on the scale set", 30*time.Second, func() bool {
-		var recs aadv1.AzureAssignedIdentityList
-		if err := k8s.List(context.Background(), &recs); err != nil || len(recs.Items) != 3 {
+		recs := records(t, ns.Name)
+		if len(recs) != 3 {
 			return false
 		}
-		for _, r := range recs.Items {
+		for _, r := range recs {
 			if r.Status.Status != aadv1.AssignedIDAssigned {
 				return false
 			}
@@ -189,11 +208,7 @@ func TestLeaderChangeMidCycleLosesNothing(t *testing.T) {
 		}
 		return true
 	})
-	var recs aadv1.AzureAssignedIdentityList
-	if err := k8s.List(context.Background(), &recs); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs.Items {
+	for _, r := range records(t, ns.Name) {
 		if r.Annotations[mic.PreexistingAnnotation] == "true" {
 			t.Errorf("record %s marked as someone else's identity after the failover", r.Name)
 		}

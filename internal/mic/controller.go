@@ -87,6 +87,8 @@ type Reconciler struct {
 	// added remembers identities this process put on hosts (host ID|identity ID): the cache may not show their
 	// records as Assigned yet when the next cycle runs, and they must not pass for someone else's.
 	added map[string]bool
+	// written holds the record writes the cache may not show yet; cycles read the records through it.
+	written writtenRecords
 }
 
 // cycleKey is the single queue item: a cycle looks at everything.
@@ -250,7 +252,7 @@ func (r *Reconciler) observe(ctx context.Context) (*observed, error) {
 		}
 	}
 	s := &observed{pods: pods.Items, bindings: bindings.Items, identities: identities.Items, hosts: map[string]Host{}}
-	for _, rec := range records.Items {
+	for _, rec := range r.written.overlay(records.Items, r.Clock.Now()) {
 		// Records being deleted are finished with, whatever their finalizer still says.
 		if rec.DeletionTimestamp == nil {
 			s.current = append(s.current, rec)
@@ -466,7 +468,11 @@ func (r *Reconciler) ensureRecord(ctx context.Context, rec *aadv1.AzureAssignedI
 	}
 	controllerutil.AddFinalizer(rec, aadv1.AssignedIdentityFinalizer)
 	rec.Status.Status = aadv1.AssignedIDCreated
-	if err := r.Client.Create(ctx, rec); err != nil && !apierrors.IsAlreadyExists(err) {
+	err := r.Client.Create(ctx, rec)
+	switch {
+	case err == nil:
+		r.written.wrote(rec, r.Clock.Now())
+	case !apierrors.IsAlreadyExists(err):
 		return fmt.Errorf("creating record %s/%s: %w", rec.Namespace, rec.Name, err)
 	}
 	return nil
@@ -528,7 +534,11 @@ func (r *Reconciler) setStatus(ctx context.Context, rec *aadv1.AzureAssignedIden
 	}
 	target := &aadv1.AzureAssignedIdentity{}
 	target.Namespace, target.Name = rec.Namespace, rec.Name
-	if err := r.Client.Patch(ctx, target, client.RawPatch(types.MergePatchType, body)); err != nil && !apierrors.IsNotFound(err) {
+	err = r.Client.Patch(ctx, target, client.RawPatch(types.MergePatchType, body))
+	switch {
+	case err == nil:
+		r.written.wrote(target, r.Clock.Now())
+	case !apierrors.IsNotFound(err):
 		return fmt.Errorf("recording %s on %s/%s: %w", status, rec.Namespace, rec.Name, err)
 	}
 	return nil
@@ -555,7 +565,9 @@ func (r *Reconciler) deleteRecord(ctx context.Context, log logr.Logger, rec *aad
 	}
 	if err := r.Client.Delete(ctx, cur); err != nil && !apierrors.IsNotFound(err) {
 		log.Error(err, "Deleting the record", "record", rec.Name)
+		return
 	}
+	r.written.deleted(client.ObjectKeyFromObject(cur), r.Clock.Now())
 }
 
 func (r *Reconciler) event(b *aadv1.AzureIdentityBinding, kind, reason, format string, args ...any) {

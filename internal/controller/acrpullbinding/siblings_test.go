@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
@@ -191,4 +192,68 @@ func countAccountUpdates(t *testing.T, ns, name string, count *atomic.Int64) (st
 		}
 	}()
 	return func() { w.Stop(); <-done }
+}
+
+// A binding backing off after a failure recovers as soon as a sibling that needs the same credential mints it: the
+// sibling's pass creates its secret and wakes it, instead of it waiting out minutes of backoff.
+func TestBindingBackingOffRecoversWhenASiblingMints(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	serviceAccount(t, ns, "default", "")
+	server := fmt.Sprintf("backoff-%d.azurecr.io", time.Now().UnixNano())
+	reg := registrytest.Start(t, cloud, server)
+	g.Expect(reg.PushRandom(ctx, "alice", tag)).To(Succeed())
+	// An identity with no role on the registry yet: the registry refuses it.
+	clientID := fmt.Sprintf("77777777-7777-4777-8777-%012d", time.Now().UnixNano()%1e12)
+	cloud.AddIdentity(azurefake.Identity{ClientID: clientID, TenantID: tenantID, AssignedToVM: true})
+	binding := func(name string) *acrv1beta2.AcrPullBinding {
+		b := managedIdentityBinding(ns, name, "default", "repository:alice:pull")
+		b.Spec.ACR.Server = server
+		b.Spec.Auth.ManagedIdentity.ClientID = clientID
+		return b
+	}
+	waiting := binding("waiting")
+	create(t, waiting)
+	deleteAtEnd(t, waiting)
+	eventuallyReady(t, waiting, metav1.ConditionFalse, acrv1beta2.ReasonRegistryDenied)
+
+	// As if it had been failing for an hour: its next attempt is then minutes away (the backoff grows with how long
+	// the binding has been failing, up to 5 minutes). Its attempts already queued run first; then it is quiet.
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		got := &acrv1beta2.AcrPullBinding{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(waiting), got); err != nil {
+			return err
+		}
+		for i := range got.Status.Conditions {
+			got.Status.Conditions[i].LastTransitionTime = metav1.NewTime(time.Now().Add(-time.Hour))
+		}
+		return k8s.Status().Update(ctx, got)
+	})).To(Succeed())
+	g.Eventually(func() bool {
+		before := cloud.HostRequests(server)
+		time.Sleep(2500 * time.Millisecond) // longer than the shortest backoff (2 s)
+		return cloud.HostRequests(server) == before
+	}).WithTimeout(20*time.Second).Should(BeTrue(), "the failing binding should go quiet")
+	t.Logf("%d registry requests while failing", cloud.HostRequests(server))
+
+	cloud.AddRoleAssignment(clientID, server, []string{"alice"}, []string{"pull"})
+	sibling := binding("sibling")
+	start := time.Now()
+	create(t, sibling)
+	deleteAtEnd(t, sibling)
+	eventuallyReady(t, sibling, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
+	g.Eventually(func(g Gomega) {
+		c := readyCondition(g, waiting)
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue), "message: %s", c.Message)
+	}).WithTimeout(15 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+	t.Logf("the waiting binding was Ready %s after its sibling was created", time.Since(start).Round(time.Millisecond))
+
+	// Its secret holds the very credential the sibling minted (each token has its own ID), and it pulls.
+	mine, theirs := getSecret(g, ns, "acr-pull-waiting"), getSecret(g, ns, "acr-pull-sibling")
+	g.Expect(mine.Data[corev1.DockerConfigJsonKey]).To(Equal(theirs.Data[corev1.DockerConfigJsonKey]))
+	g.Expect(mine.OwnerReferences).To(HaveLen(1))
+	g.Expect(mine.OwnerReferences[0].Name).To(Equal("waiting"))
+	g.Expect(reg.Pull(ctx, "alice", tag, mine.Data[corev1.DockerConfigJsonKey])).To(Succeed())
+	g.Expect(pullSecretNames(g, ns, "default")).To(ConsistOf("acr-pull-waiting", "acr-pull-sibling"))
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -62,6 +63,15 @@ type workloadRef struct {
 	serviceAccount string
 	clientID       string
 	tenantID       string
+}
+
+// resolvedFrom fills in what the spec leaves out from the federated account's azure.workload.identity annotations:
+// without a client ID in the spec, both IDs come from the account.
+func (w workloadRef) resolvedFrom(sa *corev1.ServiceAccount) workloadRef {
+	if w.clientID == "" {
+		w.clientID, w.tenantID = sa.Annotations[workloadClientIDAnnotation], sa.Annotations[workloadTenantIDAnnotation]
+	}
+	return w
 }
 
 // inputs lists everything the credential is minted from, so that changing any of them mints a new one.

@@ -175,10 +175,8 @@ func (r *Reconciler) mintRequest(ctx context.Context, s *scope) (*mint.Request, 
 			fmt.Sprintf("federated service account %q not found", d.workload.serviceAccount))
 		return nil, nil
 	}
-	wi := *d.workload
-	if wi.clientID == "" {
-		wi.clientID, wi.tenantID = sa.Annotations[workloadClientIDAnnotation], sa.Annotations[workloadTenantIDAnnotation]
-	}
+	s.federatedSA = sa
+	wi := d.workload.resolvedFrom(sa)
 	if wi.clientID == "" || wi.tenantID == "" {
 		s.fail(acrv1beta2.ReasonIdentityMissing, fmt.Sprintf(
 			"no client and tenant ID: set them in spec.auth.workloadIdentity or annotate service account %q with %s and %s",

@@ -205,6 +205,8 @@ type scope struct {
 	desired desiredState
 	// targetSA is set by loadServiceAccount; nil when the account does not exist.
 	targetSA *corev1.ServiceAccount
+	// federatedSA is set by mintRequest for workload identity: the account whose token is traded, as read.
+	federatedSA *corev1.ServiceAccount
 	// secret is set by reconcileSecret: the binding's secret as it stands after the phase, nil if none exists.
 	secret *metav1.PartialObjectMetadata
 	// audience is set by reconcileSecret when it minted.

@@ -92,7 +92,15 @@ func (r *Reconciler) awaitsCredential(ctx context.Context, sibling binding, s *s
 		return desiredState{}, false
 	}
 	d, err := sibling.desired(r.Config)
-	if err != nil || serverAllowed(d.server, r.Config.AllowedServerSuffixes) != nil || inputsHash(d.inputs()...) != inputs {
+	if err != nil {
+		return desiredState{}, false
+	}
+	// A sibling federated through the same account resolves its IDs as this pass did.
+	if w := d.workload; w != nil && s.federatedSA != nil && w.serviceAccount == s.federatedSA.Name {
+		resolved := w.resolvedFrom(s.federatedSA)
+		d.workload = &resolved
+	}
+	if serverAllowed(d.server, r.Config.AllowedServerSuffixes) != nil || inputsHash(d.inputs()...) != inputs {
 		return desiredState{}, false
 	}
 	return d, true

@@ -257,3 +257,43 @@ func TestBindingBackingOffRecoversWhenASiblingMints(t *testing.T) {
 	g.Expect(reg.Pull(ctx, "alice", tag, mine.Data[corev1.DockerConfigJsonKey])).To(Succeed())
 	g.Expect(pullSecretNames(g, ns, "default")).To(ConsistOf("acr-pull-waiting", "acr-pull-sibling"))
 }
+
+// Workload identity bindings whose IDs come from the federated account's annotations are attached together too: a
+// sibling's IDs are resolved from the same account the minting pass read.
+func TestFederatedBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	serviceAccount(t, ns, "default", "")
+	server := fmt.Sprintf("federated-%d.azurecr.io", time.Now().UnixNano())
+	reg := registrytest.Start(t, cloud, server)
+	g.Expect(reg.PushRandom(ctx, "alice", tag)).To(Succeed())
+	clientID := freshIdentity(t, server)
+	serviceAccount(t, ns, "federated", clientID)
+	// A slow Entra ID, so every binding is in the controller's cache before the first token arrives.
+	cloud.SetFault(azurefake.EntraToken, azurefake.Fault{Latency: 1500 * time.Millisecond})
+	t.Cleanup(cloud.ClearFaults)
+
+	var patches atomic.Int64
+	stop := countAccountUpdates(t, ns, "default", &patches)
+	defer stop()
+	const n = 16
+	var bindings []*acrv1beta2.AcrPullBinding
+	for i := range n {
+		b := workloadIdentityBinding(ns, fmt.Sprintf("federated-%02d", i), "federated", "default", "repository:alice:pull")
+		b.Spec.ACR.Server = server
+		create(t, b)
+		deleteAtEnd(t, b)
+		bindings = append(bindings, b)
+	}
+	var want []string
+	for _, b := range bindings {
+		eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
+		want = append(want, "acr-pull-"+b.Name)
+	}
+	g.Expect(pullSecretNames(g, ns, "default")).To(ConsistOf(want))
+	last := getSecret(g, ns, "acr-pull-"+bindings[n-1].Name)
+	g.Expect(reg.Pull(ctx, "alice", tag, last.Data[corev1.DockerConfigJsonKey])).To(Succeed())
+	t.Logf("%d patches of the service account for %d bindings", patches.Load(), n)
+	g.Expect(patches.Load()).To(BeNumerically("<=", n/2), "patches of the service account")
+}

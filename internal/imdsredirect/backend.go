@@ -8,6 +8,7 @@ package imdsredirect
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 )
@@ -51,23 +52,30 @@ func ChooseIPTables(ctx context.Context, mode string, run RunFunc) (path, reason
 	if _, err := exec.LookPath("iptables-legacy"); err != nil {
 		return "iptables", "no iptables-legacy installed", nil
 	}
+	// A backend whose tables cannot be read (its kernel module absent, say) holds no rules; only both failing is an
+	// error.
+	saved := map[string][]byte{}
+	var failures []error
 	for _, backend := range []string{BackendNFT, BackendLegacy} {
-		mangle, err := run(ctx, "iptables-"+backend+"-save", "-t", "mangle")
+		out, err := run(ctx, "iptables-"+backend+"-save")
 		if err != nil {
-			return "", "", fmt.Errorf("imdsredirect: iptables-%s-save: %w", backend, err)
+			failures = append(failures, fmt.Errorf("iptables-%s-save: %w", backend, err))
+			continue
 		}
+		saved[backend] = out
+	}
+	if len(failures) == 2 {
+		return "", "", fmt.Errorf("imdsredirect: reading the node's rules: %w", errors.Join(failures...))
+	}
+	for _, backend := range []string{BackendNFT, BackendLegacy} {
 		for _, hint := range hintChains {
-			if bytes.Contains(mangle, hint) {
+			if bytes.Contains(saved[backend], hint) {
 				return "iptables-" + backend, fmt.Sprintf("the %s backend holds %s", backend, bytes.TrimSpace(hint[1:])), nil
 			}
 		}
 	}
 	rules := map[string]int{}
-	for _, backend := range []string{BackendNFT, BackendLegacy} {
-		out, err := run(ctx, "iptables-"+backend+"-save")
-		if err != nil {
-			return "", "", fmt.Errorf("imdsredirect: iptables-%s-save: %w", backend, err)
-		}
+	for backend, out := range saved {
 		for line := range bytes.Lines(out) {
 			if bytes.HasPrefix(line, []byte("-A ")) {
 				rules[backend]++

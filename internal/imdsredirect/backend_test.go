@@ -7,6 +7,7 @@ package imdsredirect
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -63,5 +64,32 @@ func TestExplicitModesAndBadModes(t *testing.T) {
 func inNamespace(ns *netnstest.Node) RunFunc {
 	return func(ctx context.Context, name string, args ...string) ([]byte, error) {
 		return ns.Command(ctx, name, args...).Output()
+	}
+}
+
+// A backend whose tables cannot be read counts as empty; the choice fails only when neither can be read.
+func TestUnreadableBackendCountsAsEmpty(t *testing.T) {
+	nftRules := "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j KUBE-SERVICES\nCOMMIT\n"
+	run := func(failing ...string) RunFunc {
+		return func(_ context.Context, name string, _ ...string) ([]byte, error) {
+			for _, f := range failing {
+				if name == "iptables-"+f+"-save" {
+					return nil, errors.New("modprobe: FATAL: Module ip_tables not found")
+				}
+			}
+			if name == "iptables-nft-save" {
+				return []byte(nftRules), nil
+			}
+			return []byte("-A PREROUTING -j A\n-A PREROUTING -j B\n"), nil
+		}
+	}
+	if path, reason, err := ChooseIPTables(context.Background(), BackendAuto, run(BackendLegacy)); err != nil || path != "iptables-nft" {
+		t.Errorf("legacy unreadable: %s (%s), %v", path, reason, err)
+	}
+	if path, reason, err := ChooseIPTables(context.Background(), BackendAuto, run(BackendNFT)); err != nil || path != "iptables-legacy" {
+		t.Errorf("nft unreadable: %s (%s), %v", path, reason, err)
+	}
+	if _, _, err := ChooseIPTables(context.Background(), BackendAuto, run(BackendNFT, BackendLegacy)); err == nil || !strings.Contains(err.Error(), "ip_tables not found") {
+		t.Errorf("both unreadable: %v", err)
 	}
 }

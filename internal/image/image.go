@@ -166,7 +166,8 @@ func debianUserland(ctx context.Context, o Options, rootfs string) error {
 			return err
 		}
 	}
-	for _, dir := range []string{"tmp", "run", "root", "home/nonroot"} {
+	// proc, sys and dev are where a container runtime mounts its filesystems.
+	for _, dir := range []string{"tmp", "run", "root", "home/nonroot", "proc", "sys", "dev"} {
 		if err := os.MkdirAll(filepath.Join(rootfs, dir), 0o755); err != nil {
 			return err
 		}
@@ -307,4 +308,17 @@ func dirLayer(root string) (v1.Layer, error) {
 	data := buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
 		tarball.WithMediaType(types.OCILayer))
+}
+
+// Unpack writes an image's flattened filesystem into dir, as a container runtime lays it out: owners and modes as
+// the layers say (when run as root), later layers over earlier ones.
+func Unpack(ctx context.Context, img v1.Image, dir string) error {
+	flat := mutate.Extract(img)
+	defer flat.Close()
+	untar := exec.CommandContext(ctx, "tar", "-x", "--same-owner", "-p", "-C", dir)
+	untar.Stdin = flat
+	if out, err := untar.CombinedOutput(); err != nil {
+		return fmt.Errorf("unpacking the image: %w\n%s", err, out)
+	}
+	return nil
 }

@@ -18,8 +18,6 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
@@ -63,7 +61,10 @@ func TestImageRunsItsPrograms(t *testing.T) {
 	if err := validate.Image(loaded); err != nil {
 		t.Fatalf("the archive's image is not consistent: %v", err)
 	}
-	root := unpack(t, loaded)
+	root := t.TempDir()
+	if err := image.Unpack(context.Background(), loaded, root); err != nil {
+		t.Fatal(err)
+	}
 
 	t.Run("config", func(t *testing.T) {
 		cfg, err := loaded.ConfigFile()
@@ -132,20 +133,6 @@ func TestImageRunsItsPrograms(t *testing.T) {
 			}
 		})
 	}
-}
-
-// unpack writes the image's flattened filesystem into a temporary directory, owners and modes kept (as root).
-func unpack(t *testing.T, img v1.Image) string {
-	t.Helper()
-	root := t.TempDir()
-	flat := mutate.Extract(img)
-	defer flat.Close()
-	untar := exec.Command("tar", "-x", "--same-owner", "-p", "-C", root)
-	untar.Stdin = flat
-	if out, err := untar.CombinedOutput(); err != nil {
-		t.Fatalf("unpacking the image: %v\n%s", err, out)
-	}
-	return root
 }
 
 // chrootWrapper writes a script that runs the image's program inside the node namespace.

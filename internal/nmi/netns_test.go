@@ -27,6 +27,7 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azurefake"
+	"github.com/acrpull/acrpull/internal/image"
 	"github.com/acrpull/acrpull/internal/imdsredirect"
 	"github.com/acrpull/acrpull/internal/netnstest"
 	"github.com/acrpull/acrpull/internal/nmi"
@@ -206,6 +207,63 @@ func TestAgentBinaryOwnsTheChainForItsLifetime(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the agent: %v\n%s", err, out)
 	}
+	ownsTheChainForItsLifetime(t, "binary-node", "sdk-via-binary", "00000000-0000-0000-0000-0000000000e2",
+		func(ctx context.Context, node *netnstest.Node, kubeconfig, caFile string, args ...string) *exec.Cmd {
+			cmd := node.Command(ctx, bin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+			cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+caFile)
+			return cmd
+		})
+}
+
+// The same, with the agent and its iptables as the image holds them: the image's filesystem, unpacked, is the root
+// of the agent's process (chroot) with /proc and /dev mounted, as a container runtime would give it; kubeconfig and
+// the fake cloud's CA are copied in, as a pod's mounted files would be.
+func TestAgentFromTheImageOwnsTheChainForItsLifetime(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := image.Build(context.Background(), image.Options{ModuleRoot: testenv.ModuleRoot(),
+		CacheDir: filepath.Join(cache, "acrpull", "image"), Version: "v0.0.0-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	if err := image.Unpack(context.Background(), img, root); err != nil {
+		t.Fatal(err)
+	}
+	log := ownsTheChainForItsLifetime(t, "image-node", "sdk-via-image", "00000000-0000-0000-0000-0000000000e3",
+		func(ctx context.Context, node *netnstest.Node, kubeconfig, caFile string, args ...string) *exec.Cmd {
+			for from, to := range map[string]string{kubeconfig: "tmp/kubeconfig", caFile: "tmp/azure-ca.pem"} {
+				data, err := os.ReadFile(from)
+				if err == nil {
+					err = os.WriteFile(filepath.Join(root, to), data, 0o600)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			// What a container runtime adds, /proc and /dev, mounted in the mount namespace `ip netns exec` makes for
+			// the command (gone with it, never seen by the host).
+			shell := `mount -t proc proc "$0/proc" && mount --bind /dev "$0/dev" && exec chroot "$0" "$@"`
+			cmd := node.Command(ctx, "sh", append([]string{"-c", shell, root, "/acrpull-nmi", "--kubeconfig", "/tmp/kubeconfig"}, args...)...)
+			cmd.Env = append(os.Environ(), "SSL_CERT_FILE=/tmp/azure-ca.pem")
+			return cmd
+		})
+	// An empty node namespace holds no Kubernetes rules: the agent chose nf_tables, the image's default.
+	if !strings.Contains(log, "Writing the redirect with iptables-nft") {
+		t.Errorf("the agent did not say it chose iptables-nft:\n%s", log)
+	}
+}
+
+// ownsTheChainForItsLifetime runs the agent (started by command, given a kubeconfig and the fake cloud's CA file)
+// in a fresh node namespace through its whole life, and returns what it logged.
+func ownsTheChainForItsLifetime(t *testing.T, nodeName, selector, clientID string,
+	command func(ctx context.Context, node *netnstest.Node, kubeconfig, caFile string, args ...string) *exec.Cmd) string {
+	t.Helper()
 	node := netnstest.NewNode(t)
 	pod := node.AddPod(t, "web")
 	apiserver, err := url.Parse(env.Config.Host)
@@ -218,16 +276,15 @@ func TestAgentBinaryOwnsTheChainForItsLifetime(t *testing.T) {
 	if err := os.WriteFile(caFile, cloud.CACertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	const clientID = "00000000-0000-0000-0000-0000000000e2"
-	seedObjects(t, "binary-node", pod, clientID, "sdk-via-binary")
+	seedObjects(t, nodeName, pod, clientID, selector)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var log testenv.Output
-	cmd := node.Command(ctx, bin, "--kubeconfig", env.KubeconfigPath, "--node", "binary-node", "--tenant-id", tenantID,
+	cmd := command(ctx, node, env.KubeconfigPath, caFile, "--node", nodeName, "--tenant-id", tenantID,
 		"--http-probe-port", "18085", "--prometheus-port", "0", "--ipt-update-interval-sec", "1")
-	cmd.Env = append(os.Environ(), "HTTPS_PROXY="+cloud.ProxyURL().String(), "HTTP_PROXY="+cloud.ProxyURL().String(),
-		"NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE="+caFile)
+	cmd.Env = append(cmd.Env, "HTTPS_PROXY="+cloud.ProxyURL().String(), "HTTP_PROXY="+cloud.ProxyURL().String(),
+		"NO_PROXY=127.0.0.1,localhost")
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -297,4 +354,5 @@ func TestAgentBinaryOwnsTheChainForItsLifetime(t *testing.T) {
 	if strings.Contains(log.String(), "eyJ") {
 		t.Error("the agent logged something token-like")
 	}
+	return log.String()
 }

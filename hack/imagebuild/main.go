@@ -48,10 +48,6 @@ func run() error {
 	if err := yaml.Unmarshal(chart, &meta); err != nil {
 		return err
 	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return err
-	}
 	out := flag.String("out", "bin/acrpull-image.tar", "Image archive to write (empty: none).")
 	tag := flag.String("tag", "ghcr.io/acrpull/acrpull:"+meta.AppVersion, "The image's name in the archive, and where -push sends it.")
 	push := flag.Bool("push", false, "Push the image to -tag.")
@@ -63,8 +59,7 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	img, err := image.Build(ctx, image.Options{ModuleRoot: ".", CacheDir: filepath.Join(cache, "acrpull", "image"),
-		Version: meta.AppVersion, Trimpath: true, Log: os.Stderr})
+	img, err := image.Build(ctx, image.Options{ModuleRoot: ".", Version: meta.AppVersion, Trimpath: true, Log: os.Stderr})
 	if err != nil {
 		return err
 	}

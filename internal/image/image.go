@@ -53,7 +53,8 @@ const NonrootUID = 65532
 type Options struct {
 	// ModuleRoot is the acrpull module, whose ./cmd/... are built.
 	ModuleRoot string
-	// CacheDir keeps downloaded Debian packages between builds.
+	// CacheDir keeps downloaded Debian packages between builds; empty is acrpull/image in the user's cache directory
+	// (~/.cache), next to the test platform's binaries.
 	CacheDir string
 	// Version labels the image (org.opencontainers.image.version).
 	Version string
@@ -72,6 +73,13 @@ var epoch = time.Unix(0, 0)
 func Build(ctx context.Context, o Options) (v1.Image, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
+	}
+	if o.CacheDir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return nil, err
+		}
+		o.CacheDir = filepath.Join(cache, "acrpull", "image")
 	}
 	work, err := os.MkdirTemp("", "acrpull-image-")
 	if err != nil {

@@ -222,12 +222,7 @@ func TestAgentFromTheImageOwnsTheChainForItsLifetime(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("chroot needs root")
 	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := image.Build(context.Background(), image.Options{ModuleRoot: testenv.ModuleRoot(),
-		CacheDir: filepath.Join(cache, "acrpull", "image"), Version: "v0.0.0-test"})
+	img, err := image.Build(context.Background(), image.Options{ModuleRoot: testenv.ModuleRoot(), Version: "v0.0.0-test"})
 	if err != nil {
 		t.Fatal(err)
 	}

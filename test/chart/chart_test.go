@@ -140,7 +140,7 @@ func TestDefaultsRenderTheControllerInstall(t *testing.T) {
 // The Deployment's arguments are flags the controller binary defines and accepts (it exits 2 on a bad flag, before
 // it looks for a cluster).
 func TestDeploymentArgsParseInTheController(t *testing.T) {
-	bin := controllerBinary(t)
+	bin := programBinary(t, "acrpull")
 	for name, flags := range map[string][]string{
 		"defaults": nil,
 		"every value set": {"-f", valuesFile(t, `

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,44 +32,6 @@ import (
 	"github.com/acrpull/acrpull/internal/azurefake"
 	"github.com/acrpull/acrpull/internal/testenv"
 )
-
-var (
-	buildOnce   sync.Once
-	builtBinary string
-	buildErr    error
-)
-
-// controllerBinary builds ./cmd/acrpull once per test run.
-func controllerBinary(t *testing.T) string {
-	t.Helper()
-	if err := trackInputs(); err != nil {
-		t.Fatal(err)
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "acrpull-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBinary = filepath.Join(dir, "acrpull")
-		build := exec.Command("go", "build", "-o", builtBinary, "./cmd/acrpull")
-		build.Dir = testenv.ModuleRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			buildErr = &buildError{err: err, out: out}
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("go build ./cmd/acrpull: %v", buildErr)
-	}
-	return builtBinary
-}
-
-type buildError struct {
-	err error
-	out []byte
-}
-
-func (e *buildError) Error() string { return e.err.Error() + "\n" + string(e.out) }
 
 // The real controller binary, started with the chart's arguments and authenticated as the chart's service account
 // (so bound by exactly the chart's RBAC and admission policies), does its whole job without a single denial: takes
@@ -129,7 +90,7 @@ func TestControllerWorksUnderTheChartsPolicies(t *testing.T) {
 		}
 	}
 	var logs testenv.Output
-	cmd := exec.Command(controllerBinary(t), append(args, "--kubeconfig="+kubeconfig)...)
+	cmd := exec.Command(programBinary(t, "acrpull"), append(args, "--kubeconfig="+kubeconfig)...)
 	cmd.Env = []string{"HOME=" + t.TempDir(), "HTTPS_PROXY=" + cloud.ProxyURL().String(), "HTTP_PROXY=" + cloud.ProxyURL().String(),
 		"NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + caFile}
 	cmd.Stdout, cmd.Stderr = &logs, &logs

@@ -42,6 +42,8 @@ var (
 	env      *testenv.Env
 	helmPath string
 	helmHome string
+	// binDir holds the programs the tests build (programBinary).
+	binDir   string
 	chartDir = filepath.Join(testenv.ModuleRoot(), "config", "helm")
 )
 
@@ -66,12 +68,56 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(helmHome)
+	if binDir, err = os.MkdirTemp("", "acrpull-chart-bin-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(binDir)
 	if env, err = testenv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
 	return m.Run()
+}
+
+// builtProgram is one ./cmd program, built at most once per test run.
+type builtProgram struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+var (
+	programsMu sync.Mutex
+	programs   = map[string]*builtProgram{}
+)
+
+// programBinary builds ./cmd/<name> once per test run and returns its path.
+func programBinary(t *testing.T, name string) string {
+	t.Helper()
+	if err := trackInputs(); err != nil {
+		t.Fatal(err)
+	}
+	programsMu.Lock()
+	p := programs[name]
+	if p == nil {
+		p = &builtProgram{}
+		programs[name] = p
+	}
+	programsMu.Unlock()
+	p.once.Do(func() {
+		p.path = filepath.Join(binDir, name)
+		build := exec.Command("go", "build", "-o", p.path, "./cmd/"+name)
+		build.Dir = testenv.ModuleRoot()
+		if out, err := build.CombinedOutput(); err != nil {
+			p.err = fmt.Errorf("go build ./cmd/%s: %w\n%s", name, err, out)
+		}
+	})
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	return p.path
 }
 
 // inputs are what helm, kubectl and the controller binary read on the tests' behalf.

@@ -8,7 +8,6 @@ package chart_test
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -34,7 +33,6 @@ import (
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/manager"
 	"github.com/acrpull/acrpull/internal/mic"
-	"github.com/acrpull/acrpull/internal/testenv"
 )
 
 const (
@@ -193,41 +191,10 @@ func TestMICRendersTheController(t *testing.T) {
 	g.Expect(ex.Spec.PodLabels).To(Equal(map[string]string{"app.kubernetes.io/name": micName}))
 }
 
-var (
-	micBuildOnce sync.Once
-	micBinary    string
-	micBuildErr  error
-)
-
-// micBinaryPath builds ./cmd/acrpull-mic once per test run.
-func micBinaryPath(t *testing.T) string {
-	t.Helper()
-	if err := trackInputs(); err != nil {
-		t.Fatal(err)
-	}
-	micBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "acrpull-mic-bin-")
-		if err != nil {
-			micBuildErr = err
-			return
-		}
-		micBinary = filepath.Join(dir, "acrpull-mic")
-		build := exec.Command("go", "build", "-o", micBinary, "./cmd/acrpull-mic")
-		build.Dir = testenv.ModuleRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			micBuildErr = &buildError{err: err, out: out}
-		}
-	})
-	if micBuildErr != nil {
-		t.Fatalf("go build ./cmd/acrpull-mic: %v", micBuildErr)
-	}
-	return micBinary
-}
-
 // The Deployment's arguments are flags the controller defines and accepts: it exits 2 on a bad flag or value (a
 // lease shorter than the renew deadline included), before it reads its Azure configuration or looks for a cluster.
 func TestMICArgsParseInTheController(t *testing.T) {
-	bin := micBinaryPath(t)
+	bin := programBinary(t, "acrpull-mic")
 	for name, flags := range map[string][]string{
 		"defaults":        {"--set", "podIdentity.enabled=true", "--set", "podIdentity.mic.enabled=true"},
 		"every value set": {"-f", valuesFile(t, micValues())},

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -35,7 +34,6 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/manager"
-	"github.com/acrpull/acrpull/internal/testenv"
 )
 
 const (
@@ -262,41 +260,10 @@ func TestPodIdentityRendersTheNodeAgent(t *testing.T) {
 		"AzurePodIdentityException")).To(BeEmpty())
 }
 
-var (
-	nmiBuildOnce sync.Once
-	nmiBinary    string
-	nmiBuildErr  error
-)
-
-// agentBinary builds ./cmd/acrpull-nmi once per test run.
-func agentBinary(t *testing.T) string {
-	t.Helper()
-	if err := trackInputs(); err != nil {
-		t.Fatal(err)
-	}
-	nmiBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "acrpull-nmi-bin-")
-		if err != nil {
-			nmiBuildErr = err
-			return
-		}
-		nmiBinary = filepath.Join(dir, "acrpull-nmi")
-		build := exec.Command("go", "build", "-o", nmiBinary, "./cmd/acrpull-nmi")
-		build.Dir = testenv.ModuleRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			nmiBuildErr = &buildError{err: err, out: out}
-		}
-	})
-	if nmiBuildErr != nil {
-		t.Fatalf("go build ./cmd/acrpull-nmi: %v", nmiBuildErr)
-	}
-	return nmiBinary
-}
-
 // The DaemonSet's arguments are flags the agent defines and accepts: it exits 2 on a bad flag or value, before it
 // looks for a cluster (and exits 1 for want of one).
 func TestPodIdentityArgsParseInTheAgent(t *testing.T) {
-	bin := agentBinary(t)
+	bin := programBinary(t, "acrpull-nmi")
 	for name, flags := range map[string][]string{
 		"defaults":        {"--set", "podIdentity.enabled=true"},
 		"every value set": {"-f", valuesFile(t, podIdentityValues("apps"))},
@@ -324,7 +291,7 @@ func TestPodIdentityArgsParseInTheAgent(t *testing.T) {
 // With the chart's default arguments the agent refuses to start on a node whose CNI configuration is the bridge
 // plugin (kubenet), before it looks for a cluster, and says why; allowed, it goes on.
 func TestPodIdentityAgentRefusesKubenetNodes(t *testing.T) {
-	bin := agentBinary(t)
+	bin := programBinary(t, "acrpull-nmi")
 	cniDir := t.TempDir()
 	bridge := `{"cniVersion":"0.3.1","name":"kubenet","plugins":[{"type":"bridge","bridge":"cbr0"},{"type":"portmap"}]}`
 	if err := os.WriteFile(filepath.Join(cniDir, "10-containerd-net.conflist"), []byte(bridge), 0o600); err != nil {

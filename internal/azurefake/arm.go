@@ -235,6 +235,17 @@ func (c *Cloud) AssignIdentities(resourceID string, identityResourceIDs ...strin
 		}
 		assigned = append(assigned, assignedIdentity{resourceID: rid, clientID: id.ClientID, principalID: id.PrincipalID})
 	}
+	return c.withResource(resourceID, func(res *armResource) {
+		for _, a := range assigned {
+			if res.identity.userIndex(a.resourceID) < 0 {
+				res.identity.user = append(res.identity.user, a)
+			}
+		}
+	})
+}
+
+// withResource runs fn on a VM or scale set as it stands now (finished operations applied), under the ARM lock.
+func (c *Cloud) withResource(resourceID string, fn func(*armResource)) error {
 	st := &c.arm
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -242,33 +253,23 @@ func (c *Cloud) AssignIdentities(resourceID string, identityResourceIDs ...strin
 	st.settle(time.Now())
 	res := st.resources[strings.ToLower(resourceID)]
 	if res == nil {
-		return fmt.Errorf("assigning identities to %s: no such VM or scale set", resourceID)
+		return fmt.Errorf("%s: no such VM or scale set", resourceID)
 	}
-	for _, a := range assigned {
-		if res.identity.userIndex(a.resourceID) < 0 {
-			res.identity.user = append(res.identity.user, a)
-		}
-	}
+	fn(res)
 	return nil
 }
 
 // AssignedIdentities lists the resource IDs of the user-assigned identities a VM or scale set holds, as GET shows
 // them: an update in progress is not there yet.
 func (c *Cloud) AssignedIdentities(resourceID string) ([]string, error) {
-	st := &c.arm
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.init()
-	st.settle(time.Now())
-	res := st.resources[strings.ToLower(resourceID)]
-	if res == nil {
-		return nil, fmt.Errorf("%s: no such VM or scale set", resourceID)
-	}
-	out := make([]string, 0, len(res.identity.user))
-	for _, u := range res.identity.user {
-		out = append(out, u.resourceID)
-	}
-	return out, nil
+	var out []string
+	err := c.withResource(resourceID, func(res *armResource) {
+		out = make([]string, 0, len(res.identity.user))
+		for _, u := range res.identity.user {
+			out = append(out, u.resourceID)
+		}
+	})
+	return out, err
 }
 
 // DenyAssign makes ARM refuse to assign an identity (by resource ID) for the listed callers (client IDs), or for
@@ -822,19 +823,11 @@ func derivedGUID(parts ...string) string {
 // UnassignIdentities removes user-assigned identities from a VM or scale set at once, as an administrator editing
 // it by hand would (an assignment controller must notice and put back what it assigned).
 func (c *Cloud) UnassignIdentities(resourceID string, identityResourceIDs ...string) error {
-	st := &c.arm
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.init()
-	st.settle(time.Now())
-	res := st.resources[strings.ToLower(resourceID)]
-	if res == nil {
-		return fmt.Errorf("unassigning identities from %s: no such VM or scale set", resourceID)
-	}
-	for _, rid := range identityResourceIDs {
-		if i := res.identity.userIndex(rid); i >= 0 {
-			res.identity.user = append(res.identity.user[:i], res.identity.user[i+1:]...)
+	return c.withResource(resourceID, func(res *armResource) {
+		for _, rid := range identityResourceIDs {
+			if i := res.identity.userIndex(rid); i >= 0 {
+				res.identity.user = append(res.identity.user[:i], res.identity.user[i+1:]...)
+			}
 		}
-	}
-	return nil
+	})
 }

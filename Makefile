@@ -76,6 +76,7 @@ test-soak: ## Long reliability run: many SIGKILLs of the controller over many bi
 	  ACRPULL_SOAK_KILLS=$${ACRPULL_SOAK_KILLS:-10} go test -count=1 -timeout 60m -v -run 'TestCrashConsistency|TestLeaderFailover|TestAPIServerRestart' ./test/soak/
 
 .PHONY: lint
-lint: ## gofmt and go vet.
+lint: ## gofmt, go vet and staticcheck.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	go run honnef.co/go/tools/cmd/staticcheck ./...

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every generated file in a scratch copy of the sources and fails if the checked-in files differ, so a
-# change to the API types cannot land without its CRDs, RBAC and deepcopy code. Also checks formatting and vet.
+# change to the API types cannot land without its CRDs, RBAC and deepcopy code. Also checks formatting, vet and
+# staticcheck.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -12,6 +13,9 @@ fi
 # vet compiles every dependency of every package, tests included, so `go test` after it compiles little. GOGC as in
 # hack/test-env.sh: the compiler's garbage collection is a fifth of a cold build.
 GOGC=${GOGC:-400} GOMEMLIMIT=${GOMEMLIMIT:-3GiB} go vet ./...
+# staticcheck (pinned in tools.go): deprecated APIs, unused code and likely bugs that vet does not look for. It reuses
+# the packages vet just compiled and keeps its results in its own cache.
+GOGC=${GOGC:-400} GOMEMLIMIT=${GOMEMLIMIT:-3GiB} go run honnef.co/go/tools/cmd/staticcheck ./...
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -42,4 +46,4 @@ if [[ $stale != 0 ]]; then
   echo "generated files are stale: run 'make generate manifests' and commit the result"
   exit 1
 fi
-echo "verify: generated files current, code formatted and vetted ($(( $(date +%s) - start )) s)"
+echo "verify: generated files current, code formatted, vetted and staticchecked ($(( $(date +%s) - start )) s)"

@@ -17,17 +17,29 @@ SPDX-License-Identifier: MIT
 package v1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
 	// GroupVersion is the group and version AAD Pod Identity's clients know.
 	GroupVersion = schema.GroupVersion{Group: "aadpodidentity.k8s.io", Version: "v1"}
 
-	// SchemeBuilder registers this package's types with a runtime.Scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	// SchemeBuilder registers this package's types with a runtime.Scheme. It is apimachinery's, so that the API
+	// package imports nothing beyond apimachinery.
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds this package's types to a runtime.Scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+// addKnownTypes registers the package's types and the group version's meta types (list and delete options).
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion, &AzureIdentity{}, &AzureIdentityList{},
+		&AzureIdentityBinding{}, &AzureIdentityBindingList{},
+		&AzureAssignedIdentity{}, &AzureAssignedIdentityList{},
+		&AzurePodIdentityException{}, &AzurePodIdentityExceptionList{})
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

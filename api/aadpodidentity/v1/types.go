@@ -289,10 +289,3 @@ type AzurePodIdentityExceptionList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []AzurePodIdentityException `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&AzureIdentity{}, &AzureIdentityList{},
-		&AzureIdentityBinding{}, &AzureIdentityBindingList{},
-		&AzureAssignedIdentity{}, &AzureAssignedIdentityList{},
-		&AzurePodIdentityException{}, &AzurePodIdentityExceptionList{})
-}

@@ -10,13 +10,14 @@ SPDX-License-Identifier: MIT
 // The default tag is the chart's default image (repository ghcr.io/acrpull/acrpull, tag = the chart's appVersion), so
 // an archive loaded into a cluster's nodes serves `helm install` unchanged.
 //
-// Usage: go run ./hack/imagebuild [-out bin/acrpull-image.tar] [-tag REF] [-push]   (`make image` runs it)
+// Usage: go run ./hack/imagebuild [-out bin/acrpull-image.tar] [-tag REF] [-push] [-trimpath=false]   (`make image`)
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -31,14 +32,17 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], ".", os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "imagebuild:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	chart, err := os.ReadFile("config/helm/Chart.yaml")
+// run builds the image of the module at root as args say, reporting what it wrote and pushed to stdout.
+func run(ctx context.Context, args []string, root string, stdout io.Writer) error {
+	chart, err := os.ReadFile(filepath.Join(root, "config/helm/Chart.yaml"))
 	if err != nil {
 		return fmt.Errorf("run from the module root: %w", err)
 	}
@@ -48,18 +52,20 @@ func run() error {
 	if err := yaml.Unmarshal(chart, &meta); err != nil {
 		return err
 	}
-	out := flag.String("out", "bin/acrpull-image.tar", "Image archive to write (empty: none).")
-	tag := flag.String("tag", "ghcr.io/acrpull/acrpull:"+meta.AppVersion, "The image's name in the archive, and where -push sends it.")
-	push := flag.Bool("push", false, "Push the image to -tag.")
-	flag.Parse()
+	fs := flag.NewFlagSet("imagebuild", flag.ContinueOnError)
+	out := fs.String("out", "bin/acrpull-image.tar", "Image archive to write (empty: none).")
+	tag := fs.String("tag", "ghcr.io/acrpull/acrpull:"+meta.AppVersion, "The image's name in the archive, and where -push sends it.")
+	push := fs.Bool("push", false, "Push the image to -tag.")
+	trimpath := fs.Bool("trimpath", true, "Build the binaries without the build machine's paths (release builds).")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	ref, err := name.ParseReference(*tag)
 	if err != nil {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	img, err := image.Build(ctx, image.Options{ModuleRoot: ".", Version: meta.AppVersion, Trimpath: true, Log: os.Stderr})
+	img, err := image.Build(ctx, image.Options{ModuleRoot: root, Version: meta.AppVersion, Trimpath: *trimpath, Log: os.Stderr})
 	if err != nil {
 		return err
 	}
@@ -74,13 +80,13 @@ func run() error {
 		if err := tarball.WriteToFile(*out, ref, img); err != nil {
 			return err
 		}
-		fmt.Printf("wrote %s (%s, %s)\n", *out, ref, digest)
+		fmt.Fprintf(stdout, "wrote %s (%s, %s)\n", *out, ref, digest)
 	}
 	if *push {
 		if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
 			return err
 		}
-		fmt.Printf("pushed %s@%s\n", ref.Context(), digest)
+		fmt.Fprintf(stdout, "pushed %s@%s\n", ref.Context(), digest)
 	}
 	return nil
 }

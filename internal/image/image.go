@@ -32,6 +32,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sys/unix"
 )
 
 // Binaries are the commands built into the image's root, by their ./cmd directory names.
@@ -190,22 +191,28 @@ func debianUserland(ctx context.Context, o Options, rootfs string) error {
 	return nil
 }
 
-// download fetches the current version of each package into the cache, once, and returns their paths.
+// download fetches the current version of each package into the cache, once, and returns their paths. Builds
+// running at once (the tests of several packages) take turns: one downloads while the others wait on the lock, so
+// none reads a package half written.
 func download(ctx context.Context, o Options) ([]string, error) {
 	dir := filepath.Join(o.CacheDir, "debs")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	var debs, missing []string
-	for _, pkg := range Packages {
-		found, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb"))
-		if len(found) == 0 {
-			missing = append(missing, pkg)
-			continue
-		}
-		slices.Sort(found)
-		debs = append(debs, found[len(found)-1])
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
 	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("locking the package cache: %w", err)
+	}
+	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN) //nolint:errcheck // closing the file releases it too
+	return downloadLocked(ctx, o, dir)
+}
+
+func downloadLocked(ctx context.Context, o Options, dir string) ([]string, error) {
+	debs, missing := cached(dir)
 	if len(missing) > 0 {
 		fmt.Fprintf(o.Log, "downloading %s\n", strings.Join(missing, " "))
 		get := func() ([]byte, error) {
@@ -222,9 +229,25 @@ func download(ctx context.Context, o Options) ([]string, error) {
 				return nil, fmt.Errorf("apt-get download %s: %w\n%s", strings.Join(missing, " "), err, out)
 			}
 		}
-		return download(ctx, Options{CacheDir: o.CacheDir, Log: io.Discard})
+		if debs, missing = cached(dir); len(missing) > 0 {
+			return nil, fmt.Errorf("apt-get download left no file for %s", strings.Join(missing, " "))
+		}
 	}
 	return debs, nil
+}
+
+// cached returns the package files in dir (the newest name of each package) and the packages that have none.
+func cached(dir string) (debs, missing []string) {
+	for _, pkg := range Packages {
+		found, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb"))
+		if len(found) == 0 {
+			missing = append(missing, pkg)
+			continue
+		}
+		slices.Sort(found)
+		debs = append(debs, found[len(found)-1])
+	}
+	return debs, missing
 }
 
 // caBundle writes /etc/ssl/certs/ca-certificates.crt from the certificates ca-certificates ships, as its

@@ -98,6 +98,13 @@ func Build(ctx context.Context, o Options) (v1.Image, error) {
 	}
 
 	bin := filepath.Join(work, "bin")
+	// Builds running at once (the tests of several packages) compile one after another: the first fills the Go build
+	// cache, the others then only link, instead of all compiling the same packages side by side.
+	unlock, err := lockFile(filepath.Join(o.CacheDir, "build.lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	for _, name := range Binaries {
 		fmt.Fprintf(o.Log, "building %s\n", name)
 		args := []string{"build", "-ldflags=-s -w", "-o", filepath.Join(bin, name)}
@@ -199,16 +206,28 @@ func download(ctx context.Context, o Options) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := lockFile(filepath.Join(dir, ".lock"))
 	if err != nil {
 		return nil, err
 	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("locking the package cache: %w", err)
-	}
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN) //nolint:errcheck // closing the file releases it too
+	defer unlock()
 	return downloadLocked(ctx, o, dir)
+}
+
+// lockFile takes an exclusive lock on path (created if missing), waiting for other processes that hold it.
+func lockFile(path string) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil // closing the file releases the lock
 }
 
 func downloadLocked(ctx context.Context, o Options, dir string) ([]string, error) {

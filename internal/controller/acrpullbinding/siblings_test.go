@@ -39,9 +39,7 @@ func TestBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
 	serviceAccount(t, ns, "default", "", "theirs")
 	// A registry of its own: the controller holds back from a registry's token endpoints for a while after a 429,
 	// and earlier tests throttle example.azurecr.io; bindings failing first would each retry on their own.
-	server := fmt.Sprintf("together-%d.azurecr.io", time.Now().UnixNano())
-	reg := registrytest.Start(t, cloud, server)
-	g.Expect(reg.PushRandom(ctx, "alice", tag)).To(Succeed())
+	server, reg := registryOfItsOwn(t, "together")
 	// An identity of its own, so no earlier test has a token cached for it, and a slow IMDS, so every binding is in
 	// the controller's cache before the first token arrives.
 	clientID := freshIdentity(t, server)
@@ -201,9 +199,7 @@ func TestBindingBackingOffRecoversWhenASiblingMints(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	serviceAccount(t, ns, "default", "")
-	server := fmt.Sprintf("backoff-%d.azurecr.io", time.Now().UnixNano())
-	reg := registrytest.Start(t, cloud, server)
-	g.Expect(reg.PushRandom(ctx, "alice", tag)).To(Succeed())
+	server, reg := registryOfItsOwn(t, "backoff")
 	// An identity with no role on the registry yet: the registry refuses it.
 	clientID := fmt.Sprintf("77777777-7777-4777-8777-%012d", time.Now().UnixNano()%1e12)
 	cloud.AddIdentity(azurefake.Identity{ClientID: clientID, TenantID: tenantID, AssignedToVM: true})
@@ -265,9 +261,7 @@ func TestFederatedBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	serviceAccount(t, ns, "default", "")
-	server := fmt.Sprintf("federated-%d.azurecr.io", time.Now().UnixNano())
-	reg := registrytest.Start(t, cloud, server)
-	g.Expect(reg.PushRandom(ctx, "alice", tag)).To(Succeed())
+	server, reg := registryOfItsOwn(t, "federated")
 	clientID := freshIdentity(t, server)
 	serviceAccount(t, ns, "federated", clientID)
 	// A slow Entra ID, so every binding is in the controller's cache before the first token arrives.
@@ -296,4 +290,16 @@ func TestFederatedBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
 	g.Expect(reg.Pull(ctx, "alice", tag, last.Data[corev1.DockerConfigJsonKey])).To(Succeed())
 	t.Logf("%d patches of the service account for %d bindings", patches.Load(), n)
 	g.Expect(patches.Load()).To(BeNumerically("<=", n/2), "patches of the service account")
+}
+
+// registryOfItsOwn starts a real registry under a fresh host name holding alice:<tag>. ACR gates are per host, so a
+// test on it is not held back by earlier tests' 429s on example.azurecr.io.
+func registryOfItsOwn(t *testing.T, prefix string) (string, *registrytest.Registry) {
+	t.Helper()
+	server := fmt.Sprintf("%s-%d.azurecr.io", prefix, time.Now().UnixNano())
+	reg := registrytest.Start(t, cloud, server)
+	if err := reg.PushRandom(context.Background(), "alice", tag); err != nil {
+		t.Fatal(err)
+	}
+	return server, reg
 }

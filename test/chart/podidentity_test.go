@@ -6,7 +6,6 @@ SPDX-License-Identifier: MIT
 package chart_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -263,7 +262,6 @@ func TestPodIdentityRendersTheNodeAgent(t *testing.T) {
 // The DaemonSet's arguments are flags the agent defines and accepts: it exits 2 on a bad flag or value, before it
 // looks for a cluster (and exits 1 for want of one).
 func TestPodIdentityArgsParseInTheAgent(t *testing.T) {
-	bin := programBinary(t, "acrpull-nmi")
 	for name, flags := range map[string][]string{
 		"defaults":        {"--set", "podIdentity.enabled=true"},
 		"every value set": {"-f", valuesFile(t, podIdentityValues("apps"))},
@@ -271,17 +269,11 @@ func TestPodIdentityArgsParseInTheAgent(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ds := mustFind[appsv1.DaemonSet](t, mustTemplate(t, flags...), "DaemonSet", nmiName)
 			c := ds.Spec.Template.Spec.Containers[0]
-			cmd := exec.Command(bin, append(slices.Clone(c.Args), "--kubeconfig="+filepath.Join(t.TempDir(), "absent"))...)
-			cmd.Env = []string{"HOME=" + t.TempDir(), "NODE_NAME=node-a"}
-			out, err := cmd.CombinedOutput()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) {
-				t.Fatalf("the agent should stop for want of a cluster; got %v\n%s", err, out)
-			}
-			if exit.ExitCode() == 2 {
+			out, code := runAgentWithoutCluster(t, c.Args...)
+			if code == 2 {
 				t.Fatalf("the agent rejected the chart's arguments %q:\n%s", c.Args, out)
 			}
-			if bytes.Contains(out, []byte("kubenet")) {
+			if strings.Contains(out, "kubenet") {
 				t.Fatalf("the agent took this machine for a kubenet node:\n%s", out)
 			}
 		})
@@ -291,32 +283,36 @@ func TestPodIdentityArgsParseInTheAgent(t *testing.T) {
 // With the chart's default arguments the agent refuses to start on a node whose CNI configuration is the bridge
 // plugin (kubenet), before it looks for a cluster, and says why; allowed, it goes on.
 func TestPodIdentityAgentRefusesKubenetNodes(t *testing.T) {
-	bin := programBinary(t, "acrpull-nmi")
 	cniDir := t.TempDir()
 	bridge := `{"cniVersion":"0.3.1","name":"kubenet","plugins":[{"type":"bridge","bridge":"cbr0"},{"type":"portmap"}]}`
 	if err := os.WriteFile(filepath.Join(cniDir, "10-containerd-net.conflist"), []byte(bridge), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := mustFind[appsv1.DaemonSet](t, mustTemplate(t, "--set", "podIdentity.enabled=true"), "DaemonSet", nmiName).Spec.Template.Spec.Containers[0].Args
-	run := func(extra ...string) string {
-		t.Helper()
-		// The node's configuration as a test directory: a later flag wins over the chart's.
-		cmd := exec.Command(bin, append(slices.Clone(args), append([]string{"--cni-config-dir=" + cniDir,
-			"--kubeconfig=" + filepath.Join(t.TempDir(), "absent")}, extra...)...)...)
-		cmd.Env = []string{"HOME=" + t.TempDir(), "NODE_NAME=node-a"}
-		out, err := cmd.CombinedOutput()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-			t.Fatalf("exit %v, want 1:\n%s", err, out)
-		}
-		return string(out)
+	// The node's configuration as a test directory: a later flag wins over the chart's.
+	args = append(slices.Clone(args), "--cni-config-dir="+cniDir)
+	if out, code := runAgentWithoutCluster(t, args...); code != 1 || !strings.Contains(out, "Refusing to run on a kubenet node") ||
+		!strings.Contains(out, "10-containerd-net.conflist") {
+		t.Fatalf("the agent should refuse a bridge node (exit 1) and name the file; exit %d:\n%s", code, out)
 	}
-	if out := run(); !strings.Contains(out, "Refusing to run on a kubenet node") || !strings.Contains(out, "10-containerd-net.conflist") {
-		t.Fatalf("the agent should refuse a bridge node and name the file; it printed:\n%s", out)
+	if out, code := runAgentWithoutCluster(t, append(args, "--allow-network-plugin-kubenet=true")...); code != 1 ||
+		strings.Contains(out, "kubenet") || !strings.Contains(out, "kubeconfig") {
+		t.Fatalf("allowed, the agent should go on to look for its cluster; exit %d:\n%s", code, out)
 	}
-	if out := run("--allow-network-plugin-kubenet=true"); strings.Contains(out, "kubenet") || !strings.Contains(out, "kubeconfig") {
-		t.Fatalf("allowed, the agent should go on to look for its cluster; it printed:\n%s", out)
+}
+
+// runAgentWithoutCluster runs the node agent with args and a kubeconfig that does not exist, so it stops where it
+// would first need a cluster (exit 1) unless something before stops it; it returns the output and the exit code.
+func runAgentWithoutCluster(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(programBinary(t, "acrpull-nmi"), append(slices.Clone(args), "--kubeconfig="+filepath.Join(t.TempDir(), "absent"))...)
+	cmd.Env = []string{"HOME=" + t.TempDir(), "NODE_NAME=node-a"}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("the agent should stop for want of a cluster; got %v\n%s", err, out)
 	}
+	return string(out), exit.ExitCode()
 }
 
 // podIdentityInstall is the chart, with the node agent, created on the test apiserver, and a client holding the

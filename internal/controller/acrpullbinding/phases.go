@@ -129,7 +129,6 @@ func (r *Reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 		return r.mintFailed(s, err), nil
 	}
 	r.Metrics.MintAttempt(r.api.name(), acrv1beta2.ReasonTokenMinted)
-	s.audience = cred.Audience
 	if s.secret, err = r.writeSecret(ctx, s, cred, inputs); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -209,8 +209,6 @@ type scope struct {
 	federatedSA *corev1.ServiceAccount
 	// secret is set by reconcileSecret: the binding's secret as it stands after the phase, nil if none exists.
 	secret *metav1.PartialObjectMetadata
-	// audience is set by reconcileSecret when it minted.
-	audience string
 	// shared names the secrets reconcileSecret created for siblings, which attachSecret attaches with the binding's.
 	shared []string
 	// failure is set by any phase that could not do its job; it becomes the Ready condition.

@@ -16,8 +16,8 @@ import (
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 )
 
-// summarizeStatus derives the status from what the pass observed: the token times from the secret itself, and the
-// Ready condition from the first failure, else the service account, else success.
+// summarizeStatus derives the status from what the pass observed: the token's times and audience from the secret
+// itself, and the Ready condition from the first failure, else the service account, else success.
 func summarizeStatus(s *scope, succeeded bool) {
 	st := &s.status
 	gen := s.binding.object().GetGeneration()
@@ -25,13 +25,11 @@ func summarizeStatus(s *scope, succeeded bool) {
 		if issued, expires, ok := tokenTimes(s.secret.Annotations); ok {
 			st.LastTokenRefreshTime, st.TokenExpirationTime = metaTime(issued), metaTime(expires)
 		}
-	}
-	switch {
-	case s.audience != "":
-		st.TokenAudience = s.audience
-	case s.secret != nil && s.secret.Annotations[AudienceAnnotation] != "":
-		// A secret another binding's pass created for this one (shareCredential) says what it was minted for.
-		st.TokenAudience = s.secret.Annotations[AudienceAnnotation]
+		// Whichever pass minted the token (this one, or a sibling's through shareCredential), the secret says what
+		// it was minted for. Secrets written before the annotation existed leave the status as it was.
+		if audience := s.secret.Annotations[AudienceAnnotation]; audience != "" {
+			st.TokenAudience = audience
+		}
 	}
 	ready := metav1.Condition{Type: acrv1beta2.ConditionReady, ObservedGeneration: gen}
 	switch {

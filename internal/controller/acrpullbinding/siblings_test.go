@@ -8,6 +8,7 @@ package acrpullbinding_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -55,26 +56,14 @@ func TestBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
 	deleteAtEnd(t, probe)
 	eventuallyReady(t, probe, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
 
-	var patches atomic.Int64
-	stop := countAccountUpdates(t, ns, "default", &patches)
-	defer stop()
-
-	const n = 20
-	var bindings []*acrv1beta2.AcrPullBinding
-	for i := range n {
+	bindings := arriveTogether(t, ns, reg, 20, func(i int) *acrv1beta2.AcrPullBinding {
 		b := managedIdentityBinding(ns, fmt.Sprintf("together-%02d", i), "default", "repository:alice:pull")
 		b.Spec.ACR.Server = server
 		b.Spec.Auth.ManagedIdentity.ClientID = clientID
-		create(t, b)
-		deleteAtEnd(t, b)
-		bindings = append(bindings, b)
-	}
-	want := []string{"theirs"}
-	for _, b := range bindings {
-		eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
-		want = append(want, "acr-pull-"+b.Name)
-	}
-	g.Expect(pullSecretNames(g, ns, "default")).To(ConsistOf(want))
+		return b
+	}, "theirs")
+	last := getSecret(g, ns, "acr-pull-"+bindings[len(bindings)-1].Name)
+	g.Expect(string(last.Data[corev1.DockerConfigJsonKey])).To(ContainSubstring(server))
 	for _, b := range bindings {
 		got := &acrv1beta2.AcrPullBinding{}
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(b), got)).To(Succeed())
@@ -84,15 +73,38 @@ func TestBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
 		g.Expect(sec.OwnerReferences).To(HaveLen(1))
 		g.Expect(sec.OwnerReferences[0].UID).To(Equal(got.UID))
 	}
-	// A sibling's secret is a working credential: a real client pulls with it from the test's own registry.
+}
+
+// arriveTogether creates n bindings (newBinding(i)) of the account "default" in ns at once and waits until each is
+// Ready and attached next to the account's earlier names. The account is patched at most n/2 times: one patch per
+// pass that minted while others waited (the controller under test runs 4 workers, so 4), plus one for each sibling
+// whose own pass raced a sharing pass to its secret (seen: 4-6 in all for 20 bindings); without sharing, one per
+// binding. A real client pulls from reg with the last binding's secret, which another pass may well have written.
+func arriveTogether(t *testing.T, ns string, reg *registrytest.Registry, n int,
+	newBinding func(i int) *acrv1beta2.AcrPullBinding, earlierNames ...string) []*acrv1beta2.AcrPullBinding {
+	t.Helper()
+	g := NewWithT(t)
+	var patches atomic.Int64
+	stop := countAccountUpdates(t, ns, "default", &patches)
+	defer stop()
+	var bindings []*acrv1beta2.AcrPullBinding
+	for i := range n {
+		b := newBinding(i)
+		create(t, b)
+		deleteAtEnd(t, b)
+		bindings = append(bindings, b)
+	}
+	want := slices.Clone(earlierNames)
+	for _, b := range bindings {
+		eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
+		want = append(want, "acr-pull-"+b.Name)
+	}
+	g.Expect(pullSecretNames(g, ns, "default")).To(ConsistOf(want))
 	last := getSecret(g, ns, "acr-pull-"+bindings[n-1].Name)
-	g.Expect(string(last.Data[corev1.DockerConfigJsonKey])).To(ContainSubstring(server))
-	g.Expect(reg.Pull(ctx, "alice", tag, last.Data[corev1.DockerConfigJsonKey])).To(Succeed())
+	g.Expect(reg.Pull(context.Background(), "alice", tag, last.Data[corev1.DockerConfigJsonKey])).To(Succeed())
 	t.Logf("%d patches of the service account for %d bindings", patches.Load(), n)
-	// One patch per pass that minted while others waited (the controller under test runs 4 workers, so 4), plus
-	// one for each sibling whose own pass raced a sharing pass to its secret (seen here: 4-6 in all); without
-	// sharing, one per binding (20). At most half of that.
 	g.Expect(patches.Load()).To(BeNumerically("<=", n/2), "patches of the service account")
+	return bindings
 }
 
 // A reference and a secret left behind for a binding that no longer exists are removed when the account is next
@@ -257,8 +269,6 @@ func TestBindingBackingOffRecoversWhenASiblingMints(t *testing.T) {
 // Workload identity bindings whose IDs come from the federated account's annotations are attached together too: a
 // sibling's IDs are resolved from the same account the minting pass read.
 func TestFederatedBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
-	g := NewWithT(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 	serviceAccount(t, ns, "default", "")
 	server, reg := registryOfItsOwn(t, "federated")
@@ -268,28 +278,11 @@ func TestFederatedBindingsOfOneAccountAreAttachedTogether(t *testing.T) {
 	cloud.SetFault(azurefake.EntraToken, azurefake.Fault{Latency: 1500 * time.Millisecond})
 	t.Cleanup(cloud.ClearFaults)
 
-	var patches atomic.Int64
-	stop := countAccountUpdates(t, ns, "default", &patches)
-	defer stop()
-	const n = 16
-	var bindings []*acrv1beta2.AcrPullBinding
-	for i := range n {
+	arriveTogether(t, ns, reg, 16, func(i int) *acrv1beta2.AcrPullBinding {
 		b := workloadIdentityBinding(ns, fmt.Sprintf("federated-%02d", i), "federated", "default", "repository:alice:pull")
 		b.Spec.ACR.Server = server
-		create(t, b)
-		deleteAtEnd(t, b)
-		bindings = append(bindings, b)
-	}
-	var want []string
-	for _, b := range bindings {
-		eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
-		want = append(want, "acr-pull-"+b.Name)
-	}
-	g.Expect(pullSecretNames(g, ns, "default")).To(ConsistOf(want))
-	last := getSecret(g, ns, "acr-pull-"+bindings[n-1].Name)
-	g.Expect(reg.Pull(ctx, "alice", tag, last.Data[corev1.DockerConfigJsonKey])).To(Succeed())
-	t.Logf("%d patches of the service account for %d bindings", patches.Load(), n)
-	g.Expect(patches.Load()).To(BeNumerically("<=", n/2), "patches of the service account")
+		return b
+	})
 }
 
 // registryOfItsOwn starts a real registry under a fresh host name holding alice:<tag>. ACR gates are per host, so a

@@ -23,6 +23,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -215,9 +216,15 @@ func (s *Server) identityFor(ctx context.Context, pod *corev1.Pod, clientID, res
 		return podidentity.Match{}, refuse(http.StatusInternalServerError, "listing identities: %v", err)
 	}
 	matches := podidentity.Matches(pod, bindings.Items, identities.Items, s.Config.ForceNamespaced)
-	match, ok := podidentity.Select(matches, clientID, resourceID)
-	if ok {
+	match, err := podidentity.Select(pod, matches, clientID, resourceID)
+	if err == nil {
 		return match, nil
+	}
+	if errors.Is(err, podidentity.ErrAmbiguous) {
+		// The namespaces stay out of the answer: the pod's owner need not learn which other teams exist.
+		s.Log.Info("refused an ambiguous match", "pod", client.ObjectKeyFromObject(pod), "namespaces", bindingNamespaces(matches))
+		return podidentity.Match{}, refuse(http.StatusForbidden, "identities bound in several other namespaces match pod %s/%s (label %s=%q): "+
+			"name one with client_id or msi_res_id, or bind the identity in the pod's namespace", pod.Namespace, pod.Name, aadv1.PodLabel, pod.Labels[aadv1.PodLabel])
 	}
 	herr := refuse(http.StatusNotFound, "no AzureIdentity matches pod %s/%s (label %s=%q, client_id %q, msi_res_id %q)",
 		pod.Namespace, pod.Name, aadv1.PodLabel, pod.Labels[aadv1.PodLabel], clientID, resourceID)
@@ -225,6 +232,16 @@ func (s *Server) identityFor(ctx context.Context, pod *corev1.Pod, clientID, res
 		herr.status, herr.retryAfter = http.StatusServiceUnavailable, 20*time.Second
 	}
 	return podidentity.Match{}, herr
+}
+
+func bindingNamespaces(matches []podidentity.Match) []string {
+	var out []string
+	for _, m := range matches {
+		if !slices.Contains(out, m.Binding.Namespace) {
+			out = append(out, m.Binding.Namespace)
+		}
+	}
+	return out
 }
 
 func (s *Server) excepted(ctx context.Context, pod *corev1.Pod) (bool, error) {

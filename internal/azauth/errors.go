@@ -156,7 +156,7 @@ func classifyEntra(endpoint string, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		out.Detail = "timed out"
 	case out.StatusCode == 0:
-		out.Detail = "no response"
+		out.Detail = noResponse(err)
 	}
 	return out
 }
@@ -183,7 +183,7 @@ func classifyACR(endpoint string, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		out.Detail = "timed out"
 	case out.StatusCode == 0:
-		out.Detail = "no response"
+		out.Detail = noResponse(err)
 	}
 	return out
 }

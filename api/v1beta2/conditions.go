@@ -37,6 +37,9 @@ const (
 	// ReasonInvalidSpec: the spec cannot work and admission could not tell (for example a v1beta1 binding with no
 	// server and no ACR_SERVER default).
 	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonKubernetesAPIError: the apiserver failed a read or write the pass needed before a credential could be
+	// minted or written (not Azure's fault); the pass is retried.
+	ReasonKubernetesAPIError = "KubernetesAPIError"
 )
 
 // ReasonSecretConflict: a secret with the binding's secret name exists and belongs to something else; acrpull does

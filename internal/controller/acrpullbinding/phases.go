@@ -215,7 +215,7 @@ func (r *Reconciler) serviceAccountToken(namespace, name string) func(ctx contex
 func (r *Reconciler) mintFailed(s *scope, err error) ctrl.Result {
 	reason, message := failureOf(err)
 	r.Metrics.MintAttempt(r.api.name(), reason)
-	s.fail(reason, message)
+	s.failBecause(reason, message, err)
 
 	wait := azauth.RetryAfterOf(err)
 	if wait == 0 {

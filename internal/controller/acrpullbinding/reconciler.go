@@ -164,14 +164,16 @@ func (r *Reconciler) ensureFinalizer(ctx context.Context, obj client.Object) err
 
 // patchStatus writes the status the pass arrived at, if it differs from what the binding shows.
 func (r *Reconciler) patchStatus(ctx context.Context, s *scope, reterr error) error {
-	summarizeStatus(s, reterr == nil)
+	summarizeStatus(s, reterr)
 	obj := s.binding.object()
 	if s.status.TokenExpirationTime != nil {
 		r.Metrics.TokenExpiry(r.api.name(), obj.GetNamespace(), obj.GetName(), s.status.TokenExpirationTime.Time)
 	}
-	if eventType, reason, message, ok := readyTransition(s.original.Conditions, s.status.Conditions); ok {
+	eventType, reason, message, transition := readyTransition(s.original.Conditions, s.status.Conditions)
+	if transition {
 		r.Recorder.Eventf(obj, nil, eventType, reason, "Reconcile", "%s", message)
 	}
+	logReadiness(ctrl.LoggerFrom(ctx), s, transition)
 	if equality.Semantic.DeepEqual(s.original, s.status) {
 		return nil
 	}
@@ -224,14 +226,21 @@ func newScope(b binding, now time.Time) *scope {
 	return &scope{binding: b, now: now, original: st, status: cp}
 }
 
-// failure is why a binding is not Ready. Message never contains a token.
+// failure is why a binding is not Ready. Message never contains a token, nor does cause: Azure failures are
+// azauth.Errors, built from status and error codes only, and the rest are the apiserver's.
 type failure struct {
 	reason  string
 	message string
+	// cause is the error behind the failure, for the log; nil when the message says it all.
+	cause error
 }
 
 func (s *scope) fail(reason, message string) {
+	s.failBecause(reason, message, nil)
+}
+
+func (s *scope) failBecause(reason, message string, cause error) {
 	if s.failure == nil {
-		s.failure = &failure{reason: reason, message: message}
+		s.failure = &failure{reason: reason, message: message, cause: cause}
 	}
 }

@@ -6,10 +6,13 @@ SPDX-License-Identifier: MIT
 package acrpullbinding
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -18,7 +21,8 @@ import (
 
 // summarizeStatus derives the status from what the pass observed: the token's times and audience from the secret
 // itself, and the Ready condition from the first failure, else the service account, else success.
-func summarizeStatus(s *scope, succeeded bool) {
+func summarizeStatus(s *scope, passErr error) {
+	succeeded := passErr == nil
 	st := &s.status
 	gen := s.binding.object().GetGeneration()
 	if s.secret != nil {
@@ -35,6 +39,11 @@ func summarizeStatus(s *scope, succeeded bool) {
 	switch {
 	case s.failure != nil:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, s.failure.reason, s.failure.message
+	case passErr != nil && !apierrors.IsConflict(passErr) && (s.targetSA == nil || s.secret == nil):
+		// The pass stopped at the apiserver before it learnt whether the account exists or a credential is written:
+		// that is what to say, not that the account is missing or Azure failed. (A conflict is retried at once.)
+		ready.Status, ready.Reason = metav1.ConditionFalse, acrv1beta2.ReasonKubernetesAPIError
+		ready.Message = "Kubernetes API request failed: " + passErr.Error()
 	case s.targetSA == nil:
 		ready.Status, ready.Reason = metav1.ConditionFalse, acrv1beta2.ReasonServiceAccountNotFound
 		ready.Message = fmt.Sprintf("service account %q not found; the secret is attached when it appears", s.desired.targetServiceAccount)
@@ -71,4 +80,30 @@ func readyTransition(before, after []metav1.Condition) (eventType, reason, messa
 		return corev1.EventTypeNormal, "Recovered", now.Message, true
 	}
 	return "", "", "", false
+}
+
+// logReadiness logs what the Ready condition says, at the level an operator needs: entering a failure (the moment the
+// Warning Event fires) at error level with its cause, each further failed pass at debug level, recovery at info.
+func logReadiness(log logr.Logger, s *scope, transition bool) {
+	ready := meta.FindStatusCondition(s.status.Conditions, acrv1beta2.ConditionReady)
+	if ready == nil {
+		return
+	}
+	switch {
+	case ready.Status == metav1.ConditionTrue && transition:
+		log.Info("Binding recovered", "reason", ready.Reason, "message", ready.Message)
+	case ready.Status == metav1.ConditionFalse:
+		var cause error
+		if s.failure != nil {
+			cause = s.failure.cause
+		}
+		if cause == nil {
+			cause = errors.New(ready.Message)
+		}
+		if transition {
+			log.Error(cause, "Binding is not ready", "reason", ready.Reason, "message", ready.Message)
+		} else {
+			log.V(1).Info("Binding still not ready", "reason", ready.Reason, "error", cause.Error())
+		}
+	}
 }

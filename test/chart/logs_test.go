@@ -1,0 +1,82 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package chart_test
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
+	"github.com/acrpull/acrpull/internal/testenv"
+)
+
+// An operator whose controller sits behind a proxy that refuses connections reads why in the log: the real binary,
+// configured only by its flags and the standard proxy environment, logs the binding's failure at error level with
+// the proxy's address and what it did, not "no response".
+func TestControllerLogsWhyAMintFails(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns, shard := fresh("logs"), fresh("shard")
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	proxy := l.Addr().String()
+	g.Expect(l.Close()).To(Succeed())
+
+	g.Expect(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	g.Expect(env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}})).To(Succeed())
+	g.Expect(env.Client.Create(ctx, &acrv1beta2.AcrPullBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "behind-proxy", Labels: map[string]string{"shard": shard}},
+		Spec: acrv1beta2.AcrPullBindingSpec{
+			ACR:                acrv1beta2.AcrConfiguration{Server: "example.azurecr.io", Scope: "repository:app:pull", Environment: acrv1beta2.AzureEnvironmentPublicCloud},
+			Auth:               acrv1beta2.AuthenticationMethod{ManagedIdentity: &acrv1beta2.ManagedIdentityAuth{ClientID: "11111111-1111-1111-1111-111111111111"}},
+			ServiceAccountName: "app",
+		}})).To(Succeed())
+
+	var logs testenv.Output
+	// Only this test's binding (--label-selector), and no listeners other tests could collide with.
+	cmd := exec.Command(programBinary(t, "acrpull"), "--kubeconfig="+env.KubeconfigPath, "--label-selector=shard="+shard,
+		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")
+	cmd.Env = []string{"HOME=" + t.TempDir(), "HTTPS_PROXY=http://" + proxy, "HTTP_PROXY=http://" + proxy, "NO_PROXY=127.0.0.1,localhost"}
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	g.Expect(cmd.Start()).To(Succeed())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+
+	want := "proxy " + proxy + " refused the connection"
+	g.Eventually(func() string {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, `"level":"error"`) && strings.Contains(line, "Binding is not ready") &&
+				strings.Contains(line, `"name":"behind-proxy"`) && strings.Contains(line, want) {
+				return line
+			}
+		}
+		return ""
+	}).WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).ShouldNot(BeEmpty(), "controller log:\n%s", logs.String())
+
+	b := &acrv1beta2.AcrPullBinding{}
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "behind-proxy"}, b)).To(Succeed())
+	g.Expect(b.Status.Error).To(ContainSubstring(want), "the status says the same")
+}

@@ -30,7 +30,9 @@ var transportFailures = []struct {
 	{regexp.MustCompile(`lookup (` + address + `)(?: on \S+)?: (?:server misbehaving|i/o timeout)`),
 		func(m []string) string { return "DNS lookup of " + m[1] + " failed" }},
 	{regexp.MustCompile(`x509: certificate signed by unknown authority`),
-		func([]string) string { return "TLS: server certificate signed by an unknown authority (check SSL_CERT_FILE)" }},
+		func([]string) string {
+			return "TLS: server certificate signed by an unknown authority (check SSL_CERT_FILE)"
+		}},
 	{regexp.MustCompile(`x509: certificate is valid for [^"]*?, not (` + address + `)`),
 		func(m []string) string { return "TLS: server certificate is not valid for " + m[1] }},
 	{regexp.MustCompile(`x509: certificate has expired or is not yet valid`),

@@ -8,9 +8,9 @@ package azauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"

@@ -8,6 +8,7 @@ package acrpullbinding_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azurefake"
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
+	"github.com/acrpull/acrpull/internal/testenv"
 )
 
 // The seed's workload-identity example: the federated account (serviceAccountRef) differs from the account that
@@ -269,6 +271,10 @@ func TestAzureRefusalsBecomeActionableReasons(t *testing.T) {
 	create(t, wi)
 	eventuallyReady(t, wi, metav1.ConditionFalse, acrv1beta2.ReasonIdentityNotFederated)
 	g.Eventually(func(g Gomega) []string { return warningEvents(g, wi) }).Should(ContainElement(acrv1beta2.ReasonIdentityNotFederated))
+	// The message says exactly which federated credential is missing, as the apiserver and the controller see it.
+	g.Expect(readyCondition(g, wi).Message).To(ContainSubstring(fmt.Sprintf(
+		"identity %s needs a federated identity credential with issuer %q, subject %q and audience %q",
+		pullerClientID, testenv.Issuer, "system:serviceaccount:"+ns+":unfederated", "api://AzureCRTokenExchange")))
 
 	noRole := managedIdentityBinding(ns, "norole", "default", "repository:alice:pull")
 	noRole.Spec.Auth.ManagedIdentity.ClientID = strangerClientID

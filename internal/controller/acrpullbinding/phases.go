@@ -206,6 +206,7 @@ func (r *Reconciler) serviceAccountToken(namespace, name string) func(ctx contex
 		if err := r.Client.SubResource("token").Create(ctx, sa, tr); err != nil {
 			return "", &serviceAccountTokenError{namespace: namespace, name: name, err: err}
 		}
+		r.observeIssuer(tr.Status.Token)
 		return tr.Status.Token, nil
 	}
 }
@@ -214,6 +215,9 @@ func (r *Reconciler) serviceAccountToken(namespace, name string) func(ctx contex
 // with how long the binding has been failing, but never so late that a still-valid token expires unretried.
 func (r *Reconciler) mintFailed(s *scope, err error) ctrl.Result {
 	reason, message := failureOf(err)
+	if reason == string(azauth.IdentityNotFederated) && s.desired.workload != nil {
+		message += "; " + r.federationHint(s)
+	}
 	r.Metrics.MintAttempt(r.api.name(), reason)
 	s.failBecause(reason, message, err)
 

@@ -10,6 +10,7 @@ package acrpullbinding
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -77,6 +78,9 @@ type Reconciler struct {
 	Config    Config
 
 	api apiVersion
+	// issuer is the iss claim of the last service-account token the apiserver issued, for IdentityNotFederated's
+	// message.
+	issuer atomic.Pointer[string]
 	// served carries siblings whose secrets a pass created, to be reconciled (shareCredential).
 	served chan event.GenericEvent
 }

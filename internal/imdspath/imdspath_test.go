@@ -56,7 +56,6 @@ var attackSpellings = []string{
 	`/metadata/instance/compute/../../identity/oauth2/token`,
 	`/metadata/attested/document/../../identity/oauth2/token`,
 	`/host/../metadata/identity/oauth2/token`,
-	`/metadata/instance/%252e%252e/identity/oauth2/token`,
 }
 
 func TestCanonical(t *testing.T) {
@@ -87,6 +86,7 @@ func TestCanonical(t *testing.T) {
 		{"/metadata/\uff0e\uff0e/identity/oauth2/token", ""},
 		{"/metadata/%c0%ae%c0%ae/identity/oauth2/token", ""},
 		{"/metadata/%u002e%u002e/identity/oauth2/token", ""},
+		{"/metadata/instance/%252e%252e/identity/oauth2/token", ""},
 	} {
 		got, err := imdspath.Canonical(tc.raw)
 		if tc.want == "" {
@@ -135,6 +135,43 @@ func TestClassify(t *testing.T) {
 	} {
 		if got := imdspath.Classify(tc.path); got != tc.want {
 			t.Errorf("Classify(%q) = %d, want %d", tc.path, got, tc.want)
+		}
+	}
+}
+
+// The attack spellings through the agent's real handler, in front of a fake IMDS that routes as IIS does and hands
+// its token to whatever reaches the token endpoint: every spelling gets 400 and IMDS sees none of them. (The envtest
+// suite in internal/nmi does the same with a cluster behind the agent.)
+func TestAttackSpellingsNeverReachIMDSThroughTheAgent(t *testing.T) {
+	imds := &recordingIMDS{}
+	server := httptest.NewServer(imds)
+	defer server.Close()
+	handler := agentWithoutCluster(t, server.URL).Handler()
+	for _, raw := range attackSpellings {
+		target := raw + "?api-version=2018-02-01&resource=https://vault.azure.net"
+		// Control: sent straight to the fake IMDS, the spelling routes to its token endpoint.
+		req := &http.Request{Method: http.MethodGet, Header: http.Header{"Metadata": {"true"}},
+			URL: &url.URL{Scheme: "http", Host: server.Listener.Addr().String(), Opaque: "//" + server.Listener.Addr().String() + raw, RawQuery: "api-version=2018-02-01"}}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := imds.since(imds.count() - 1)[0].routed; !strings.EqualFold(got, "/metadata/identity/oauth2/token") {
+			t.Fatalf("control: %q straight to IMDS routes to %q, not its token endpoint", raw, got)
+		}
+
+		before := imds.count()
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		r.RemoteAddr = "10.0.0.1:40000"
+		r.Header.Set("Metadata", "true")
+		handler.ServeHTTP(rec, r)
+		if received := imds.since(before); len(received) > 0 {
+			t.Errorf("%q through the agent reached IMDS as %v", raw, received)
+		}
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"error":"invalid_request"`) {
+			t.Errorf("%q through the agent: %d %s, want 400 with an IMDS-style error", raw, rec.Code, rec.Body)
 		}
 	}
 }

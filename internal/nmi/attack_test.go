@@ -311,7 +311,7 @@ func TestOnePodsFloodDoesNotStarveAnother(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 	var flood, throttled atomic.Int64
-	for range 32 {
+	for range 48 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -81,6 +81,8 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	fs.StringVar(&cloudName, "cloud", "PublicCloud", "Azure cloud: PublicCloud, USGovernmentCloud or ChinaCloud.")
 	fs.StringVar(&authorityHost, "authority-host", getenv("AZURE_AUTHORITY_HOST"), "Entra ID authority host, overriding --cloud's (env AZURE_AUTHORITY_HOST).")
 	fs.StringVar(&hostTokenAudiences, "host-token-audiences", "", "Comma-separated audiences accepted on /host/token callers' service-account tokens; empty accepts the apiserver's.")
+	fs.IntVar(&s.agent.Config.MaxConcurrentRequestsPerPod, "max-concurrent-requests-per-pod", nmi.DefaultMaxConcurrentRequestsPerPod,
+		"Requests one source address (a pod; node-local callers share 127.0.0.1) may have in flight; more are answered 429 with Retry-After. 0: no bound.")
 	fs.IntVar(&probePort, "http-probe-port", 8085, "Port of /healthz and /readyz (0 disables).")
 	fs.IntVar(&prometheusPort, "prometheus-port", 9090, "Port of /metrics (0 disables).")
 	fs.IntVar(&retryAttemptsCreated, "retry-attempts-for-created", 16, "Standard mode: intervals to wait for the assignment controller to record a pod's identity.")

@@ -43,6 +43,9 @@ func TestUpstreamArgumentsAreAccepted(t *testing.T) {
 	if !s.agent.Config.MetadataHeaderRequired || !s.agent.Config.BlockInstanceMetadata || !s.agent.Config.RetryAfterOnNoIdentity {
 		t.Errorf("config %+v", s.agent.Config)
 	}
+	if s.agent.Config.MaxConcurrentRequestsPerPod != nmi.DefaultMaxConcurrentRequestsPerPod {
+		t.Errorf("per-pod request bound %d, want the default %d", s.agent.Config.MaxConcurrentRequestsPerPod, nmi.DefaultMaxConcurrentRequestsPerPod)
+	}
 	if s.agent.ProbeAddr != ":8085" || s.agent.MetricsAddr != ":9090" {
 		t.Errorf("probe %q metrics %q", s.agent.ProbeAddr, s.agent.MetricsAddr)
 	}
@@ -66,6 +69,19 @@ func TestManagedModeIsNamespacedAndUsesIMDS(t *testing.T) {
 	}
 	if s, _ := parse(t, map[string]string{"FORCENAMESPACED": "true"}, "--node=n"); !s.agent.Config.ForceNamespaced {
 		t.Error("FORCENAMESPACED=true is upstream's environment switch")
+	}
+}
+
+// The bound on a pod's requests in flight is the chart's value; 0 lifts it, as upstream had none.
+func TestMaxConcurrentRequestsPerPod(t *testing.T) {
+	for _, tc := range []struct {
+		arg  string
+		want int
+	}{{"--max-concurrent-requests-per-pod=4", 4}, {"--max-concurrent-requests-per-pod=0", 0}} {
+		s, err := parse(t, nil, "--node=n", tc.arg)
+		if err != nil || s.agent.Config.MaxConcurrentRequestsPerPod != tc.want {
+			t.Errorf("%s: %d %v, want %d", tc.arg, s.agent.Config.MaxConcurrentRequestsPerPod, err, tc.want)
+		}
 	}
 }
 

@@ -7,6 +7,8 @@ package azurefake
 
 import (
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -34,13 +36,30 @@ func serveInstance(w http.ResponseWriter, r *http.Request) {
 	}})
 }
 
+// IISPath is the path the real IMDS routes a request by. It runs on IIS, which decodes percent-encoding (%2f and %5c
+// included), takes \ for /, removes dot segments and empty segments, and compares paths ignoring case. So the fake
+// routes the same way: whatever spelling of its token path a node agent lets through gets a token, as it would from
+// the real one.
+func IISPath(u *url.URL) string {
+	raw := u.RawPath
+	if raw == "" {
+		raw = u.EscapedPath()
+	}
+	decoded, err := url.PathUnescape(raw)
+	if err != nil {
+		decoded = raw
+	}
+	return path.Clean("/" + strings.ReplaceAll(decoded, `\`, "/"))
+}
+
 // serveIMDS answers the instance metadata service's managed identity endpoint for identities assigned to "this VM".
 func (c *Cloud) serveIMDS(w http.ResponseWriter, r *http.Request) {
-	if strings.EqualFold(r.URL.Path, imdsInstancePath) && r.Method == http.MethodGet {
+	routed := IISPath(r.URL)
+	if strings.EqualFold(routed, imdsInstancePath) && r.Method == http.MethodGet {
 		serveInstance(w, r)
 		return
 	}
-	if !strings.EqualFold(r.URL.Path, imdsTokenPath) || r.Method != http.MethodGet {
+	if !strings.EqualFold(routed, imdsTokenPath) || r.Method != http.MethodGet {
 		http.NotFound(w, r)
 		return
 	}

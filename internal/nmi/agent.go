@@ -101,6 +101,10 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 	if opts.Type0Source != SourceAuto && opts.Type0Source != SourceFederation && opts.Type0Source != SourceIMDS {
 		return nil, fmt.Errorf("unknown token source %q: use %s, %s or %s", opts.Type0Source, SourceAuto, SourceFederation, SourceIMDS)
 	}
+	if opts.Config.MaxConcurrentRequestsPerPod < 0 {
+		return nil, fmt.Errorf("the bound on a pod's requests in flight (--max-concurrent-requests-per-pod) is %d: use 0 for none, or more",
+			opts.Config.MaxConcurrentRequestsPerPod)
+	}
 	if opts.AssignmentCreatedWait == 0 {
 		opts.AssignmentCreatedWait = 80 * time.Second
 	}
@@ -187,7 +191,10 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 		}
 	}
 	handler := srv.Handler()
-	server := &httpRunnable{handler: handler, log: srv.Log, listener: opts.Listener, addr: opts.ListenAddr, cache: mgr.GetCache()}
+	server := &httpRunnable{handler: handler, log: srv.Log, listener: opts.Listener, addr: opts.ListenAddr, cache: mgr.GetCache(),
+		// A token request may wait for the assignment controller for up to AssignmentTotalWait (100 s), after the
+		// pod lookup and before the Azure call: the response must still be written after that.
+		writeTimeout: opts.AssignmentTotalWait + time.Minute}
 	if err := mgr.Add(server); err != nil {
 		return nil, err
 	}
@@ -229,6 +236,8 @@ type httpRunnable struct {
 	addr     string
 	cache    cache.Cache
 	serving  atomic.Bool
+	// writeTimeout bounds a request from the end of its headers to the end of its response.
+	writeTimeout time.Duration
 }
 
 func (h *httpRunnable) NeedLeaderElection() bool { return false }
@@ -244,7 +253,16 @@ func (h *httpRunnable) Start(ctx context.Context) error {
 			return fmt.Errorf("listening on %s: %w", h.addr, err)
 		}
 	}
-	server := &http.Server{Handler: h.handler, ReadHeaderTimeout: 10 * time.Second}
+	// Every pod on the node can open connections here: none may hold one, or the agent's memory, without bound. The
+	// request body is bounded by the handler.
+	server := &http.Server{
+		Handler:           h.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      h.writeTimeout,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- server.Serve(l) }()
 	h.serving.Store(true)

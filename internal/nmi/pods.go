@@ -45,7 +45,7 @@ var errNoPod = errors.New("no pod")
 //
 // The informer's view is only a hint. Upstream trusted it, so a pod that got an address a deleted pod still held in
 // a stale cache received that pod's identity. Here the candidate is read again from the apiserver and must still be
-// the same pod (UID), on this node, holding the address, and not finished.
+// the same pod (UID), on this node, holding the address, not finished and not being deleted.
 type PodLocator struct {
 	// Cache is indexed by PodIPIndex and holds this node's pods.
 	Cache client.Reader
@@ -113,8 +113,16 @@ func (l *PodLocator) byIPOnce(ctx context.Context, ip string) (*corev1.Pod, erro
 	return live, nil
 }
 
+// acceptable says whether pod may be the caller at ip: on this node, off the host network, not finished, not being
+// deleted, and holding ip in its status.
 func (l *PodLocator) acceptable(pod *corev1.Pod, ip string) bool {
 	if pod.Spec.NodeName != l.Node || pod.Spec.HostNetwork {
+		return false
+	}
+	// A deleted pod may stay Running, with its address, for its grace period or while finalizers hold it; the
+	// network may meanwhile give the address to a new pod whose status does not show it yet. Its requests would get
+	// the leaving pod's tokens.
+	if pod.DeletionTimestamp != nil {
 		return false
 	}
 	if pod.Status.Phase != corev1.PodRunning && pod.Status.Phase != corev1.PodPending {

@@ -9,8 +9,11 @@ SPDX-License-Identifier: MIT
 //
 // It answers as upstream's NMI does (paths, parameters, JSON fields, status codes), so Azure SDKs and existing
 // tooling work unchanged, and closes upstream's holes: the calling pod is confirmed against the apiserver, not a
-// possibly stale cache; /host/token requires a service-account token of the pod it asks for; hostNetwork pods are
-// never identified by address; Secrets are read one by one, never listed; and tokens are cached and shared.
+// possibly stale cache, and a pod being deleted gets nothing; /host/token requires a service-account token of the pod
+// it asks for; hostNetwork pods are never identified by address; paths are decided on in the one spelling IMDS would
+// route the same way (internal/imdspath), and only documented IMDS endpoints are passed on, never its identity
+// endpoints; each pod's requests in flight are bounded; Secrets are read one by one, never listed; and tokens are
+// cached and shared.
 package nmi
 
 import (
@@ -22,10 +25,10 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -36,6 +39,7 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/imdspath"
 	"github.com/acrpull/acrpull/internal/podidentity"
 )
 
@@ -44,12 +48,16 @@ type Config struct {
 	// MetadataHeaderRequired refuses token requests without "Metadata: true" (upstream's default since 1.8.4): a
 	// server-side request forgery cannot set it.
 	MetadataHeaderRequired bool
-	// BlockInstanceMetadata answers /metadata/instance with 403 instead of passing it to the node's IMDS.
+	// BlockInstanceMetadata answers /metadata/instance (and /metadata/attested/document, the same data signed) with
+	// 403 instead of passing it to the node's IMDS.
 	BlockInstanceMetadata bool
 	// RetryAfterOnNoIdentity answers 503 with Retry-After instead of 404 when the pod has no identity yet.
 	RetryAfterOnNoIdentity bool
 	// ForceNamespaced makes every identity namespaced.
 	ForceNamespaced bool
+	// MaxConcurrentRequestsPerPod bounds the requests one source address (a pod; node-local callers share the
+	// loopback address) may have in flight; more are answered 429 with Retry-After. 0 sets no bound.
+	MaxConcurrentRequestsPerPod int
 	// HostTokenAudiences are the audiences a /host/token caller's service-account token may carry; empty accepts
 	// the apiserver's own audiences.
 	HostTokenAudiences []string
@@ -74,36 +82,143 @@ type Server struct {
 	IMDSTransport http.RoundTripper
 }
 
-var malformedTokenPath = regexp.MustCompile(`(?i)/metadata/identity(.*?)oauth2(.*?)token`)
+// Limits of a request. Token requests are GETs without a body; only requests passed to IMDS (scheduled events'
+// acknowledgements) carry one, and a small one.
+const (
+	maxRequestBody = 16 << 10
+	// DefaultMaxConcurrentRequestsPerPod bounds the requests one source address has in flight: a pod waiting on its
+	// identity may hold a request for up to the assignment wait (100 s), and SDKs ask a few at a time.
+	DefaultMaxConcurrentRequestsPerPod = 16
+)
 
-// Handler routes requests in upstream's order.
+// Handler routes requests by their canonical path (internal/imdspath): the agent answers the token endpoint and
+// /host/token, passes a short list of documented endpoints to the node's IMDS, and refuses everything else. Every
+// request first takes one of its source address's places (Config.MaxConcurrentRequestsPerPod).
 func (s *Server) Handler() http.Handler {
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(s.IMDS)
+			// The path IMDS receives is the one the decision was made on: it was canonical, so r.In's path is it,
+			// spelt the same; the query passes as sent (it cannot change where IIS routes the path).
+			r.Out.URL = &url.URL{Scheme: s.IMDS.Scheme, Host: s.IMDS.Host, Path: r.In.URL.Path, RawQuery: r.In.URL.RawQuery}
 			r.Out.Host = s.IMDS.Host
 		},
 		Transport: s.IMDSTransport,
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		path := strings.ToLower(r.URL.Path)
-		switch {
-		case strings.HasPrefix(path, "/metadata/identity/oauth2/token"):
+	route := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw := imdspath.RequestPath(r.URL)
+		canonical, err := imdspath.Canonical(raw)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request", "Invalid request path: "+strings.TrimPrefix(err.Error(), imdspath.ErrNotCanonical.Error()+": "))
+			s.Log.Info("refused", "op", "path", "status", http.StatusBadRequest, "remote", r.RemoteAddr, "path", truncate(raw, 256), "reason", err.Error())
+			return
+		}
+		// Downstream handlers read r.URL.Path: make it the canonical path, which is also what IMDS would see.
+		r.URL.Path, r.URL.RawPath = canonical, ""
+		switch endpoint := imdspath.Classify(canonical); endpoint {
+		case imdspath.Token:
 			s.instrument("token", w, r, s.serveToken)
-		case malformedTokenPath.MatchString(r.URL.Path):
+		case imdspath.MalformedToken:
 			writeError(w, http.StatusBadRequest, "invalid_request", "Invalid request")
-		case path == "/host/token" || path == "/host/token/":
+		case imdspath.HostToken:
 			s.instrument("host_token", w, r, s.serveHostToken)
-		case strings.HasPrefix(path, "/metadata/instance") && s.Config.BlockInstanceMetadata:
-			http.Error(w, "Request blocked by AAD Pod Identity NMI", http.StatusForbidden)
-		default:
-			if s.Config.MetadataHeaderRequired && !hasMetadataHeader(r) {
+		case imdspath.Instance, imdspath.Attested, imdspath.Forwarded:
+			if endpoint != imdspath.Forwarded && s.Config.BlockInstanceMetadata {
+				http.Error(w, "Request blocked by AAD Pod Identity NMI", http.StatusForbidden)
+				return
+			}
+			// IMDS itself requires the header, so requiring it here costs no client anything, whatever
+			// MetadataHeaderRequired says about the token endpoint.
+			if !hasMetadataHeader(r) {
 				writeError(w, http.StatusBadRequest, "invalid_request", "Required metadata header not specified")
 				return
 			}
+			if !forwardableMethod(canonical, r.Method) {
+				w.Header().Set("Allow", "GET, HEAD")
+				writeError(w, http.StatusMethodNotAllowed, "invalid_request", "Method not allowed")
+				return
+			}
 			proxy.ServeHTTP(w, r)
+		default:
+			writeError(w, http.StatusNotFound, "not_found", "The node agent neither serves nor forwards this path")
 		}
 	})
+	return s.limited(route)
+}
+
+// forwardableMethod: IMDS is read with GET; the one write it takes is a POST acknowledging scheduled events.
+func forwardableMethod(canonical, method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		return true
+	case http.MethodPost:
+		return strings.EqualFold(strings.TrimSuffix(canonical, "/"), "/metadata/scheduledevents")
+	}
+	return false
+}
+
+// limited bounds the body of every request and the requests each source address has in flight. A request over the
+// bound is answered 429 at once, never queued: one pod asking much (or waiting long) cannot take the agent from the
+// others.
+func (s *Server) limited(next http.Handler) http.Handler {
+	perSource := &sourceLimiter{max: s.Config.MaxConcurrentRequestsPerPod, inFlight: map[string]int{}}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxRequestBody {
+			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request", "Request body too large")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+		source, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			source = r.RemoteAddr
+		}
+		if !perSource.acquire(source) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "too_many_requests",
+				fmt.Sprintf("Too many requests in flight from %s (at most %d)", source, perSource.max))
+			return
+		}
+		defer perSource.release(source)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sourceLimiter counts the requests in flight per source address; addresses with none are forgotten, so it holds
+// no more entries than there are requests in flight.
+type sourceLimiter struct {
+	max      int
+	mu       sync.Mutex
+	inFlight map[string]int
+}
+
+func (l *sourceLimiter) acquire(source string) bool {
+	if l.max <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inFlight[source] >= l.max {
+		return false
+	}
+	l.inFlight[source]++
+	return true
+}
+
+func (l *sourceLimiter) release(source string) {
+	if l.max <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inFlight[source]--; l.inFlight[source] <= 0 {
+		delete(l.inFlight, source)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // httpError is a refusal with the status upstream sends for it.

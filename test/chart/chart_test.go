@@ -407,6 +407,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"unknown operation mode", "podIdentity: {operationMode: Managed}", []string{"/podIdentity/operationMode", "value must be one of 'standard', 'managed'"}},
 		{"unknown cloud", "podIdentity: {cloud: AzurePublicCloud}", []string{"/podIdentity/cloud", "value must be one of"}},
 		{"port out of range", "podIdentity: {probePort: 70000}", []string{"/podIdentity/probePort", "maximum"}},
+		{"negative per-pod request bound", "podIdentity: {maxConcurrentRequestsPerPod: -1}", []string{"/podIdentity/maxConcurrentRequestsPerPod", "minimum"}},
 		{"tenant not a GUID", "podIdentity: {tenantID: contoso}", []string{"/podIdentity/tenantID", "does not match pattern"}},
 		{"authority host without https", "podIdentity: {authorityHost: 'login.microsoftonline.us'}", []string{"/podIdentity/authorityHost", "does not match pattern"}},
 		{"two audiences in one", "podIdentity: {hostTokenAudiences: ['a,b']}", []string{"/podIdentity/hostTokenAudiences/0", "does not match pattern"}},

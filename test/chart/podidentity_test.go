@@ -53,6 +53,7 @@ podIdentity:
   metricsPort: 9091
   metadataHeaderRequired: false
   blockInstanceMetadata: true
+  maxConcurrentRequestsPerPod: 4
   setRetryAfterHeader: true
   forceNamespaced: true
   operationMode: managed
@@ -160,7 +161,7 @@ func TestPodIdentityRendersTheNodeAgent(t *testing.T) {
 	g.Expect(c.Command).To(Equal([]string{"/acrpull-nmi"}))
 	g.Expect(c.Args).To(ConsistOf(
 		"--nmi-port=2600", "--http-probe-port=8086", "--prometheus-port=9091",
-		"--metadata-header-required=false", "--block-instance-metadata=true", "--set-retry-after-header=true",
+		"--metadata-header-required=false", "--block-instance-metadata=true", "--max-concurrent-requests-per-pod=4", "--set-retry-after-header=true",
 		"--forceNamespaced=true", "--operation-mode=managed", "--token-source=federation",
 		"--service-account-token-audience=api://CustomExchange", "--tenant-id="+tenantID, "--cloud=USGovernmentCloud",
 		"--authority-host=https://login.microsoftonline.us/", "--enable-conntrack-deletion=true",

@@ -5,6 +5,9 @@ releases (in separate namespaces) do not collide.
 */}}
 {{- define "acrpull.name" -}}acrpull{{- end }}
 
+{{/* The namespace of every namespaced object: the release's (helm -n), unless the value `namespace` overrides it. */}}
+{{- define "acrpull.namespace" -}}{{ .Values.namespace | default .Release.Namespace }}{{- end }}
+
 {{- define "acrpull.serviceAccountName" -}}acrpull{{- end }}
 
 {{- define "acrpull.clusterRoleName" -}}{{ .Release.Name }}-controller{{- end }}
@@ -13,7 +16,7 @@ releases (in separate namespaces) do not collide.
 
 {{/* The user the apiserver sees when the controller calls it; every admission policy matches only this user. */}}
 {{- define "acrpull.controllerUsername" -}}
-system:serviceaccount:{{ .Values.namespace }}:{{ include "acrpull.serviceAccountName" . }}
+system:serviceaccount:{{ include "acrpull.namespace" $ }}:{{ include "acrpull.serviceAccountName" . }}
 {{- end }}
 
 {{- define "acrpull.image" -}}

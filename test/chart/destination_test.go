@@ -112,7 +112,7 @@ func TestCredentialDestinationPoliciesRefuseTenants(t *testing.T) {
 		"secret in another namespace":       {identity(withSecret("victims")), msgCrossNamespace},
 		"secret in its own namespace":       {obj: identity(withSecret(apps))},
 		"secret without a namespace":        {obj: identity(withSecret(""))},
-		"attacker's adEndpoint":             {identity(atAuthority("https://login.attacker.example/")), msgADEndpoint + ", login.airgap.example, login.ported.example:8443; not login.attacker.example"},
+		"attacker's adEndpoint":             {identity(atAuthority("https://login.attacker.example/")), msgADEndpoint + " (--allowed-authority-hosts): login.microsoftonline.com, login.microsoftonline.us, login.chinacloudapi.cn, login.airgap.example, login.ported.example:8443; not login.attacker.example"},
 		"attacker behind user information":  {identity(atAuthority("https://login.microsoftonline.com@login.attacker.example/")), msgADEndpoint},
 		"known host as a subdomain":         {identity(atAuthority("https://login.microsoftonline.com.attacker.example/")), msgADEndpoint},
 		"plain http known host":             {identity(atAuthority("http://login.microsoftonline.com/")), msgADEndpoint},

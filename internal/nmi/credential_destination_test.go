@@ -167,13 +167,17 @@ func TestIdentityAuthorityHostMustBeAllowed(t *testing.T) {
 			addr := fmt.Sprintf("10.250.41.%d", 10*i+j+1)
 			runningPod(t, ns, name, "federated", name, nodeName, addr)
 			r := get(t, addr+":1", tokenPath(vault), nil)
-			if r.status != http.StatusForbidden || !strings.Contains(string(r.body), "--allowed-authority-hosts") {
-				t.Errorf("%s (adEndpoint %s): %d %s; want 403 naming --allowed-authority-hosts", name, authority, r.status, r.body)
+			if r.status != http.StatusForbidden || !strings.Contains(string(r.body), "authority host not allowed") {
+				t.Errorf("%s (adEndpoint %s): %d %s; want 403, authority host not allowed", name, authority, r.status, r.body)
 			}
 		}
 	}
 	if n := cloud.HostRequests(attacker); n != 0 {
 		t.Errorf("%d requests reached the attacker's authority", n)
+	}
+	// The refusal of a well-formed host says how to allow it.
+	if r := get(t, "10.250.41.1:1", tokenPath(vault), nil); !strings.Contains(string(r.body), "--allowed-authority-hosts") {
+		t.Errorf("refusal without the flag's name: %s", r.body)
 	}
 	eventually(t, "a TokenFailed Event naming the refused authority", func() bool {
 		for _, note := range tokenFailedEvents(t, ns, "evil-0-0") {

@@ -17,12 +17,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
+	"github.com/acrpull/acrpull/internal/azurefake"
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
 )
 
 // attackerAuthority is a host a binding's author controls. The fake cloud serves it like an authority, so a token
 // sent there would be accepted and the binding would become Ready: only the allow-list stands in the way.
 const attackerAuthority = "login.attacker.example"
+
+// authorityTestClientID is an identity of this test's own, so no token cached for another test's binding at the
+// air-gapped authority stands in for a request (and none of this test's for theirs).
+const authorityTestClientID = "44444444-4444-4444-4444-444444444444"
 
 func airgapped(b *acrv1beta2.AcrPullBinding, authority string) *acrv1beta2.AcrPullBinding {
 	b.Spec.ACR.Environment = acrv1beta2.AzureEnvironmentAirgappedCloud
@@ -40,20 +45,22 @@ func TestAuthorityHostNotAllowedSendsNothing(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
-	serviceAccount(t, ns, "puller", pullerClientID)
-	cloud.AddAuthorityHost(allowedAuthority)
+	cloud.AddIdentity(azurefake.Identity{ClientID: authorityTestClientID, PrincipalID: "p-authority-test", TenantID: tenantID})
+	cloud.AddRoleAssignment(authorityTestClientID, registryHost, []string{"alice"}, []string{"pull"})
+	serviceAccount(t, ns, "puller", authorityTestClientID)
+	cloud.AddAuthorityHost(sovereignAuthority)
 	cloud.AddAuthorityHost(attackerAuthority)
 	cloud.AddARMAudience("https://management.airgap.example/")
 
 	// A binding at the allowed air-gapped authority works, and has a secret.
-	b := airgapped(workloadIdentityBinding(ns, "redirected", "puller", "puller", "repository:alice:pull"), "https://"+allowedAuthority+"/")
+	b := airgapped(workloadIdentityBinding(ns, "redirected", "puller", "puller", "repository:alice:pull"), "https://"+sovereignAuthority+"/")
 	create(t, b)
 	deleteAtEnd(t, b)
 	eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
 	before := getSecret(g, ns, "acr-pull-redirected")
 
 	// Its author points it at their own server, in a few spellings; then a new binding starts there.
-	for _, authority := range []string{"https://" + attackerAuthority + "/", "https://LOGIN.Attacker.example:443", "https://" + allowedAuthority + "@" + attackerAuthority + "/"} {
+	for _, authority := range []string{"https://" + attackerAuthority + "/", "https://LOGIN.Attacker.example:443", "https://" + sovereignAuthority + "@" + attackerAuthority + "/"} {
 		edit(t, b, func() { b.Spec.ACR.CloudConfig.EntraAuthorityHost = authority })
 		// Each pass is seen through: the condition is about this generation.
 		g.Eventually(func(g Gomega) {

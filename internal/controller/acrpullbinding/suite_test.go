@@ -55,6 +55,9 @@ const (
 	allowedSuffix = "azurecr.io"
 	// allowedAuthority is the air-gapped cloud's authority the controller is started with (--allowed-authority-hosts).
 	allowedAuthority = "login.airgap.example"
+	// sovereignAuthority is another allowed one, for tests that must not share connections with allowedAuthority's
+	// (the fake counts requests per host as tunnels are opened, and the controller keeps them open).
+	sovereignAuthority = "login.sovereign.example"
 )
 
 var (
@@ -126,7 +129,7 @@ func run(m *testing.M) int {
 			ACRAudience:                 "https://containerregistry.azure.net",
 			TTLRotationFraction:         0.5,
 			AllowedServerSuffixes:       []string{allowedSuffix, "airgap.example"},
-			AuthorityHosts:              mustAuthorityHosts(allowedAuthority),
+			AuthorityHosts:              mustAuthorityHosts(allowedAuthority, sovereignAuthority),
 			// Tests stage "left behind by msi-acrpull" state on paused bindings, then hand them over.
 			LabelSelector: labels.SelectorFromSet(nil).Add(*mustRequirement(pausedLabel, selection.NotEquals, "true")),
 			V1beta1:       acrpullbinding.V1beta1Defaults{ACRServer: registryHost, ClientID: pullerClientID},

@@ -26,6 +26,9 @@ const (
 	ReasonRegistryDenied = "RegistryDenied"
 	// ReasonServerNotAllowed: the server is outside --allowed-acr-server-suffixes; no token was sent anywhere.
 	ReasonServerNotAllowed = "ServerNotAllowed"
+	// ReasonAuthorityHostNotAllowed: spec.acr.cloudConfig.entraAuthorityHost is neither a known Azure cloud's Entra ID
+	// authority nor in --allowed-authority-hosts; no service-account token was requested or sent anywhere.
+	ReasonAuthorityHostNotAllowed = "AuthorityHostNotAllowed"
 	// ReasonAzureThrottled: an Azure endpoint answered 429; the controller waits as told by Retry-After.
 	ReasonAzureThrottled = "AzureThrottled"
 	// ReasonAzureUnavailable: an Azure endpoint failed or could not be reached; retried with backoff.

@@ -59,6 +59,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 		findInterval                        int
 		ignoredString                       string
 		ignoredBool                         bool
+		allowedAuthorityHosts               string
 	)
 	fs.StringVar(&s.agent.NodeName, "node", getenv("NODE_NAME"), "Name of this node (env NODE_NAME).")
 	fs.StringVar(&listenIP, "nmi-listen-address", "127.0.0.1", "Address the token endpoint listens on.")
@@ -91,6 +92,9 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	fs.BoolVar(&s.allowKubenet, "allow-network-plugin-kubenet", false, "Run on nodes whose pods share a bridge (kubenet), where a pod with NET_RAW can take another pod's address and tokens. Set it only where pods are denied NET_RAW.")
 	fs.StringVar(&s.kubeletConfig, "kubelet-config", "/etc/default/kubelet", "The kubelet's flags file, read for --network-plugin=kubenet (empty: not read).")
 	fs.StringVar(&s.cniConfigDir, "cni-config-dir", "/etc/cni/net.d", "The node's CNI configuration directory, read for the bridge plugin (kubenet; empty: not read).")
+	// Credential destinations a tenant's AzureIdentity may not choose by itself.
+	fs.StringVar(&allowedAuthorityHosts, "allowed-authority-hosts", "", "Comma-separated Entra ID authorities identities' spec.adEndpoint may name besides the Azure clouds' and --authority-host: https URLs (a path, e.g. /adfs/, must then match exactly) or host[:port] names, meaning https://host[:port]/.")
+	fs.BoolVar(&s.agent.AllowCrossNamespaceSecrets, "allow-cross-namespace-secrets", false, "Let identities' spec.clientPassword name Secrets in other namespaces, as upstream did; by default only the identity's own namespace is read.")
 	// Upstream flags with no meaning here.
 	for _, name := range []string{"host-ip", "MICNamespace", "log-format", "prometheus-address"} {
 		fs.StringVar(&ignoredString, name, "", "Accepted for compatibility; ignored.")
@@ -129,6 +133,10 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 		cloud.AuthorityHost = authorityHost
 	}
 	s.agent.Cloud = cloud
+	s.agent.AllowedAuthorityHosts = azauth.SplitAuthorityHostList(allowedAuthorityHosts)
+	if _, err := azauth.NewAuthorityHosts(append(s.agent.AllowedAuthorityHosts, cloud.AuthorityHost)...); err != nil {
+		return s, fmt.Errorf("--allowed-authority-hosts or --authority-host: %w", err)
+	}
 	for _, a := range strings.Split(hostTokenAudiences, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			s.agent.Config.HostTokenAudiences = append(s.agent.Config.HostTokenAudiences, a)

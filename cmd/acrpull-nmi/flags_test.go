@@ -95,9 +95,30 @@ func TestBadArgumentsAreClearErrors(t *testing.T) {
 		{[]string{"--node=n", "--cloud=Moon"}, "--cloud"},
 		{[]string{"--node=n", "--metadata-ip=imds.local"}, "must be IP addresses"},
 		{[]string{"--node=n", "--iptables-mode=xtables"}, "--iptables-mode"},
+		{[]string{"--node=n", "--allowed-authority-hosts=http://login.example/"}, "https URL"},
+		{[]string{"--node=n", "--authority-host=https://user@login.example/"}, "user information"},
 	} {
 		if _, err := parse(t, nil, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want one mentioning %s", tc.args, err, tc.want)
 		}
+	}
+}
+
+// Tenants' identities may name only the known clouds' authorities, --authority-host's and
+// --allowed-authority-hosts', and only Secrets of their own namespace, unless told otherwise.
+func TestCredentialDestinationsAreClosedByDefault(t *testing.T) {
+	s, err := parse(t, nil, "--node=n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.agent.AllowCrossNamespaceSecrets || len(s.agent.AllowedAuthorityHosts) != 0 {
+		t.Errorf("defaults: cross-namespace %v, authorities %q", s.agent.AllowCrossNamespaceSecrets, s.agent.AllowedAuthorityHosts)
+	}
+	s, err = parse(t, nil, "--node=n", "--allow-cross-namespace-secrets", "--allowed-authority-hosts= login.airgap.example, https://adfs.example/adfs/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.agent.AllowCrossNamespaceSecrets || strings.Join(s.agent.AllowedAuthorityHosts, ",") != "login.airgap.example,https://adfs.example/adfs/" {
+		t.Errorf("set: cross-namespace %v, authorities %q", s.agent.AllowCrossNamespaceSecrets, s.agent.AllowedAuthorityHosts)
 	}
 }

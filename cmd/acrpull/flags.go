@@ -58,6 +58,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 		qps           float64
 		legacyMetrics string
 		legacyLeader  bool
+		authorities   string
 	)
 	c := &opts.Controller
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
@@ -78,6 +79,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 	fs.Float64Var(&c.TTLRotationFraction, "ttl-rotation-fraction", 0.5, "Share of a v1beta2 token's lifetime after which it is replaced (0 < f < 1).")
 	fs.StringVar(&selector, "label-selector", "", "Serve only bindings matching this label selector (sharding).")
 	fs.Var(&suffixes, "allowed-acr-server-suffixes", "Registry host suffixes tokens may be sent to (comma-separated, repeatable); empty allows all.")
+	fs.StringVar(&authorities, "allowed-authority-hosts", "", "Comma-separated Entra ID authorities AirgappedCloud bindings may name besides the Azure clouds': https URLs (a path, e.g. /adfs/, must then match exactly) or host[:port] names, meaning https://host[:port]/.")
 	fs.StringVar(&c.V1beta1.ACRServer, "default-acr-server", getenv("ACR_SERVER"), "v1beta1 default registry (env ACR_SERVER).")
 	fs.StringVar(&c.V1beta1.ClientID, "default-managed-identity-client-id", getenv("MANAGED_IDENTITY_CLIENT_ID"),
 		"v1beta1 default identity client ID (env MANAGED_IDENTITY_CLIENT_ID).")
@@ -106,6 +108,11 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 		c.LabelSelector = sel
 	}
 	c.AllowedServerSuffixes = suffixes
+	hosts, err := azauth.NewAuthorityHosts(azauth.SplitAuthorityHostList(authorities)...)
+	if err != nil {
+		return opts, kube, fmt.Errorf("--allowed-authority-hosts: %w", err)
+	}
+	c.AuthorityHosts = hosts
 	kube.qps = float32(qps)
 	return opts, kube, nil
 }

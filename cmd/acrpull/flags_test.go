@@ -53,9 +53,36 @@ func TestFlagsRejectNonsense(t *testing.T) {
 		{"--ttl-rotation-fraction=0"},
 		{"--label-selector=a in (b"},
 		{"--service-account-token-audience="},
+		{"--allowed-authority-hosts=http://login.example/"},
+		{"--allowed-authority-hosts=login.example/?tenant=x"},
 	} {
 		if err := parseErr(args...); err == nil {
 			t.Errorf("%v accepted", args)
+		}
+	}
+}
+
+// AirgappedCloud bindings may name the known clouds' authorities and --allowed-authority-hosts' only.
+func TestAllowedAuthorityHosts(t *testing.T) {
+	for args, want := range map[string]map[string]bool{
+		"": {"https://login.microsoftonline.com/": true, "https://login.airgap.example/": false},
+		"--allowed-authority-hosts=Login.Airgap.example, https://adfs.example/adfs/": {
+			"https://login.airgap.example/": true, "https://adfs.example/adfs/": true, "https://adfs.example/": false,
+			"https://login.microsoftonline.us/": true, "https://evil.example/": false},
+	} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		var argv []string
+		if args != "" {
+			argv = []string{args}
+		}
+		opts, _, err := parseFlags(fs, argv, func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		for authority, allowed := range want {
+			if _, err := opts.Controller.AuthorityHosts.Check(authority); (err == nil) != allowed {
+				t.Errorf("%q: %s allowed %v, want %v", args, authority, err == nil, allowed)
+			}
 		}
 	}
 }

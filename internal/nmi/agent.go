@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,11 @@ type Options struct {
 	// DefaultTenantID and Cloud serve identities that do not name their tenant and authority.
 	DefaultTenantID string
 	Cloud           azauth.Cloud
+	// AllowedAuthorityHosts are authorities identities' spec.adEndpoint may name besides the known clouds' and
+	// Cloud's (see azauth.NewAuthorityHosts for the forms).
+	AllowedAuthorityHosts []string
+	// AllowCrossNamespaceSecrets lets identities name Secrets in other namespaces (upstream's behaviour).
+	AllowCrossNamespaceSecrets bool
 	// IMDSEndpoint is the node's instance metadata service.
 	IMDSEndpoint string
 	// PodLookupAttempts and PodLookupInterval bound the wait for a new pod to reach the cache.
@@ -120,6 +126,10 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 	if opts.Cloud.AuthorityHost == "" {
 		opts.Cloud = azauth.PublicCloud
 	}
+	authorities, err := azauth.NewAuthorityHosts(append(slices.Clone(opts.AllowedAuthorityHosts), opts.Cloud.AuthorityHost)...)
+	if err != nil {
+		return nil, err
+	}
 	if opts.IMDSEndpoint == "" {
 		opts.IMDSEndpoint = "http://169.254.169.254"
 	}
@@ -170,6 +180,7 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 			Azure: azure, Cache: tokens, Clock: opts.Clock, Kube: mgr.GetClient(),
 			Type0Source: opts.Type0Source, Audience: opts.ServiceAccountAudience,
 			DefaultTenantID: opts.DefaultTenantID, Cloud: opts.Cloud,
+			AuthorityHosts: authorities, AllowCrossNamespaceSecrets: opts.AllowCrossNamespaceSecrets,
 		},
 		Metrics:       metrics,
 		Recorder:      mgr.GetEventRecorder("acrpull-nmi"),

@@ -77,6 +77,14 @@ type Issuer struct {
 	DefaultTenantID string
 	// Cloud is the Entra ID authority for identities without spec.adEndpoint.
 	Cloud azauth.Cloud
+	// AuthorityHosts are the authorities an identity's spec.adEndpoint may name; nil allows the known clouds' and
+	// Cloud's. Anything else would send the identity's secret, certificate assertion or the pod's service-account
+	// token to a host the identity's author chose.
+	AuthorityHosts *azauth.AuthorityHosts
+	// AllowCrossNamespaceSecrets lets an identity's spec.clientPassword name a Secret in another namespace, as
+	// upstream did. Off, a tenant able to write identities in its own namespace cannot have the agent, which may get
+	// Secrets cluster-wide, read another team's service principal secret for it.
+	AllowCrossNamespaceSecrets bool
 }
 
 // Failure kinds the HTTP layer maps to status codes.
@@ -252,6 +260,11 @@ func (i *Issuer) secret(ctx context.Context, id *aadv1.AzureIdentity) (*corev1.S
 	if ns == "" {
 		ns = id.Namespace
 	}
+	if ns != id.Namespace && !i.AllowCrossNamespaceSecrets {
+		return nil, fmt.Errorf("%w: spec.clientPassword names secret %s/%s, outside the identity's namespace %s: the agent "+
+			"reads Secrets only from the identity's own namespace unless started with --allow-cross-namespace-secrets "+
+			"(chart value podIdentity.allowCrossNamespaceSecrets)", errIdentityConfig, ns, ref.Name, id.Namespace)
+	}
 	secret := &corev1.Secret{}
 	if err := i.Kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, secret); err != nil {
 		return nil, fmt.Errorf("%w: reading secret %s/%s: %v", errIdentityConfig, ns, ref.Name, err)
@@ -283,9 +296,25 @@ func (i *Issuer) tenantAndCloud(id *aadv1.AzureIdentity) (string, azauth.Cloud, 
 	}
 	cloud := i.Cloud
 	if id.Spec.ADEndpoint != "" {
-		cloud.AuthorityHost = id.Spec.ADEndpoint
+		authority, err := i.authorityHosts().Check(id.Spec.ADEndpoint)
+		if err != nil {
+			return "", azauth.Cloud{}, fmt.Errorf("%w: spec.adEndpoint: %v", errIdentityConfig, err)
+		}
+		cloud.AuthorityHost = authority
 	}
 	return tenant, cloud, nil
+}
+
+func (i *Issuer) authorityHosts() *azauth.AuthorityHosts {
+	if i.AuthorityHosts != nil {
+		return i.AuthorityHosts
+	}
+	// The configured authority was checked when the agent started; one that does not parse allows nothing more.
+	hosts, err := azauth.NewAuthorityHosts(i.Cloud.AuthorityHost)
+	if err != nil {
+		hosts, _ = azauth.NewAuthorityHosts()
+	}
+	return hosts
 }
 
 // digest names secret material in cache keys without keeping it there.

@@ -72,6 +72,8 @@ func TestDefaultsRenderTheControllerInstall(t *testing.T) {
 		"ValidatingAdmissionPolicyBinding//acrpull-token-request",
 		"ValidatingAdmissionPolicyBinding//acrpull-secret-mutation",
 		"ValidatingAdmissionPolicyBinding//acrpull-service-account-mutation",
+		"ValidatingAdmissionPolicy//acrpull-binding-authority-host",
+		"ValidatingAdmissionPolicyBinding//acrpull-binding-authority-host",
 	))
 
 	d := mustFind[appsv1.Deployment](t, objs, "Deployment", "acrpull")
@@ -182,6 +184,7 @@ replicas: 3
 tokenAudience: api://custom-exchange
 ttlRotationFraction: 0.25
 allowedACRServerSuffixes: [azurecr.io, azurecr.us]
+allowedAuthorityHosts: [login.airgap.example, "https://adfs.airgap.example:8443/adfs/"]
 labelSelector: shard=a
 workers: 4
 kubeAPIQPS: 50
@@ -211,7 +214,8 @@ podDisruptionBudget: {enabled: true, maxUnavailable: null, minAvailable: 2}
 	g.Expect(c.ImagePullPolicy).To(Equal(corev1.PullAlways))
 	g.Expect(c.Args).To(ContainElements("--leader-election-namespace=pull-system",
 		"--service-account-token-audience=api://custom-exchange", "--ttl-rotation-fraction=0.25",
-		"--allowed-acr-server-suffixes=azurecr.io,azurecr.us", "--label-selector=shard=a", "--workers=4",
+		"--allowed-acr-server-suffixes=azurecr.io,azurecr.us", "--label-selector=shard=a",
+		"--allowed-authority-hosts=login.airgap.example,https://adfs.airgap.example:8443/adfs/", "--workers=4",
 		"--kube-api-qps=50", "--kube-api-burst=100", "--zap-log-level=debug", "--acr-token-audience="))
 	g.Expect(c.Args[len(c.Args)-1]).To(Equal("--acr-token-audience="), "extra arguments come last, so they win")
 	g.Expect(c.Env).To(ConsistOf(

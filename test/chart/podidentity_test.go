@@ -46,6 +46,7 @@ const (
 // podIdentityValues sets every podIdentity value away from its default, with identities in namespace apps.
 func podIdentityValues(apps string, secretNames ...string) string {
 	v := `
+allowedAuthorityHosts: [login.airgap.example, "https://adfs.airgap.example/adfs/"]
 podIdentity:
   enabled: true
   nmiPort: 2600
@@ -68,6 +69,7 @@ podIdentity:
   iptUpdateIntervalSec: 30
   hostTokenAudiences: [csi.example, https://kubernetes.default.svc]
   logLevel: debug
+  allowCrossNamespaceSecrets: true
   extraArgs: [--redirect=true]
   extraEnv: [{name: HTTPS_PROXY, value: "http://proxy:3128"}]
   priorityClassName: system-cluster-critical
@@ -165,6 +167,7 @@ func TestPodIdentityRendersTheNodeAgent(t *testing.T) {
 		"--forceNamespaced=true", "--operation-mode=managed", "--token-source=federation",
 		"--service-account-token-audience=api://CustomExchange", "--tenant-id="+tenantID, "--cloud=USGovernmentCloud",
 		"--authority-host=https://login.microsoftonline.us/", "--enable-conntrack-deletion=true",
+		"--allowed-authority-hosts=login.airgap.example,https://adfs.airgap.example/adfs/", "--allow-cross-namespace-secrets=true",
 		"--allow-network-plugin-kubenet=true", "--iptables-mode=legacy", "--ipt-update-interval-sec=30", "--host-token-audiences=csi.example,https://kubernetes.default.svc",
 		"--zap-log-level=debug", "--redirect=true"))
 	g.Expect(c.Args[len(c.Args)-1]).To(Equal("--redirect=true"), "extra arguments come last, so they win")

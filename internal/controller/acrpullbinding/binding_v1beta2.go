@@ -57,7 +57,12 @@ func (b v1beta2Binding) desired(cfg Config) (desiredState, error) {
 		if cc == nil {
 			return d, fmt.Errorf("%w: environment AirgappedCloud needs spec.acr.cloudConfig", errInvalidSpec)
 		}
-		d.cloud = azauth.Cloud{AuthorityHost: cc.EntraAuthorityHost, ARMAudience: cc.ResourceManagerAudience}
+		// Checked here, so that siblings sharing a credential are held to it too.
+		authority, err := cfg.AuthorityHosts.Check(cc.EntraAuthorityHost)
+		if err != nil {
+			return d, fmt.Errorf("spec.acr.cloudConfig.entraAuthorityHost: %w", err)
+		}
+		d.cloud = azauth.Cloud{AuthorityHost: authority, ARMAudience: cc.ResourceManagerAudience}
 	} else {
 		c, ok := azauth.CloudNamed(string(spec.ACR.Environment))
 		if !ok {

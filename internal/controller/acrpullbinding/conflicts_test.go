@@ -142,10 +142,10 @@ func (f *firstWriteConflicts) injected() []string {
 	return out
 }
 
-// startShardController runs a second controller, configured like the suite's, for the bindings selector matches.
-// It is built from the reconcilers directly because controller names must be unique in a process unless told
+// startShardController runs a second controller, configured like the suite's (then changed by configure), for the
+// bindings selector matches. It is built from the reconcilers directly because controller names must be unique in a process unless told
 // otherwise, which manager.New does not offer.
-func startShardController(t *testing.T, cfg *rest.Config, selector labels.Selector) (stop func()) {
+func startShardController(t *testing.T, cfg *rest.Config, selector labels.Selector, configure ...func(*acrpullbinding.Config)) (stop func()) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:     manager.NewScheme(),
@@ -162,16 +162,20 @@ func startShardController(t *testing.T, cfg *rest.Config, selector labels.Select
 	m := metrics.New(prometheus.NewRegistry())
 	minter := mint.New(azauth.NewClient(azauth.Options{HTTPClient: cloud.HTTPClient(), Clock: clock.RealClock{}, CallTimeout: 3 * time.Second}),
 		tokencache.New(clock.RealClock{}, m), clock.RealClock{})
+	config := acrpullbinding.Config{
+		ServiceAccountTokenAudience: "api://AzureCRTokenExchange",
+		ACRAudience:                 "https://containerregistry.azure.net",
+		TTLRotationFraction:         0.5,
+		AllowedServerSuffixes:       []string{allowedSuffix},
+		LabelSelector:               selector,
+	}
+	for _, c := range configure {
+		c(&config)
+	}
 	err = acrpullbinding.SetupWithManager(mgr, acrpullbinding.Deps{
 		Minter: minter, Metrics: m, Clock: clock.RealClock{}, Workers: 2,
 		Recorder: func(name string) events.EventRecorder { return mgr.GetEventRecorder(name) },
-		Config: acrpullbinding.Config{
-			ServiceAccountTokenAudience: "api://AzureCRTokenExchange",
-			ACRAudience:                 "https://containerregistry.azure.net",
-			TTLRotationFraction:         0.5,
-			AllowedServerSuffixes:       []string{allowedSuffix},
-			LabelSelector:               selector,
-		},
+		Config:   config,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -42,7 +42,12 @@ const serviceAccountTokenSeconds = 600
 func (r *Reconciler) resolveSpec(_ context.Context, s *scope) (ctrl.Result, error) {
 	d, err := s.binding.desired(r.Config)
 	if err != nil {
-		s.fail(acrv1beta2.ReasonInvalidSpec, err.Error())
+		reason := acrv1beta2.ReasonInvalidSpec
+		if errors.Is(err, azauth.ErrAuthorityHostNotAllowed) {
+			// Nothing was sent, and the existing secret stays until its token expires.
+			reason = acrv1beta2.ReasonAuthorityHostNotAllowed
+		}
+		s.fail(reason, err.Error())
 		s.stop = true
 		return ctrl.Result{}, nil
 	}

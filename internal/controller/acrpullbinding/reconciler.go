@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	"github.com/acrpull/acrpull/internal/azauth"
 	"github.com/acrpull/acrpull/internal/mint"
 )
 
@@ -51,6 +52,9 @@ type Config struct {
 	TTLRotationFraction float64
 	// AllowedServerSuffixes limits the registries tokens are sent to; empty allows all.
 	AllowedServerSuffixes []string
+	// AuthorityHosts are the Entra ID authorities an AirgappedCloud binding may name; nil allows the known clouds'
+	// only. A binding's author must not choose where the controller sends service-account tokens.
+	AuthorityHosts *azauth.AuthorityHosts
 	// LabelSelector limits the bindings this controller serves (sharding); nil serves all.
 	LabelSelector labels.Selector
 	// V1beta1 holds msi-acrpull's controller-wide defaults.

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
+	"github.com/acrpull/acrpull/internal/azauth"
 	"github.com/acrpull/acrpull/internal/azurefake"
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
 	"github.com/acrpull/acrpull/internal/manager"
@@ -52,6 +53,11 @@ const (
 	pausedLabel   = "acrpull.test/paused"
 	tag           = "v1"
 	allowedSuffix = "azurecr.io"
+	// allowedAuthority is the air-gapped cloud's authority the controller is started with (--allowed-authority-hosts).
+	allowedAuthority = "login.airgap.example"
+	// sovereignAuthority is another allowed one, for tests that must not share connections with allowedAuthority's
+	// (the fake counts requests per host as tunnels are opened, and the controller keeps them open).
+	sovereignAuthority = "login.sovereign.example"
 )
 
 var (
@@ -123,6 +129,7 @@ func run(m *testing.M) int {
 			ACRAudience:                 "https://containerregistry.azure.net",
 			TTLRotationFraction:         0.5,
 			AllowedServerSuffixes:       []string{allowedSuffix, "airgap.example"},
+			AuthorityHosts:              mustAuthorityHosts(allowedAuthority, sovereignAuthority),
 			// Tests stage "left behind by msi-acrpull" state on paused bindings, then hand them over.
 			LabelSelector: labels.SelectorFromSet(nil).Add(*mustRequirement(pausedLabel, selection.NotEquals, "true")),
 			V1beta1:       acrpullbinding.V1beta1Defaults{ACRServer: registryHost, ClientID: pullerClientID},
@@ -142,6 +149,14 @@ func run(m *testing.M) int {
 		code = 1
 	}
 	return code
+}
+
+func mustAuthorityHosts(extra ...string) *azauth.AuthorityHosts {
+	hosts, err := azauth.NewAuthorityHosts(extra...)
+	if err != nil {
+		panic(err)
+	}
+	return hosts
 }
 
 func mustRequirement(key string, op selection.Operator, value string) *labels.Requirement {

@@ -92,7 +92,7 @@ func TestAgentIsNotReadyWhenTheRedirectCannotDeliver(t *testing.T) {
 	}
 	out, err := node.Command(context.Background(), "iptables-save", "-t", "filter").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "-A INPUT -j aad-metadata") ||
-		!strings.Contains(string(out), "-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP") {
+		!strings.Contains(string(out), "! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP") {
 		t.Errorf("the loopback guard is not in the node's filter table (%v):\n%s", err, out)
 	}
 }

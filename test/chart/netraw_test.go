@@ -121,13 +121,16 @@ func TestNetRawPolicyRefusesPodsThatKeepNetRaw(t *testing.T) {
 		"exempt namespace":        {pod: pod(exempt, container("app", nil))},
 		"an init container keeps": {pod: withInit(pod(apps, container("app", dropping("ALL"))), container("setup", nil)), refused: "setup"},
 	} {
-		err := env.Client.Create(ctx, tc.pod)
-		if tc.refused == "" {
-			g.Expect(err).NotTo(HaveOccurred(), name)
-			continue
-		}
-		g.Expect(err).To(MatchError(ContainSubstring(msgNetRaw)), name)
-		g.Expect(err).To(MatchError(HaveSuffix("containers holding it: "+tc.refused)), name)
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			err := env.Client.Create(ctx, tc.pod)
+			if tc.refused == "" {
+				g.Expect(err).NotTo(HaveOccurred())
+				return
+			}
+			g.Expect(err).To(MatchError(ContainSubstring(msgNetRaw)))
+			g.Expect(err).To(MatchError(HaveSuffix("containers holding it: " + tc.refused)))
+		})
 	}
 
 	// kubectl debug adds an ephemeral container to a running pod: one that keeps NET_RAW is refused, one that drops

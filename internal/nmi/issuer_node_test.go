@@ -47,8 +47,8 @@ func (a *countingAzure) ClientSecretToken(context.Context, azauth.Cloud, string,
 func TestIssuerServesOnlyPodsOfItsNode(t *testing.T) {
 	ns := newNamespace(t)
 	federatedAccount(t, ns, "app", "00000000-0000-0000-0000-0000000000d1")
-	here := runningPod(t, ns, "here", "app", "", nodeName, "10.250.9.1")
-	elsewhere := runningPod(t, ns, "elsewhere", "app", "", "node-b", "10.250.9.2")
+	here := runningPod(t, ns, "here", "app", "", nodeName, "10.250.77.1")
+	elsewhere := runningPod(t, ns, "elsewhere", "app", "", "node-b", "10.250.77.2")
 	noUID := here.DeepCopy()
 	noUID.UID = ""
 	federated := azureIdentity(ns, "id", aadv1.AzureIdentitySpec{Type: aadv1.UserAssignedMSI, ClientID: "00000000-0000-0000-0000-0000000000d1"})

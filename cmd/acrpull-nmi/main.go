@@ -9,9 +9,14 @@ SPDX-License-Identifier: MIT
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+
+	"github.com/go-logr/logr"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
@@ -62,13 +67,10 @@ func main() {
 	redirectDone := make(chan struct{})
 	if f.redirect {
 		rules := f.rules
-		if f.routeLocalnet && rules.TargetIP == "127.0.0.1" {
-			// Without it the kernel drops packets DNATed to 127.0.0.1 that arrived from pods; kube-proxy no longer
-			// sets it everywhere.
-			if err := os.WriteFile("/proc/sys/net/ipv4/conf/all/route_localnet", []byte("1"), 0o644); err != nil {
-				log.Error(err, "Failed to set net.ipv4.conf.all.route_localnet=1; redirected requests may be dropped")
-			}
-		}
+		// A redirect to a loopback address needs route_localnet, which exposes the node's loopback to its pods and
+		// neighbours unless the guard chain drops what DNAT did not send there.
+		toLoopback := net.ParseIP(rules.TargetIP).IsLoopback()
+		rules.GuardLoopback = toLoopback
 		program, why, err := imdsredirect.ChooseIPTables(ctx, f.iptablesMode, imdsredirect.RunHere)
 		if err != nil {
 			log.Error(err, "Failed to choose the iptables backend; set --iptables-mode")
@@ -85,12 +87,26 @@ func main() {
 			log.Error(err, "Failed to install the redirect", "chain", rules.Chain)
 			os.Exit(1)
 		}
+		// restoreRouteLocalnet, when set, turns route_localnet back off at exit, as the agent found it: the loopback
+		// guard that made it safe goes with the redirect, so it goes first.
+		var restoreRouteLocalnet func()
+		if toLoopback {
+			restoreRouteLocalnet = setUpRouteLocalnet(log, mgr, imdsredirect.ProcSys{}, f.routeLocalnet)
+		}
+		redirectCtx, stopRedirect := context.WithCancel(context.Background())
+		go func() {
+			<-ctx.Done()
+			if restoreRouteLocalnet != nil {
+				restoreRouteLocalnet()
+			}
+			stopRedirect()
+		}()
 		log.Info("Redirecting instance metadata traffic", "chain", rules.Chain, "to", f.agent.ListenAddr)
 		go func() {
 			defer close(redirectDone)
 			// Run re-asserts the chain until the signal, then deletes it, so pods reach the node's metadata service
 			// directly again once the agent is gone.
-			if err := rules.Run(ctx, f.redirectInterval, func() { log.Info("Repaired the redirect chain", "chain", rules.Chain) }); err != nil {
+			if err := rules.Run(redirectCtx, f.redirectInterval, func() { log.Info("Repaired the redirect chain", "chain", rules.Chain) }); err != nil {
 				log.Error(err, "Failed to remove the redirect chain", "chain", rules.Chain)
 			}
 		}()
@@ -107,4 +123,34 @@ func main() {
 	if f.redirect {
 		log.Info("Removed the redirect chain", "chain", f.rules.Chain)
 	}
+}
+
+// setUpRouteLocalnet makes sure the kernel delivers pods' requests DNATed to the loopback listener: it sets
+// route_localnet when asked to, reads it back, and adds a readiness check that reads it on every probe, so an agent
+// whose redirect cannot deliver (an unprivileged container's /proc/sys is read-only) is not ready, and says why,
+// instead of silently black-holing its node's pods. It returns what restores route_localnet at exit when the agent
+// turned it on, or nil.
+func setUpRouteLocalnet(log logr.Logger, mgr *nmi.Agent, sysctls imdsredirect.Sysctls, set bool) func() {
+	var restore func()
+	before, _ := sysctls.Read(imdsredirect.RouteLocalnet)
+	check := imdsredirect.RouteLocalnetOn(sysctls)
+	if set {
+		check = imdsredirect.EnableRouteLocalnet(sysctls)
+	}
+	if check != nil {
+		log.Error(check, "The redirect cannot deliver; the agent stays unready until it can")
+	} else if set && before == "0" {
+		restore = func() {
+			if err := sysctls.Write(imdsredirect.RouteLocalnet, "0"); err != nil {
+				log.Error(err, "Failed to turn route_localnet back off", "sysctl", imdsredirect.RouteLocalnet)
+			}
+		}
+	}
+	if err := mgr.AddReadyzCheck("route-localnet", func(*http.Request) error {
+		return imdsredirect.RouteLocalnetOn(sysctls)
+	}); err != nil {
+		log.Error(err, "Failed to add the route_localnet readiness check")
+		os.Exit(1)
+	}
+	return restore
 }

@@ -19,8 +19,17 @@ SPDX-License-Identifier: MIT
 // CNI plugins, people) may move or remove these rules, which would let pods talk to IMDS directly and get the node's
 // identities; Run therefore checks them periodically and repairs any drift.
 //
-// DNAT to 127.0.0.1 works only with net.ipv4.conf.all.route_localnet=1 on the node (kube-proxy sets it), and the
+// DNAT to 127.0.0.1 works only with net.ipv4.conf.all.route_localnet=1 on the node (EnableRouteLocalnet), and the
 // rules only act on new connections: FlushConntrack drops tracked connections to IMDS opened before the rules.
+//
+// route_localnet=1 also lets pods and the node's neighbours reach whatever listens on the node's loopback only
+// (CVE-2020-8558). With GuardLoopback, a filter chain of the same name, jumped to first from INPUT, drops packets to
+// 127.0.0.0/8 from other sources, as kube-proxy's KUBE-FIREWALL rule does, except the connections DNAT sent there
+// (the redirect's own):
+//
+//	-A INPUT -j aad-metadata                           (first rule; filter table)
+//	-A aad-metadata -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+//	-A aad-metadata -j RETURN
 package imdsredirect
 
 import (
@@ -50,8 +59,10 @@ const (
 )
 
 const (
-	natTable   = "nat"
-	preRouting = "PREROUTING"
+	natTable    = "nat"
+	preRouting  = "PREROUTING"
+	filterTable = "filter"
+	input       = "INPUT"
 	// localhost is never redirected, so processes that reach IMDS through the loopback are not looped back to the
 	// agent.
 	localhost = "127.0.0.1/32"
@@ -68,6 +79,9 @@ type Rules struct {
 	// TargetIP and TargetPort are where the agent listens; default 127.0.0.1:2579.
 	TargetIP   string
 	TargetPort int
+	// GuardLoopback also keeps the filter chain that drops packets to 127.0.0.0/8 arriving from outside the node,
+	// except DNATed ones. Set it whenever route_localnet is on, as the redirect to a loopback address needs.
+	GuardLoopback bool
 
 	// IPTablesPath is the iptables program to run; empty looks up "iptables" in PATH. Tests point it at a script
 	// that runs iptables inside a test network namespace.
@@ -123,6 +137,30 @@ func (s spec) dnatRule() []string {
 	}
 }
 
+// loopbackGuardRule drops packets to the loopback network from other sources unless DNAT sent them there or they
+// belong to a connection already accepted; kube-proxy's rule for CVE-2020-8558.
+var loopbackGuardRule = []string{
+	"-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8",
+	"-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT",
+	"-j", "DROP",
+}
+
+// chainSpec is one chain Ensure keeps: in table, holding rule and then RETURN, and jumped to first from hook.
+type chainSpec struct {
+	table, hook, chain string
+	rule               []string
+}
+
+// chains are the chains Ensure keeps, the guard first: it must be in place before the redirect can need
+// route_localnet.
+func (r *Rules) chains(s spec) []chainSpec {
+	var cs []chainSpec
+	if r.GuardLoopback {
+		cs = append(cs, chainSpec{table: filterTable, hook: input, chain: s.chain, rule: loopbackGuardRule})
+	}
+	return append(cs, chainSpec{table: natTable, hook: preRouting, chain: s.chain, rule: s.dnatRule()})
+}
+
 // iptables returns the iptables handle, made on first use (go-iptables runs `iptables --version` to make one).
 func (r *Rules) iptables() (*iptables.IPTables, error) {
 	r.mu.Lock()
@@ -147,7 +185,8 @@ func (r *Rules) iptables() (*iptables.IPTables, error) {
 }
 
 // Ensure makes the nat table hold the redirect exactly: the chain with only the DNAT rule and RETURN, and the jump to
-// it as PREROUTING's first rule and only jump. It changes only what drifted and reports whether it changed anything.
+// it as PREROUTING's first rule and only jump; with GuardLoopback, the filter table likewise holds the guard chain and
+// INPUT's jump to it. It changes only what drifted and reports whether it changed anything.
 //
 // Repairs add the correct rules before removing wrong ones, so the redirect is never missing while Ensure works; a
 // chain whose content drifted is rebuilt by inserting its two rules at the top and deleting everything after them.
@@ -160,96 +199,107 @@ func (r *Rules) Ensure() (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	for _, c := range r.chains(s) {
+		ch, err := ensureChain(ipt, c)
+		changed = changed || ch
+		if err != nil {
+			return changed, err
+		}
+	}
+	return changed, nil
+}
 
+// ensureChain makes one chain and its jump exact.
+func ensureChain(ipt *iptables.IPTables, c chainSpec) (changed bool, err error) {
 	// The chain first, so the jump never points at a missing or wrong chain.
-	exists, err := ipt.ChainExists(natTable, s.chain)
+	exists, err := ipt.ChainExists(c.table, c.chain)
 	if err != nil {
-		return false, fmt.Errorf("imdsredirect: checking chain %s: %w", s.chain, err)
+		return false, fmt.Errorf("imdsredirect: checking chain %s: %w", c.chain, err)
 	}
 	if !exists {
-		if err := ipt.NewChain(natTable, s.chain); err != nil {
-			return false, fmt.Errorf("imdsredirect: creating chain %s: %w", s.chain, err)
+		if err := ipt.NewChain(c.table, c.chain); err != nil {
+			return false, fmt.Errorf("imdsredirect: creating chain %s: %w", c.chain, err)
 		}
 		changed = true
 	}
-	ok, err := r.chainIsExact(ipt, s)
+	ok, err := chainIsExact(ipt, c)
 	if err != nil {
 		return changed, err
 	}
 	if !ok {
-		if err := rebuildChain(ipt, s); err != nil {
+		if err := rebuildChain(ipt, c); err != nil {
 			return changed, err
 		}
 		changed = true
 	}
 
-	jumps, first, err := findJumps(ipt, s.chain)
+	jumps, first, err := findJumps(ipt, c)
 	if err != nil {
 		return changed, err
 	}
 	if !first {
-		if err := ipt.Insert(natTable, preRouting, 1, "-j", s.chain); err != nil {
-			return changed, fmt.Errorf("imdsredirect: inserting the jump to %s at the top of %s: %w", s.chain, preRouting, err)
+		if err := ipt.Insert(c.table, c.hook, 1, "-j", c.chain); err != nil {
+			return changed, fmt.Errorf("imdsredirect: inserting the jump to %s at the top of %s: %w", c.chain, c.hook, err)
 		}
 		changed = true
-		if jumps, _, err = findJumps(ipt, s.chain); err != nil {
+		if jumps, _, err = findJumps(ipt, c); err != nil {
 			return changed, err
 		}
 	}
 	// Remove every jump but the first, from the bottom so the positions still hold.
 	for i := len(jumps) - 1; i >= 1; i-- {
-		if err := ipt.DeleteById(natTable, preRouting, jumps[i]); err != nil {
-			return changed, fmt.Errorf("imdsredirect: deleting extra jump to %s at %s position %d: %w", s.chain, preRouting, jumps[i], err)
+		if err := ipt.DeleteById(c.table, c.hook, jumps[i]); err != nil {
+			return changed, fmt.Errorf("imdsredirect: deleting extra jump to %s at %s position %d: %w", c.chain, c.hook, jumps[i], err)
 		}
 		changed = true
 	}
 	return changed, nil
 }
 
-// chainIsExact reports whether the chain holds exactly the DNAT rule followed by RETURN. iptables prints rules in its
-// own canonical form (it adds "-m tcp", for one), which differs between versions, so the DNAT rule is matched with
-// iptables' own check (-C) and the count, rather than by comparing text.
-func (r *Rules) chainIsExact(ipt *iptables.IPTables, s spec) (bool, error) {
-	rules, err := chainRules(ipt, s.chain)
+// chainIsExact reports whether the chain holds exactly its rule followed by RETURN. iptables prints rules in its own
+// canonical form (it adds "-m tcp", for one), which differs between versions, so the rule is matched with iptables'
+// own check (-C) and the count, rather than by comparing text.
+func chainIsExact(ipt *iptables.IPTables, c chainSpec) (bool, error) {
+	rules, err := chainRules(ipt, c.table, c.chain)
 	if err != nil {
 		return false, err
 	}
-	if len(rules) != 2 || rules[1] != "-A "+s.chain+" -j RETURN" {
+	if len(rules) != 2 || rules[1] != "-A "+c.chain+" -j RETURN" {
 		return false, nil
 	}
 	// Two rules, the second RETURN: the first is ours if iptables finds ours in the chain.
-	ok, err := ipt.Exists(natTable, s.chain, s.dnatRule()...)
+	ok, err := ipt.Exists(c.table, c.chain, c.rule...)
 	if err != nil {
-		return false, fmt.Errorf("imdsredirect: checking the DNAT rule in %s: %w", s.chain, err)
+		return false, fmt.Errorf("imdsredirect: checking the rule in %s %s: %w", c.table, c.chain, err)
 	}
 	return ok, nil
 }
 
 // rebuildChain puts the two rules at the top of the chain and deletes whatever follows them.
-func rebuildChain(ipt *iptables.IPTables, s spec) error {
-	if err := ipt.Insert(natTable, s.chain, 1, s.dnatRule()...); err != nil {
-		return fmt.Errorf("imdsredirect: inserting the DNAT rule into %s: %w", s.chain, err)
+func rebuildChain(ipt *iptables.IPTables, c chainSpec) error {
+	if err := ipt.Insert(c.table, c.chain, 1, c.rule...); err != nil {
+		return fmt.Errorf("imdsredirect: inserting the rule into %s %s: %w", c.table, c.chain, err)
 	}
-	if err := ipt.Insert(natTable, s.chain, 2, "-j", "RETURN"); err != nil {
-		return fmt.Errorf("imdsredirect: inserting RETURN into %s: %w", s.chain, err)
+	if err := ipt.Insert(c.table, c.chain, 2, "-j", "RETURN"); err != nil {
+		return fmt.Errorf("imdsredirect: inserting RETURN into %s %s: %w", c.table, c.chain, err)
 	}
-	rules, err := chainRules(ipt, s.chain)
+	rules, err := chainRules(ipt, c.table, c.chain)
 	if err != nil {
 		return err
 	}
 	for i := len(rules); i > 2; i-- {
-		if err := ipt.DeleteById(natTable, s.chain, i); err != nil {
-			return fmt.Errorf("imdsredirect: deleting stale rule %d of %s: %w", i, s.chain, err)
+		if err := ipt.DeleteById(c.table, c.chain, i); err != nil {
+			return fmt.Errorf("imdsredirect: deleting stale rule %d of %s %s: %w", i, c.table, c.chain, err)
 		}
 	}
 	return nil
 }
 
 // chainRules lists a chain's rules ("-A ..." lines), without the policy or chain declaration.
-func chainRules(ipt *iptables.IPTables, chain string) ([]string, error) {
-	lines, err := ipt.List(natTable, chain)
+func chainRules(ipt *iptables.IPTables, table, chain string) ([]string, error) {
+	lines, err := ipt.List(table, chain)
 	if err != nil {
-		return nil, fmt.Errorf("imdsredirect: listing %s: %w", chain, err)
+		return nil, fmt.Errorf("imdsredirect: listing %s %s: %w", table, chain, err)
 	}
 	var rules []string
 	for _, line := range lines {
@@ -260,16 +310,16 @@ func chainRules(ipt *iptables.IPTables, chain string) ([]string, error) {
 	return rules, nil
 }
 
-// findJumps returns the 1-based positions of PREROUTING rules that jump (or go) to chain, and whether rule 1 is the
-// plain jump Ensure wants. A jump with extra matches counts as a jump to remove, not as the jump.
-func findJumps(ipt *iptables.IPTables, chain string) (positions []int, first bool, err error) {
-	rules, err := chainRules(ipt, preRouting)
+// findJumps returns the 1-based positions of the hook's rules that jump (or go) to the chain, and whether rule 1 is
+// the plain jump Ensure wants. A jump with extra matches counts as a jump to remove, not as the jump.
+func findJumps(ipt *iptables.IPTables, c chainSpec) (positions []int, first bool, err error) {
+	rules, err := chainRules(ipt, c.table, c.hook)
 	if err != nil {
 		return nil, false, err
 	}
-	want := "-A " + preRouting + " -j " + chain
+	want := "-A " + c.hook + " -j " + c.chain
 	for i, rule := range rules {
-		if targets(rule, chain) {
+		if targets(rule, c.chain) {
 			positions = append(positions, i+1)
 		}
 	}
@@ -287,8 +337,8 @@ func targets(rule, chain string) bool {
 	return false
 }
 
-// Delete removes every PREROUTING rule that jumps to the chain, then the chain. Deleting what is not there is not an
-// error.
+// Delete removes every PREROUTING rule that jumps to the chain, then the chain, and with GuardLoopback the guard
+// chain and INPUT's jumps to it, the redirect first. Deleting what is not there is not an error.
 func (r *Rules) Delete() error {
 	s, err := r.spec()
 	if err != nil {
@@ -298,24 +348,34 @@ func (r *Rules) Delete() error {
 	if err != nil {
 		return err
 	}
-	jumps, _, err := findJumps(ipt, s.chain)
+	chains := r.chains(s)
+	for i := len(chains) - 1; i >= 0; i-- {
+		if err := deleteChain(ipt, chains[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func deleteChain(ipt *iptables.IPTables, c chainSpec) error {
+	jumps, _, err := findJumps(ipt, c)
 	if err != nil {
 		return err
 	}
 	for i := len(jumps) - 1; i >= 0; i-- {
-		if err := ipt.DeleteById(natTable, preRouting, jumps[i]); err != nil {
-			return fmt.Errorf("imdsredirect: deleting the jump to %s at %s position %d: %w", s.chain, preRouting, jumps[i], err)
+		if err := ipt.DeleteById(c.table, c.hook, jumps[i]); err != nil {
+			return fmt.Errorf("imdsredirect: deleting the jump to %s at %s position %d: %w", c.chain, c.hook, jumps[i], err)
 		}
 	}
-	exists, err := ipt.ChainExists(natTable, s.chain)
+	exists, err := ipt.ChainExists(c.table, c.chain)
 	if err != nil {
-		return fmt.Errorf("imdsredirect: checking chain %s: %w", s.chain, err)
+		return fmt.Errorf("imdsredirect: checking chain %s: %w", c.chain, err)
 	}
 	if !exists {
 		return nil
 	}
-	if err := ipt.ClearAndDeleteChain(natTable, s.chain); err != nil {
-		return fmt.Errorf("imdsredirect: deleting chain %s: %w", s.chain, err)
+	if err := ipt.ClearAndDeleteChain(c.table, c.chain); err != nil {
+		return fmt.Errorf("imdsredirect: deleting chain %s %s: %w", c.table, c.chain, err)
 	}
 	return nil
 }

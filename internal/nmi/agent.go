@@ -179,7 +179,7 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 		Issuer: &Issuer{
 			Azure: azure, Cache: tokens, Clock: opts.Clock, Kube: mgr.GetClient(),
 			Type0Source: opts.Type0Source, Audience: opts.ServiceAccountAudience,
-			DefaultTenantID: opts.DefaultTenantID, Cloud: opts.Cloud,
+			DefaultTenantID: opts.DefaultTenantID, Cloud: opts.Cloud, NodeName: opts.NodeName,
 			AuthorityHosts: authorities, AllowCrossNamespaceSecrets: opts.AllowCrossNamespaceSecrets,
 		},
 		Metrics:       metrics,

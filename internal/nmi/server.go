@@ -376,6 +376,9 @@ func tokenRefusal(err error) *httpError {
 	if errors.Is(err, errIdentityConfig) {
 		return refuse(http.StatusForbidden, "%v", err)
 	}
+	if errors.Is(err, errNotThisNodesPod) {
+		return refuse(http.StatusForbidden, "%v", err)
+	}
 	switch azauth.KindOf(err) {
 	case azauth.IdentityNotFederated, azauth.IdentityNotFound, azauth.TokenInvalid:
 		var azErr *azauth.Error

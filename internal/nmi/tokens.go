@@ -85,6 +85,8 @@ type Issuer struct {
 	// upstream did. Off, a tenant able to write identities in its own namespace cannot have the agent, which may get
 	// Secrets cluster-wide, read another team's service principal secret for it.
 	AllowCrossNamespaceSecrets bool
+	// NodeName is the agent's node: Tokens serves only pods whose spec.nodeName it is. Empty serves no pod.
+	NodeName string
 }
 
 // Failure kinds the HTTP layer maps to status codes.
@@ -96,6 +98,9 @@ var (
 // Tokens returns the tokens for identity and resource on behalf of pod: one, or for a multi-tenant service principal
 // the primary tenant's followed by one per auxiliary tenant.
 func (i *Issuer) Tokens(ctx context.Context, pod *corev1.Pod, id *aadv1.AzureIdentity, resource string) ([]azauth.Token, error) {
+	if err := i.onThisNode(pod); err != nil {
+		return nil, err
+	}
 	switch id.Spec.Type {
 	case aadv1.UserAssignedMSI:
 		useIMDS, err := i.fromIMDS(ctx, pod, id)
@@ -115,6 +120,25 @@ func (i *Issuer) Tokens(ctx context.Context, pod *corev1.Pod, id *aadv1.AzureIde
 		return []azauth.Token{tok}, err
 	}
 	return nil, fmt.Errorf("%w: unknown identity type %d", errIdentityConfig, id.Spec.Type)
+}
+
+// errNotThisNodesPod says the agent may not serve the pod: it runs on another node, or it has no UID (so it is not an
+// object read from the apiserver, and a token could not be bound to it).
+var errNotThisNodesPod = errors.New("not a pod of this node")
+
+// onThisNode refuses pods of other nodes, whichever caller found the pod. The agent may request tokens of every
+// service account, and the admission policy on its token requests cannot see which node the pod it binds them to
+// runs on; so the node is checked here, before any token request or Azure call. spec.nodeName never changes once set,
+// and the token request binds the pod's UID, so the pod checked is the pod the token is bound to.
+func (i *Issuer) onThisNode(pod *corev1.Pod) error {
+	if i.NodeName == "" || pod.Spec.NodeName != i.NodeName {
+		return fmt.Errorf("%w: pod %s/%s runs on node %q, this agent serves %q", errNotThisNodesPod, pod.Namespace, pod.Name,
+			pod.Spec.NodeName, i.NodeName)
+	}
+	if pod.UID == "" {
+		return fmt.Errorf("%w: pod %s/%s has no UID to bind a token to", errNotThisNodesPod, pod.Namespace, pod.Name)
+	}
+	return nil
 }
 
 // IMDSToken gets a token from the node's instance metadata service for whichever identity the request names, for

@@ -41,7 +41,8 @@ func TestNetRawPolicyRendersOnlyWhenAsked(t *testing.T) {
 
 // On a real apiserver, with Deny: a pod is admitted only if every container, init and ephemeral ones included, drops
 // NET_RAW (or ALL), adds neither back and is not privileged; refusals name the containers; exempt namespaces are left
-// alone.
+// alone. Capability names are judged as containerd and CRI-O read them (upper-cased, CAP_ prefixed), so no spelling
+// adds NET_RAW past the policy and no spelling that drops nothing counts as dropping it.
 func TestNetRawPolicyRefusesPodsThatKeepNetRaw(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -69,6 +70,10 @@ func TestNetRawPolicyRefusesPodsThatKeepNetRaw(t *testing.T) {
 	dropping := func(drop ...corev1.Capability) *corev1.SecurityContext {
 		return &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: drop}}
 	}
+	// adding drops ALL and adds caps back, the way a pod asks for one capability.
+	adding := func(add ...corev1.Capability) *corev1.SecurityContext {
+		return &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: add}}
+	}
 	n := 0
 	pod := func(ns string, containers ...corev1.Container) *corev1.Pod {
 		n++
@@ -87,9 +92,27 @@ func TestNetRawPolicyRefusesPodsThatKeepNetRaw(t *testing.T) {
 		pod     *corev1.Pod
 		refused string // the containers named in the refusal; "" for admitted
 	}{
-		"drops ALL":               {pod: pod(apps, container("app", dropping("ALL")))},
-		"drops NET_RAW":           {pod: pod(apps, container("app", dropping("NET_RAW")))},
-		"drops CAP_NET_RAW":       {pod: pod(apps, container("app", dropping("CAP_NET_RAW")))},
+		"drops ALL":     {pod: pod(apps, container("app", dropping("ALL")))},
+		"drops NET_RAW": {pod: pod(apps, container("app", dropping("NET_RAW")))},
+		// containerd and CRI-O upper-case a name and prefix CAP_, so lower and mixed case drop it, as does "all".
+		"drops net_raw": {pod: pod(apps, container("app", dropping("net_raw")))},
+		"drops Net_Raw": {pod: pod(apps, container("app", dropping("Net_Raw")))},
+		"drops all":     {pod: pod(apps, container("app", dropping("all")))},
+		// ... and a CAP_ prefix becomes CAP_CAP_NET_RAW, which drops nothing.
+		"drops CAP_NET_RAW (drops nothing)": {pod: pod(apps, container("app", dropping("CAP_NET_RAW"))), refused: "app"},
+		"drops cap_net_raw (drops nothing)": {pod: pod(apps, container("app", dropping("cap_net_raw"))), refused: "app"},
+		"drops CAP_ALL (drops nothing)":     {pod: pod(apps, container("app", dropping("CAP_ALL"))), refused: "app"},
+		// Every spelling a runtime could read as NET_RAW or ALL is refused as an add.
+		"adds net_raw back":     {pod: pod(apps, container("app", adding("net_raw"))), refused: "app"},
+		"adds Net_Raw back":     {pod: pod(apps, container("app", adding("Net_Raw"))), refused: "app"},
+		"adds CAP_NET_RAW back": {pod: pod(apps, container("app", adding("CAP_NET_RAW"))), refused: "app"},
+		"adds cap_net_raw back": {pod: pod(apps, container("app", adding("cap_net_raw"))), refused: "app"},
+		"adds all back":         {pod: pod(apps, container("app", adding("all"))), refused: "app"},
+		"adds All back":         {pod: pod(apps, container("app", adding("All"))), refused: "app"},
+		"adds cap_all back":     {pod: pod(apps, container("app", adding("cap_all"))), refused: "app"},
+		"adds another one":      {pod: pod(apps, container("app", adding("NET_BIND_SERVICE", "cap_chown")))},
+		"init container adds net_raw": {pod: withInit(pod(apps, container("app", dropping("ALL"))),
+			container("setup", adding("net_raw"))), refused: "setup"},
 		"no security context":     {pod: pod(apps, container("app", nil)), refused: "app"},
 		"drops something else":    {pod: pod(apps, container("app", dropping("SYS_ADMIN"))), refused: "app"},
 		"adds NET_RAW back":       {pod: pod(apps, container("app", &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_RAW"}}})), refused: "app"},
@@ -98,13 +121,16 @@ func TestNetRawPolicyRefusesPodsThatKeepNetRaw(t *testing.T) {
 		"exempt namespace":        {pod: pod(exempt, container("app", nil))},
 		"an init container keeps": {pod: withInit(pod(apps, container("app", dropping("ALL"))), container("setup", nil)), refused: "setup"},
 	} {
-		err := env.Client.Create(ctx, tc.pod)
-		if tc.refused == "" {
-			g.Expect(err).NotTo(HaveOccurred(), name)
-			continue
-		}
-		g.Expect(err).To(MatchError(ContainSubstring(msgNetRaw)), name)
-		g.Expect(err).To(MatchError(HaveSuffix("containers holding it: "+tc.refused)), name)
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			err := env.Client.Create(ctx, tc.pod)
+			if tc.refused == "" {
+				g.Expect(err).NotTo(HaveOccurred())
+				return
+			}
+			g.Expect(err).To(MatchError(ContainSubstring(msgNetRaw)))
+			g.Expect(err).To(MatchError(HaveSuffix("containers holding it: " + tc.refused)))
+		})
 	}
 
 	// kubectl debug adds an ephemeral container to a running pod: one that keeps NET_RAW is refused, one that drops
@@ -121,6 +147,7 @@ func TestNetRawPolicyRefusesPodsThatKeepNetRaw(t *testing.T) {
 		return env.Client.SubResource("ephemeralcontainers").Update(ctx, p)
 	}
 	g.Expect(debug("debugger", nil)).To(MatchError(HaveSuffix("containers holding it: debugger")))
+	g.Expect(debug("sneaky", adding("cap_net_raw"))).To(MatchError(HaveSuffix("containers holding it: sneaky")))
 	g.Expect(debug("careful", dropping("NET_RAW"))).To(Succeed())
 }
 

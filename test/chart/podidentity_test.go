@@ -137,6 +137,8 @@ func TestPodIdentityRendersTheNodeAgent(t *testing.T) {
 		"ServiceAccount/acrpull/acrpull-nmi",
 		"ClusterRole//acrpull-nmi",
 		"ClusterRoleBinding//acrpull-nmi",
+		"ValidatingAdmissionPolicy//acrpull-nmi-token-request",
+		"ValidatingAdmissionPolicyBinding//acrpull-nmi-token-request",
 		"DaemonSet/acrpull/acrpull-nmi",
 		"AzurePodIdentityException/acrpull/acrpull-controller",
 		"AzureIdentity/apps/web",
@@ -448,14 +450,14 @@ func testAgentRBAC(t *testing.T, w *podIdentityInstall, restricted bool) {
 		t.Run("request a token bound to a pod, and review it", func(t *testing.T) {
 			g := NewWithT(t)
 			tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-				Audiences: []string{"api://AzureADTokenExchange"}, ExpirationSeconds: ptrTo(int64(600)),
+				Audiences: []string{"api://CustomExchange"}, ExpirationSeconds: ptrTo(int64(600)),
 				BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: appPod.Name, UID: appPod.UID},
 			}}
 			g.Expect(w.agent.SubResource("token").Create(ctx,
 				&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: w.apps, Name: "app"}}, tr)).To(Succeed())
 			g.Expect(tr.Status.Token).NotTo(BeEmpty())
 			review := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{
-				Token: tr.Status.Token, Audiences: []string{"api://AzureADTokenExchange"}}}
+				Token: tr.Status.Token, Audiences: []string{"api://CustomExchange"}}}
 			g.Expect(w.agent.Create(ctx, review)).To(Succeed())
 			g.Expect(review.Status.Authenticated).To(BeTrue(), "%+v", review.Status)
 			g.Expect(review.Status.User.Username).To(Equal("system:serviceaccount:" + w.apps + ":app"))

@@ -281,9 +281,13 @@ func (r *Reconciler) attachSecret(ctx context.Context, s *scope) (ctrl.Result, e
 	})
 }
 
-// detachFromOtherServiceAccounts removes the secret from accounts the binding no longer targets.
+// detachFromOtherServiceAccounts removes the secret from accounts the binding no longer targets. Without a secret
+// of its own there is nothing of the binding's to remove: the name may be referenced for someone else's.
 func (r *Reconciler) detachFromOtherServiceAccounts(ctx context.Context, s *scope) (ctrl.Result, error) {
-	name := s.binding.secretName()
+	if s.secret == nil {
+		return ctrl.Result{}, nil
+	}
+	name := s.secret.Name
 	return ctrl.Result{}, r.detachEverywhere(ctx, s.binding.object().GetNamespace(), []string{name}, s.desired.targetServiceAccount)
 }
 
@@ -325,11 +329,12 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, b binding) error {
 	} else if unlabelled != nil {
 		owned = append(owned, *unlabelled)
 	}
-	names := []string{b.secretName()}
+	// Only names of secrets the binding is seen to own (their owner reference carries its UID): a secret of the
+	// binding's name that is someone else's (a hand-made one, or the other API version's binding's, reported as
+	// SecretConflict) stays referenced wherever it is, and so does a name whose secret is gone, which may be anyone's.
+	names := make([]string, 0, len(owned))
 	for _, sec := range owned {
-		if sec.Name != b.secretName() {
-			names = append(names, sec.Name)
-		}
+		names = append(names, sec.Name)
 	}
 	// The cache may not show yet a reference written moments ago (a binding deleted right after it was created):
 	// unreference from what the apiserver holds, since nothing will come back for this binding afterwards.

@@ -53,6 +53,7 @@ func TestFlagsRejectNonsense(t *testing.T) {
 		{"--ttl-rotation-fraction=0"},
 		{"--label-selector=a in (b"},
 		{"--service-account-token-audience="},
+		{"--managed-identity-allow-list=/nonexistent/allow-list"},
 	} {
 		if err := parseErr(args...); err == nil {
 			t.Errorf("%v accepted", args)

@@ -147,6 +147,14 @@ func (f *firstWriteConflicts) injected() []string {
 // otherwise, which manager.New does not offer.
 func startShardController(t *testing.T, cfg *rest.Config, selector labels.Selector) (stop func()) {
 	t.Helper()
+	return startShardControllerWith(t, cfg, selector, cloud.HTTPClient(), func(*acrpullbinding.Config) {})
+}
+
+// startShardControllerWith is startShardController reaching Azure through azureClient, with its configuration
+// changed by adjust.
+func startShardControllerWith(t *testing.T, cfg *rest.Config, selector labels.Selector, azureClient *http.Client,
+	adjust func(*acrpullbinding.Config)) (stop func()) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:     manager.NewScheme(),
 		Metrics:    metricsserver.Options{BindAddress: "0"},
@@ -160,18 +168,20 @@ func startShardController(t *testing.T, cfg *rest.Config, selector labels.Select
 		t.Fatal(err)
 	}
 	m := metrics.New(prometheus.NewRegistry())
-	minter := mint.New(azauth.NewClient(azauth.Options{HTTPClient: cloud.HTTPClient(), Clock: clock.RealClock{}, CallTimeout: 3 * time.Second}),
+	minter := mint.New(azauth.NewClient(azauth.Options{HTTPClient: azureClient, Clock: clock.RealClock{}, CallTimeout: 3 * time.Second}),
 		tokencache.New(clock.RealClock{}, m), clock.RealClock{})
+	config := acrpullbinding.Config{
+		ServiceAccountTokenAudience: "api://AzureCRTokenExchange",
+		ACRAudience:                 "https://containerregistry.azure.net",
+		TTLRotationFraction:         0.5,
+		AllowedServerSuffixes:       []string{allowedSuffix},
+		LabelSelector:               selector,
+	}
+	adjust(&config)
 	err = acrpullbinding.SetupWithManager(mgr, acrpullbinding.Deps{
 		Minter: minter, Metrics: m, Clock: clock.RealClock{}, Workers: 2,
 		Recorder: func(name string) events.EventRecorder { return mgr.GetEventRecorder(name) },
-		Config: acrpullbinding.Config{
-			ServiceAccountTokenAudience: "api://AzureCRTokenExchange",
-			ACRAudience:                 "https://containerregistry.azure.net",
-			TTLRotationFraction:         0.5,
-			AllowedServerSuffixes:       []string{allowedSuffix},
-			LabelSelector:               selector,
-		},
+		Config:   config,
 	})
 	if err != nil {
 		t.Fatal(err)

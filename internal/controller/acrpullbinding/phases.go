@@ -104,13 +104,7 @@ func (r *Reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 	obj := s.binding.object()
 	secret, err := r.ownSecret(ctx, s.binding)
 	if err != nil {
-		var conflict *secretConflictError
-		if errors.As(err, &conflict) {
-			s.fail(acrv1beta2.ReasonSecretConflict, err.Error())
-			s.stop = true
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, err
+		return ctrl.Result{}, s.conflicted(err)
 	}
 	s.secret = secret
 
@@ -130,11 +124,25 @@ func (r *Reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 	}
 	r.Metrics.MintAttempt(r.api.name(), acrv1beta2.ReasonTokenMinted)
 	if s.secret, err = r.writeSecret(ctx, s, cred, inputs); err != nil {
-		return ctrl.Result{}, err
+		// A secret the cache does not hold (one without the controller's label, such as a hand-made one) shows up
+		// only here.
+		return ctrl.Result{}, s.conflicted(err)
 	}
 	s.shared = r.shareCredential(ctx, s, cred, inputs)
 	at := s.desired.refresh.refreshAt(cred.Token.IssuedAt, cred.Token.ExpiresAt, spread)
 	return ctrl.Result{RequeueAfter: max(at.Sub(s.now), time.Second)}, nil
+}
+
+// conflicted reports a secretConflictError as the binding's SecretConflict and ends the pass; other errors pass
+// through.
+func (s *scope) conflicted(err error) error {
+	var conflict *secretConflictError
+	if !errors.As(err, &conflict) {
+		return err
+	}
+	s.fail(acrv1beta2.ReasonSecretConflict, err.Error())
+	s.stop = true
+	return nil
 }
 
 // mintDue decides from the secret alone whether a new token is needed, and otherwise when it will be.

@@ -87,13 +87,20 @@ func TestDeletingTheOtherVersionsCollidingBindingKeepsTheOwnersSecret(t *testing
 
 			create(t, other)
 			eventuallyReadyAny(t, other, metav1.ConditionFalse, acrv1beta2.ReasonSecretConflict)
+			// The owner would put a dropped reference back at once (TestSecretDroppedFromTheAccountIsAttachedAgain),
+			// hiding the window in which new pods start without it: the account must not be written at all.
+			account := &corev1.ServiceAccount{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, account)).To(Succeed())
 			g.Expect(k8s.Delete(ctx, other)).To(Succeed())
 			eventuallyGone(t, other)
 
 			g.Consistently(func(g Gomega) {
-				g.Expect(pullSecretNames(g, ns, "default")).To(Equal([]string{secretName}))
+				now := &corev1.ServiceAccount{}
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(account), now)).To(Succeed())
+				g.Expect(now.ResourceVersion).To(Equal(account.ResourceVersion), "the owner's account was written: %v", now.ImagePullSecrets)
 				g.Expect(getSecret(g, ns, secretName).UID).To(Equal(ownersSecret.UID))
 			}).WithTimeout(2 * time.Second).Should(Succeed())
+			g.Expect(pullSecretNames(g, ns, "default")).To(Equal([]string{secretName}))
 			g.Expect(pull(ns, secretName, "alice")).To(Succeed())
 			eventuallyReadyAny(t, owner, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
 		})

@@ -21,8 +21,19 @@ import (
 
 	acrv1beta1 "github.com/acrpull/acrpull/api/v1beta1"
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
+	"github.com/acrpull/acrpull/internal/azurefake"
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
 	"github.com/acrpull/acrpull/internal/identityallowlist"
+)
+
+// Identities of the allow-list test's own: azidentity keeps managed-identity tokens in a process-wide cache, so an
+// identity another test used may need no IMDS call here, which would hide the calls this test counts.
+const (
+	allowListedClientID   = "44444444-4444-4444-4444-444444444444"
+	allowListedResourceID = "/subscriptions/22222222-2222-2222-2222-222222222222/resourceGroups/identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/allow-listed"
+	// unlistedClientID is assigned to the node and may pull alice too: only the allow-list stands in its way.
+	unlistedClientID   = "55555555-5555-5555-5555-555555555555"
+	unlistedResourceID = "/subscriptions/22222222-2222-2222-2222-222222222222/resourceGroups/identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/unlisted"
 )
 
 // Attack: a tenant who may create bindings names a managed identity assigned to the nodes that the administrator
@@ -35,12 +46,17 @@ func TestIdentityOutsideTheAllowListIsRefusedWithoutAnAzureCall(t *testing.T) {
 	ctx := context.Background()
 	const shardLabel, shard = "acrpull.test/shard", "identity-allow-list"
 	tenant, other := newNamespace(t), newNamespace(t)
+	cloud.AddIdentity(azurefake.Identity{ClientID: allowListedClientID, ResourceID: allowListedResourceID, TenantID: tenantID, AssignedToVM: true})
+	cloud.AddIdentity(azurefake.Identity{ClientID: unlistedClientID, ResourceID: unlistedResourceID, TenantID: tenantID, AssignedToVM: true})
+	for _, id := range []string{allowListedClientID, unlistedClientID} {
+		cloud.AddRoleAssignment(id, registryHost, []string{"alice"}, []string{"pull"})
+	}
 
-	// The tenant's namespace is given the puller (its client ID written upper-case), by client ID only; stranger
-	// is given to nobody.
+	// The tenant's namespace is given the allow-listed identity (its client ID written upper-case), by client ID
+	// only; the unlisted one is given to nobody.
 	allowListDir := t.TempDir()
 	writeAllowList(t, allowListDir, map[string]string{
-		"tenant.namespaces": tenant, "tenant.clientIDs": strings.ToUpper(pullerClientID), "tenant.resourceIDs": "",
+		"tenant.namespaces": tenant, "tenant.clientIDs": strings.ToUpper(allowListedClientID), "tenant.resourceIDs": "",
 	})
 	allowList, err := identityallowlist.Open(allowListDir)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -48,7 +64,7 @@ func TestIdentityOutsideTheAllowListIsRefusedWithoutAnAzureCall(t *testing.T) {
 	stop := startShardControllerWith(t, env.Config, labels.SelectorFromSet(labels.Set{shardLabel: shard}),
 		&http.Client{Transport: imds}, func(c *acrpullbinding.Config) {
 			c.ManagedIdentityAllowList = allowList
-			c.V1beta1 = acrpullbinding.V1beta1Defaults{ACRServer: registryHost, ClientID: strangerClientID}
+			c.V1beta1 = acrpullbinding.V1beta1Defaults{ACRServer: registryHost, ClientID: unlistedClientID}
 		})
 	defer stop()
 	shardLabels := map[string]string{pausedLabel: "true", shardLabel: shard}
@@ -57,14 +73,16 @@ func TestIdentityOutsideTheAllowListIsRefusedWithoutAnAzureCall(t *testing.T) {
 		serviceAccount(t, ns, "default", "")
 	}
 	allowed := managedIdentityBinding(tenant, "allowed", "default", "repository:alice:pull")
-	stranger := managedIdentityBinding(tenant, "stranger", "default", "repository:alice:pull")
-	stranger.Spec.Auth.ManagedIdentity.ClientID = strangerClientID
+	allowed.Spec.Auth.ManagedIdentity.ClientID = allowListedClientID
+	unlisted := managedIdentityBinding(tenant, "unlisted", "default", "repository:alice:pull")
+	unlisted.Spec.Auth.ManagedIdentity.ClientID = unlistedClientID
 	elsewhere := managedIdentityBinding(other, "elsewhere", "default", "repository:alice:pull")
+	elsewhere.Spec.Auth.ManagedIdentity.ClientID = allowListedClientID
 	byResource := managedIdentityBinding(tenant, "by-resource", "default", "repository:alice:pull")
-	byResource.Spec.Auth.ManagedIdentity = &acrv1beta2.ManagedIdentityAuth{ResourceID: pullerResourceID}
+	byResource.Spec.Auth.ManagedIdentity = &acrv1beta2.ManagedIdentityAuth{ResourceID: allowListedResourceID}
 	legacy := &acrv1beta1.AcrPullBinding{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "legacy", Labels: shardLabels},
 		Spec: acrv1beta1.AcrPullBindingSpec{Scope: "repository:alice:pull"}}
-	for _, b := range []*acrv1beta2.AcrPullBinding{allowed, stranger, elsewhere, byResource} {
+	for _, b := range []*acrv1beta2.AcrPullBinding{allowed, unlisted, elsewhere, byResource} {
 		b.Labels = shardLabels
 		create(t, b)
 		deleteAtEnd(t, b)
@@ -75,9 +93,9 @@ func TestIdentityOutsideTheAllowListIsRefusedWithoutAnAzureCall(t *testing.T) {
 	eventuallyReady(t, allowed, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
 	g.Expect(pull(tenant, "acr-pull-allowed", "alice")).To(Succeed())
 	for b, words := range map[*acrv1beta2.AcrPullBinding][]string{
-		stranger:   {strangerClientID, tenant},
-		elsewhere:  {pullerClientID, other},
-		byResource: {pullerResourceID, tenant},
+		unlisted:   {unlistedClientID, tenant},
+		elsewhere:  {allowListedClientID, other},
+		byResource: {allowListedResourceID, tenant},
 	} {
 		eventuallyReady(t, b, metav1.ConditionFalse, acrv1beta2.ReasonIdentityNotAllowed)
 		c := readyCondition(g, b)
@@ -90,15 +108,15 @@ func TestIdentityOutsideTheAllowListIsRefusedWithoutAnAzureCall(t *testing.T) {
 	}
 	eventuallyReadyV1beta1(t, client.ObjectKeyFromObject(legacy), metav1.ConditionFalse, acrv1beta2.ReasonIdentityNotAllowed)
 
-	g.Expect(imds.count(pullerClientID)).To(BeNumerically(">", 0), "the counter sees the allowed identity's calls")
-	g.Expect(imds.count(strangerClientID)).To(BeZero(), "IMDS was asked for a refused identity")
-	g.Expect(imds.count(pullerResourceID)).To(BeZero(), "IMDS was asked for a refused identity")
+	g.Expect(imds.count(allowListedClientID)).To(BeNumerically(">", 0), "the counter sees the allowed identity's calls")
+	g.Expect(imds.count(unlistedClientID)).To(BeZero(), "IMDS was asked for a refused identity")
+	g.Expect(imds.count(allowListedResourceID)).To(BeZero(), "IMDS was asked for a refused identity")
 
 	// Tightened: the allowed binding's secret stays as it is, attached and working, until its token expires; the
 	// binding says it is no longer refreshed.
 	before := getSecret(g, tenant, "acr-pull-allowed")
 	writeAllowList(t, allowListDir, map[string]string{"tenant.namespaces": tenant, "tenant.clientIDs": ""})
-	calls := imds.count(pullerClientID)
+	calls := imds.count(allowListedClientID)
 	edit(t, allowed, func() { allowed.Annotations = map[string]string{"acrpull.test/nudge": "1"} })
 	eventuallyReady(t, allowed, metav1.ConditionFalse, acrv1beta2.ReasonIdentityNotAllowed)
 	g.Expect(readyCondition(g, allowed).Message).To(ContainSubstring("no longer refreshed"))
@@ -107,7 +125,7 @@ func TestIdentityOutsideTheAllowListIsRefusedWithoutAnAzureCall(t *testing.T) {
 	g.Expect(after.Data).To(Equal(before.Data))
 	g.Expect(pullSecretNames(g, tenant, "default")).To(ContainElement("acr-pull-allowed"))
 	g.Expect(pull(tenant, "acr-pull-allowed", "alice")).To(Succeed())
-	g.Expect(imds.count(pullerClientID)).To(Equal(calls))
+	g.Expect(imds.count(allowListedClientID)).To(Equal(calls))
 }
 
 // writeAllowList replaces the allow-list directory's files with data, as keys of a ConfigMap.

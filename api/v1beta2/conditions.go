@@ -48,3 +48,8 @@ const (
 // ReasonSecretConflict: a secret with the binding's secret name exists and belongs to something else; acrpull does
 // not take it over.
 const ReasonSecretConflict = "SecretConflict"
+
+// ReasonIdentityNotAllowed: the administrator's managed-identity allow-list (--managed-identity-allow-list) does not
+// let the binding's namespace use the managed identity; no token was requested, and an existing secret is no longer
+// refreshed.
+const ReasonIdentityNotAllowed = "IdentityNotAllowed"

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/identityallowlist"
 	"github.com/acrpull/acrpull/internal/manager"
 )
 
@@ -87,8 +88,21 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 		"v1beta1 default identity resource ID (env MANAGED_IDENTITY_RESOURCE_ID).")
 	fs.StringVar(&c.V1beta1.ARMResource, "arm-resource", getenv("ARM_RESOURCE"),
 		"v1beta1 ARM audience override (env ARM_RESOURCE); default https://management.azure.com/.")
+	// Managed-identity allow-list: kept in a block of its own.
+	var identityAllowList string
+	fs.StringVar(&identityAllowList, "managed-identity-allow-list", "",
+		"Directory of the mounted managed-identity allow-list ConfigMap (keys <rule>.namespaces, <rule>.clientIDs, "+
+			"<rule>.resourceIDs); bindings may use only the identities it gives their namespace. Empty (the default) allows any.")
+
 	if err := fs.Parse(args); err != nil {
 		return opts, kube, err
+	}
+	if identityAllowList != "" {
+		allowList, err := identityallowlist.Open(identityAllowList)
+		if err != nil {
+			return opts, kube, fmt.Errorf("--managed-identity-allow-list: %w", err)
+		}
+		c.ManagedIdentityAllowList = allowList
 	}
 	if legacyMetrics != "" {
 		opts.MetricsAddr = legacyMetrics

@@ -55,6 +55,7 @@ func TestFlagsRejectNonsense(t *testing.T) {
 		{"--service-account-token-audience="},
 		{"--allowed-authority-hosts=http://login.example/"},
 		{"--allowed-authority-hosts=login.example/?tenant=x"},
+		{"--managed-identity-allow-list=/nonexistent/allow-list"},
 	} {
 		if err := parseErr(args...); err == nil {
 			t.Errorf("%v accepted", args)

@@ -147,6 +147,14 @@ func (f *firstWriteConflicts) injected() []string {
 // otherwise, which manager.New does not offer.
 func startShardController(t *testing.T, cfg *rest.Config, selector labels.Selector, configure ...func(*acrpullbinding.Config)) (stop func()) {
 	t.Helper()
+	return startShardControllerWith(t, cfg, selector, cloud.HTTPClient(), configure...)
+}
+
+// startShardControllerWith is startShardController reaching Azure through azureClient, with its configuration
+// changed by configure.
+func startShardControllerWith(t *testing.T, cfg *rest.Config, selector labels.Selector, azureClient *http.Client,
+	configure ...func(*acrpullbinding.Config)) (stop func()) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:     manager.NewScheme(),
 		Metrics:    metricsserver.Options{BindAddress: "0"},
@@ -160,7 +168,7 @@ func startShardController(t *testing.T, cfg *rest.Config, selector labels.Select
 		t.Fatal(err)
 	}
 	m := metrics.New(prometheus.NewRegistry())
-	minter := mint.New(azauth.NewClient(azauth.Options{HTTPClient: cloud.HTTPClient(), Clock: clock.RealClock{}, CallTimeout: 3 * time.Second}),
+	minter := mint.New(azauth.NewClient(azauth.Options{HTTPClient: azureClient, Clock: clock.RealClock{}, CallTimeout: 3 * time.Second}),
 		tokencache.New(clock.RealClock{}, m), clock.RealClock{})
 	config := acrpullbinding.Config{
 		ServiceAccountTokenAudience: "api://AzureCRTokenExchange",

@@ -109,13 +109,7 @@ func (r *Reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 	obj := s.binding.object()
 	secret, err := r.ownSecret(ctx, s.binding)
 	if err != nil {
-		var conflict *secretConflictError
-		if errors.As(err, &conflict) {
-			s.fail(acrv1beta2.ReasonSecretConflict, err.Error())
-			s.stop = true
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, err
+		return ctrl.Result{}, s.conflicted(err)
 	}
 	s.secret = secret
 
@@ -135,11 +129,25 @@ func (r *Reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 	}
 	r.Metrics.MintAttempt(r.api.name(), acrv1beta2.ReasonTokenMinted)
 	if s.secret, err = r.writeSecret(ctx, s, cred, inputs); err != nil {
-		return ctrl.Result{}, err
+		// A secret the cache does not hold (one without the controller's label, such as a hand-made one) shows up
+		// only here.
+		return ctrl.Result{}, s.conflicted(err)
 	}
 	s.shared = r.shareCredential(ctx, s, cred, inputs)
 	at := s.desired.refresh.refreshAt(cred.Token.IssuedAt, cred.Token.ExpiresAt, spread)
 	return ctrl.Result{RequeueAfter: max(at.Sub(s.now), time.Second)}, nil
+}
+
+// conflicted reports a secretConflictError as the binding's SecretConflict and ends the pass; other errors pass
+// through.
+func (s *scope) conflicted(err error) error {
+	var conflict *secretConflictError
+	if !errors.As(err, &conflict) {
+		return err
+	}
+	s.fail(acrv1beta2.ReasonSecretConflict, err.Error())
+	s.stop = true
+	return nil
 }
 
 // mintDue decides from the secret alone whether a new token is needed, and otherwise when it will be.
@@ -290,9 +298,13 @@ func (r *Reconciler) attachSecret(ctx context.Context, s *scope) (ctrl.Result, e
 	})
 }
 
-// detachFromOtherServiceAccounts removes the secret from accounts the binding no longer targets.
+// detachFromOtherServiceAccounts removes the secret from accounts the binding no longer targets. Without a secret
+// of its own there is nothing of the binding's to remove: the name may be referenced for someone else's.
 func (r *Reconciler) detachFromOtherServiceAccounts(ctx context.Context, s *scope) (ctrl.Result, error) {
-	name := s.binding.secretName()
+	if s.secret == nil {
+		return ctrl.Result{}, nil
+	}
+	name := s.secret.Name
 	return ctrl.Result{}, r.detachEverywhere(ctx, s.binding.object().GetNamespace(), []string{name}, s.desired.targetServiceAccount)
 }
 
@@ -334,11 +346,12 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, b binding) error {
 	} else if unlabelled != nil {
 		owned = append(owned, *unlabelled)
 	}
-	names := []string{b.secretName()}
+	// Only names of secrets the binding is seen to own (their owner reference carries its UID): a secret of the
+	// binding's name that is someone else's (a hand-made one, or the other API version's binding's, reported as
+	// SecretConflict) stays referenced wherever it is, and so does a name whose secret is gone, which may be anyone's.
+	names := make([]string, 0, len(owned))
 	for _, sec := range owned {
-		if sec.Name != b.secretName() {
-			names = append(names, sec.Name)
-		}
+		names = append(names, sec.Name)
 	}
 	// The cache may not show yet a reference written moments ago (a binding deleted right after it was created):
 	// unreference from what the apiserver holds, since nothing will come back for this binding afterwards.

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/identityallowlist"
 	"github.com/acrpull/acrpull/internal/mint"
 )
 
@@ -59,6 +60,16 @@ type Config struct {
 	LabelSelector labels.Selector
 	// V1beta1 holds msi-acrpull's controller-wide defaults.
 	V1beta1 V1beta1Defaults
+
+	// ManagedIdentityAllowList says which namespaces may use which managed identities (--managed-identity-allow-list);
+	// nil lets every namespace use every identity assigned to the nodes, as msi-acrpull did.
+	ManagedIdentityAllowList IdentityAllowList
+}
+
+// IdentityAllowList is the administrator's allow-list as it stands now; identityallowlist.Dir is the real one. An
+// error means it cannot be read, and every managed identity is refused.
+type IdentityAllowList interface {
+	Current() (*identityallowlist.AllowList, error)
 }
 
 // V1beta1Defaults are msi-acrpull's environment defaults for v1beta1 bindings that leave fields empty.
@@ -146,6 +157,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	for _, p := range []phase{
 		r.resolveSpec,
 		r.checkServer,
+		r.checkIdentity,
 		r.loadServiceAccount,
 		r.reconcileSecret,
 		r.attachSecret,

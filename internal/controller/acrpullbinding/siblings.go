@@ -100,7 +100,8 @@ func (r *Reconciler) awaitsCredential(ctx context.Context, sibling binding, s *s
 		resolved := w.resolvedFrom(s.federatedSA)
 		d.workload = &resolved
 	}
-	if serverAllowed(d.server, r.Config.AllowedServerSuffixes) != nil || inputsHash(d.inputs()...) != inputs {
+	if serverAllowed(d.server, r.Config.AllowedServerSuffixes) != nil || r.identityAllowed(obj.GetNamespace(), d) != nil ||
+		inputsHash(d.inputs()...) != inputs {
 		return desiredState{}, false
 	}
 	return d, true

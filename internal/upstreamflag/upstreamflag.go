@@ -11,7 +11,9 @@ package upstreamflag
 import (
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -31,12 +33,26 @@ const (
 	Refused Disposition = "refused"
 )
 
+// Kind is the kind of value a flag takes.
+type Kind int
+
+const (
+	// Text takes any value.
+	Text Kind = iota
+	// Duration takes a Go duration (1h, 30s).
+	Duration
+	// Count takes a non-negative integer.
+	Count
+)
+
 // Flag is one upstream flag.
 type Flag struct {
 	// Name is upstream's spelling, without dashes.
 	Name string
 	// Bool flags take no value (--name alone means true); the rest take one.
 	Bool bool
+	// Kind is the kind of value an ignored flag takes: a value upstream would refuse is refused here too.
+	Kind Kind
 	// Default is upstream's default, shown in --help for ignored flags.
 	Default     string
 	Disposition Disposition
@@ -54,7 +70,7 @@ var Klog = []Flag{
 	{Name: "alsologtostderr", Bool: true, Default: "false", Disposition: Ignored, Why: "logs always go to standard error"},
 	{Name: "log_dir", Disposition: Ignored, Why: "no log files are written; logs go to standard error"},
 	{Name: "log_file", Disposition: Ignored, Why: "no log files are written; logs go to standard error"},
-	{Name: "log_file_max_size", Default: "1800", Disposition: Ignored, Why: "no log files are written; logs go to standard error"},
+	{Name: "log_file_max_size", Kind: Count, Default: "1800", Disposition: Ignored, Why: "no log files are written; logs go to standard error"},
 	{Name: "skip_log_headers", Bool: true, Default: "false", Disposition: Ignored, Why: "no log files are written; logs go to standard error"},
 	{Name: "stderrthreshold", Default: "2", Disposition: Ignored, Why: "every level goes to standard error"},
 	{Name: "one_output", Bool: true, Default: "false", Disposition: Ignored, Why: "each line is written once, to standard error"},
@@ -71,12 +87,33 @@ func Register(fs *flag.FlagSet, table []Flag) {
 			continue
 		}
 		usage := "Upstream flag, accepted and ignored: " + f.Why + "."
-		if f.Bool {
+		switch {
+		case f.Bool:
 			fs.Bool(f.Name, f.Default == "true", usage)
-		} else {
+		case f.Kind == Duration:
+			fs.Var(&checkedValue{value: f.Default, check: func(v string) error { _, err := time.ParseDuration(v); return err }}, f.Name, usage)
+		case f.Kind == Count:
+			fs.Var(&checkedValue{value: f.Default, check: func(v string) error { _, err := strconv.ParseUint(v, 10, 64); return err }}, f.Name, usage)
+		default:
 			fs.String(f.Name, f.Default, usage)
 		}
 	}
+}
+
+// checkedValue holds an ignored flag's value, refusing values upstream would have refused.
+type checkedValue struct {
+	value string
+	check func(string) error
+}
+
+func (c *checkedValue) String() string { return c.value }
+
+func (c *checkedValue) Set(v string) error {
+	if err := c.check(v); err != nil {
+		return err
+	}
+	c.value = v
+	return nil
 }
 
 // IgnoredGiven returns, for each ignored flag of table given on the command line fs parsed, a line naming it, its
@@ -122,7 +159,7 @@ func RegisterLogging(fs *flag.FlagSet) *Logging {
 }
 
 // Apply sets o's level and encoder from -v and --log-format where --zap-log-level and --zap-encoder did not set them
-// (zap.Options.BindFlags sets them only when given). Without --log-format the encoder stays zap's default.
+// (zap.Options.BindFlags sets them only when given). Without --log-format the encoder stays zap's default (JSON).
 func (l *Logging) Apply(fs *flag.FlagSet, o *zap.Options) {
 	if l.verbositySet && o.Level == nil {
 		o.Level = zapcore.Level(-int8(l.verbosity))

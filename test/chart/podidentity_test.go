@@ -67,6 +67,7 @@ podIdentity:
   iptUpdateIntervalSec: 30
   hostTokenAudiences: [csi.example, https://kubernetes.default.svc]
   logLevel: debug
+  customUserAgent: contoso-aks/1.0
   extraArgs: [--redirect=true]
   extraEnv: [{name: HTTPS_PROXY, value: "http://proxy:3128"}]
   priorityClassName: system-cluster-critical
@@ -165,7 +166,7 @@ func TestPodIdentityRendersTheNodeAgent(t *testing.T) {
 		"--service-account-token-audience=api://CustomExchange", "--tenant-id="+tenantID, "--cloud=USGovernmentCloud",
 		"--authority-host=https://login.microsoftonline.us/", "--enable-conntrack-deletion=true",
 		"--allow-network-plugin-kubenet=true", "--iptables-mode=legacy", "--ipt-update-interval-sec=30", "--host-token-audiences=csi.example,https://kubernetes.default.svc",
-		"--zap-log-level=debug", "--redirect=true"))
+		"--zap-log-level=debug", "--custom-user-agent=contoso-aks/1.0", "--redirect=true"))
 	g.Expect(c.Args[len(c.Args)-1]).To(Equal("--redirect=true"), "extra arguments come last, so they win")
 	g.Expect(c.Env).To(ConsistOf(
 		corev1.EnvVar{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},

@@ -6,6 +6,9 @@ CONTROLLER_GEN := go run sigs.k8s.io/controller-tools/cmd/controller-gen
 # Test binaries (kube-apiserver, etcd, kubectl, registry, helm) live outside the repository, built once per version.
 ASSETS = $(shell hack/test-env.sh)
 GO_TEST_FLAGS ?= -timeout 20m
+# The version --version prints and acrpull_build_info reports: the commit's tag or hash.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GO_BUILD_FLAGS = -ldflags "-X github.com/acrpull/acrpull/internal/buildinfo.version=$(VERSION)"
 
 .PHONY: help
 help: ## Show the targets.
@@ -27,11 +30,11 @@ verify: ## Fail if generated files are stale or code is unformatted.
 
 .PHONY: build
 build: ## Build bin/acrpull, bin/acrpull-nmi, bin/acrpull-demo and bin/fakeazure.
-	go build -o bin/acrpull ./cmd/acrpull
-	go build -o bin/acrpull-nmi ./cmd/acrpull-nmi
-	go build -o bin/acrpull-mic ./cmd/acrpull-mic
-	go build -o bin/acrpull-demo ./cmd/acrpull-demo
-	go build -o bin/fakeazure ./cmd/fakeazure
+	go build $(GO_BUILD_FLAGS) -o bin/acrpull ./cmd/acrpull
+	go build $(GO_BUILD_FLAGS) -o bin/acrpull-nmi ./cmd/acrpull-nmi
+	go build $(GO_BUILD_FLAGS) -o bin/acrpull-mic ./cmd/acrpull-mic
+	go build $(GO_BUILD_FLAGS) -o bin/acrpull-demo ./cmd/acrpull-demo
+	go build $(GO_BUILD_FLAGS) -o bin/fakeazure ./cmd/fakeazure
 
 IMAGE_FLAGS ?=
 .PHONY: image

@@ -8,7 +8,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/acrpull/acrpull/internal/mic"
+	"github.com/acrpull/acrpull/internal/upstreamflag"
 )
 
 // renewDeadline is controller-runtime's leader-election renew deadline, which mic.NewManager leaves at its default; a
@@ -33,16 +33,42 @@ type settings struct {
 	userAgent    string
 	leaseName    string
 	ignoredFlags []string
+
+	// printVersion: --version was given; nothing else is checked.
+	printVersion bool
+	// logging holds -v and --log-format for the logger.
+	logging *upstreamflag.Logging
 }
 
-// Upstream MIC flags acrpull accepts but does not use, so that an existing Deployment's arguments start it
-// unchanged; why each has no effect is in docs/pod-identity.md.
-var (
-	ignoredStringFlags   = []string{"leader-election-instance", "log-format"}
-	ignoredDurationFlags = []string{"syncRetryDuration", "update-user-msi-retry-interval"}
-	ignoredIntFlags      = []string{"v"}
-	ignoredBoolFlags     = []string{"enableProfile", "logtostderr"}
-)
+// upstreamFlags are the flags of aad-pod-identity v1.8.x's mic (cmd/mic, version, and klog's), with what each does
+// here. parseFlags defines those used here itself; the ignored ones are defined from this table. docs/pod-identity.md's
+// "Upstream flags" table is checked against it.
+var upstreamFlags = append([]upstreamflag.Flag{
+	{Name: "kubeconfig", Disposition: upstreamflag.Same},
+	{Name: "cloudconfig", Disposition: upstreamflag.Same, Why: "empty reads the Azure configuration from the environment; the file is re-read when it changes"},
+	{Name: "forceNamespaced", Bool: true, Default: "false", Disposition: upstreamflag.Same, Why: "also env FORCENAMESPACED"},
+	{Name: "version", Bool: true, Default: "false", Disposition: upstreamflag.Same, Why: "prints acrpull's version"},
+	{Name: "leader-election-namespace", Default: "default", Disposition: upstreamflag.Same, Why: "default env MIC_POD_NAMESPACE here"},
+	{Name: "leader-election-name", Default: "aad-pod-identity-mic", Disposition: upstreamflag.Same, Why: "names a Lease (upstream: an Endpoints object)"},
+	{Name: "leader-election-duration", Default: "15s", Disposition: upstreamflag.Same, Why: "must exceed the 10s renew deadline"},
+	{Name: "http-probe-port", Default: "8080", Disposition: upstreamflag.Same, Why: "`/healthz` answers `Active`"},
+	{Name: "prometheus-port", Default: "8888", Disposition: upstreamflag.Same},
+	{Name: "createDeleteBatch", Default: "20", Disposition: upstreamflag.Same, Why: "AzureAssignedIdentity writes in flight at once"},
+	{Name: "clientQps", Default: "5", Disposition: upstreamflag.Same, Why: "burst twice that, at least 10 (upstream: equal)"},
+	{Name: "immutable-user-msis", Disposition: upstreamflag.Same},
+	{Name: "enable-type-upgrade", Bool: true, Default: "true", Disposition: upstreamflag.Same},
+	{Name: "update-user-msi-max-retry", Default: "2", Disposition: upstreamflag.Same},
+	{Name: "identity-assignment-reconcile-interval", Default: "3m0s", Disposition: upstreamflag.Same},
+	{Name: "custom-user-agent", Disposition: upstreamflag.Same, Why: "appended to the User-Agent of apiserver, Entra ID and Resource Manager requests"},
+	{Name: "log-format", Default: "text", Disposition: upstreamflag.Same, Why: "text is zap's console encoding; without the flag, JSON; --zap-encoder wins"},
+	{Name: "leader-election-instance", Disposition: upstreamflag.Ignored, Why: "controller-runtime names the Lease holder by host and a random suffix"},
+	{Name: "syncRetryDuration", Kind: upstreamflag.Duration, Default: "1h0m0s", Disposition: upstreamflag.Ignored, Why: "cycles are event-driven; the periodic check is --identity-assignment-reconcile-interval"},
+	{Name: "update-user-msi-retry-interval", Kind: upstreamflag.Duration, Default: "1s", Disposition: upstreamflag.Ignored, Why: "a refused update is retried at once, without the refused identities"},
+	{Name: "enableProfile", Bool: true, Default: "false", Disposition: upstreamflag.Ignored, Why: "no profiling endpoint is served"},
+	{Name: "enableScaleFeatures", Bool: true, Default: "false", Disposition: upstreamflag.Ignored, Why: "deprecated and without effect in upstream's MIC too"},
+	{Name: "config-map-name", Default: mic.TypeUpgradeConfigMap, Disposition: upstreamflag.Ignored, Why: "the type upgrade is recorded in ConfigMap " + mic.TypeUpgradeConfigMap + ", the one the chart's Role grants; with another name upstream recorded, the upgrade runs once more (it is idempotent)"},
+	{Name: "type-upgrade-status-key", Default: mic.TypeUpgradeStatusKey, Disposition: upstreamflag.Ignored, Why: "the type upgrade is recorded under key " + mic.TypeUpgradeStatusKey + "; with another key upstream recorded, the upgrade runs once more (it is idempotent)"},
+}, upstreamflag.Klog...)
 
 // parseFlags reads upstream MIC's flags. getenv supplies MIC_POD_NAMESPACE and FORCENAMESPACED, as upstream read them.
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (settings, error) {
@@ -53,10 +79,6 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 		reconcileInterval, lease  time.Duration
 		retries                   int
 		leaderElection            bool
-		ignoredString             string
-		ignoredDuration           time.Duration
-		ignoredInt                int
-		ignoredBool               bool
 		leaderElectionNamespace   string
 		defaultNamespace          = getenv("MIC_POD_NAMESPACE")
 	)
@@ -86,28 +108,21 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	fs.IntVar(&prometheusPort, "prometheus-port", 8888, "Port of /metrics (0 disables).")
 	fs.BoolVar(&s.typeUpgrade, "enable-type-upgrade", true, "At start, rewrite aadpodidentity.k8s.io objects stored with pre-v1.6 field names, once (ConfigMap "+mic.TypeUpgradeConfigMap+").")
 	fs.StringVar(&s.userAgent, "custom-user-agent", "", "Suffix of the User-Agent of apiserver and Azure requests.")
-	for _, name := range ignoredStringFlags {
-		fs.StringVar(&ignoredString, name, "", "Accepted for compatibility; ignored.")
-	}
-	// Upstream's defaults, shown in --help so the flags read as upstream's.
-	fs.DurationVar(&ignoredDuration, "syncRetryDuration", time.Hour, "Accepted for compatibility; ignored (cycles are event-driven).")
-	fs.DurationVar(&ignoredDuration, "update-user-msi-retry-interval", time.Second, "Accepted for compatibility; ignored (a refused update is retried at once without the refused identities).")
 	fs.IntVar(&s.opts.Config.RecordWriters, "createDeleteBatch", 20, "AzureAssignedIdentity writes in flight at once.")
-	fs.IntVar(&ignoredInt, "v", 0, "Accepted for compatibility; ignored (use --zap-log-level).")
-	for _, name := range ignoredBoolFlags {
-		fs.BoolVar(&ignoredBool, name, false, "Accepted for compatibility; ignored.")
-	}
+	fs.BoolVar(&s.printVersion, "version", false, "Print the version and exit.")
+	s.logging = upstreamflag.RegisterLogging(fs)
+	// Upstream flags with no meaning here.
+	upstreamflag.Register(fs, upstreamFlags)
 	if err := fs.Parse(args); err != nil {
 		return s, err
+	}
+	if s.printVersion {
+		return s, nil
 	}
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected arguments %q: every setting is a --flag", fs.Args())
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if isIgnored(f.Name) {
-			s.ignoredFlags = append(s.ignoredFlags, f.Name)
-		}
-	})
+	s.ignoredFlags = upstreamflag.IgnoredGiven(fs, upstreamFlags)
 
 	if lease <= renewDeadline {
 		return s, fmt.Errorf("--leader-election-duration=%s: the lease must be longer than the %s renew deadline", lease, renewDeadline)
@@ -144,15 +159,6 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	s.opts.ProbeAddr = portAddr(probePort)
 	s.opts.MetricsAddr = portAddr(prometheusPort)
 	return s, nil
-}
-
-func isIgnored(name string) bool {
-	for _, list := range [][]string{ignoredStringFlags, ignoredDurationFlags, ignoredIntFlags, ignoredBoolFlags} {
-		if slices.Contains(list, name) {
-			return true
-		}
-	}
-	return false
 }
 
 func portAddr(port int) string {

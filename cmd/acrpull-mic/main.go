@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -24,16 +23,20 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/buildinfo"
 	"github.com/acrpull/acrpull/internal/mic"
 )
 
 // armPollEvery is how often a scale set's identity update is polled until it completes (upstream polled every 5s).
 const armPollEvery = 5 * time.Second
 
+const program = "acrpull-mic"
+
 func main() {
-	fs := flag.NewFlagSet("acrpull-mic", flag.ExitOnError)
+	fs := flag.NewFlagSet(program, flag.ExitOnError)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(fs)
 	s, err := parseFlags(fs, os.Args[1:], os.Getenv)
@@ -41,10 +44,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	if s.printVersion {
+		fmt.Println(buildinfo.String(program))
+		return
+	}
+	s.logging.Apply(fs, &zapOpts)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
-	if len(s.ignoredFlags) > 0 {
-		log.Info("Upstream flags accepted and ignored (see docs/pod-identity.md)", "flags", s.ignoredFlags)
+	for _, ignored := range s.ignoredFlags {
+		log.Info("Ignoring upstream flag " + ignored)
+	}
+	if err := buildinfo.Register(ctrlmetrics.Registry, program); err != nil {
+		log.Error(err, "Failed to register the build_info metric")
+		os.Exit(1)
 	}
 
 	azure := azauth.NewClient(azauth.Options{UserAgentSuffix: s.userAgent})
@@ -115,7 +127,7 @@ func main() {
 		<-mgr.Elected()
 		log.Info("Elected leader: assigning identities", "lease", s.opts.LeaderElectionNamespace+"/"+mic.LeaderElectionID)
 	}()
-	log.Info("Starting assignment controller", "leaderElection", s.opts.LeaderElection, "forceNamespaced", s.opts.Config.ForceNamespaced,
+	log.Info("Starting assignment controller", "version", buildinfo.Version(), "leaderElection", s.opts.LeaderElection, "forceNamespaced", s.opts.Config.ForceNamespaced,
 		"immutableClientIDs", s.opts.Config.Policy.ImmutableClientIDs)
 	// Losing the lease stops the manager with an error: exit, as upstream did, and let the pod restart as a follower.
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
@@ -126,9 +138,5 @@ func main() {
 
 // version is what the type upgrade records, as upstream recorded its MIC version.
 func version() string {
-	v := "(devel)"
-	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
-		v = info.Main.Version
-	}
-	return "acrpull-mic " + v
+	return program + " " + buildinfo.Version()
 }

@@ -16,7 +16,41 @@ import (
 	"github.com/acrpull/acrpull/internal/azauth"
 	"github.com/acrpull/acrpull/internal/imdsredirect"
 	"github.com/acrpull/acrpull/internal/nmi"
+	"github.com/acrpull/acrpull/internal/upstreamflag"
 )
+
+// upstreamFlags are the flags of aad-pod-identity v1.8.x's nmi (cmd/nmi, version, and klog's), with what each does
+// here. parseFlags defines those used here itself; the ignored ones are defined from this table. docs/pod-identity.md's
+// "Upstream flags" table is checked against it.
+var upstreamFlags = append([]upstreamflag.Flag{
+	{Name: "node", Disposition: upstreamflag.Same, Why: "also env NODE_NAME"},
+	{Name: "nmi-listen-address", Default: "127.0.0.1", Disposition: upstreamflag.Same},
+	{Name: "nmi-port", Default: "2579", Disposition: upstreamflag.Same},
+	{Name: "metadata-ip", Default: "169.254.169.254", Disposition: upstreamflag.Same},
+	{Name: "metadata-port", Default: "80", Disposition: upstreamflag.Same},
+	{Name: "ipt-update-interval-sec", Default: "60", Disposition: upstreamflag.Same},
+	{Name: "forceNamespaced", Bool: true, Default: "false", Disposition: upstreamflag.Same, Why: "also env FORCENAMESPACED"},
+	{Name: "http-probe-port", Default: "8080", Disposition: upstreamflag.Same, Why: "default 8085 here (upstream's chart sets 8085); `/healthz` answers `Active`"},
+	{Name: "prometheus-port", Default: "9090", Disposition: upstreamflag.Same},
+	{Name: "retry-attempts-for-created", Default: "16", Disposition: upstreamflag.Same},
+	{Name: "retry-attempts-for-assigned", Default: "4", Disposition: upstreamflag.Same},
+	{Name: "find-identity-retry-interval", Default: "5", Disposition: upstreamflag.Same, Why: "the agent answers as soon as the record is Assigned, not on this grid"},
+	{Name: "block-instance-metadata", Bool: true, Default: "false", Disposition: upstreamflag.Same},
+	{Name: "metadata-header-required", Bool: true, Default: "true", Disposition: upstreamflag.Same},
+	{Name: "operation-mode", Default: "standard", Disposition: upstreamflag.Same},
+	{Name: "allow-network-plugin-kubenet", Bool: true, Default: "false", Disposition: upstreamflag.Same, Why: "the check also reads the CNI configuration (--cni-config-dir)"},
+	{Name: "kubelet-config", Default: "/etc/default/kubelet", Disposition: upstreamflag.Same},
+	{Name: "set-retry-after-header", Bool: true, Default: "false", Disposition: upstreamflag.Same},
+	{Name: "enable-conntrack-deletion", Bool: true, Default: "false", Disposition: upstreamflag.Same},
+	{Name: "custom-user-agent", Disposition: upstreamflag.Same, Why: "appended to the User-Agent of Entra ID and apiserver requests"},
+	{Name: "version", Bool: true, Default: "false", Disposition: upstreamflag.Same, Why: "prints acrpull's version"},
+	{Name: "log-format", Default: "text", Disposition: upstreamflag.Same, Why: "text is zap's console encoding; without the flag, JSON; --zap-encoder wins"},
+	{Name: "MICNamespace", Default: "default", Disposition: upstreamflag.Ignored, Why: "upstream gave its MIC's pods the node's identity without a binding; acrpull's assignment controller does not get tokens through the agent (exempt other pods with an AzurePodIdentityException)"},
+	{Name: "enableScaleFeatures", Bool: true, Default: "true", Disposition: upstreamflag.Ignored, Why: "the agent always caches only this node's pods and assignment records"},
+	{Name: "enableProfile", Bool: true, Default: "false", Disposition: upstreamflag.Ignored, Why: "no profiling endpoint is served"},
+	{Name: "host-ip", Disposition: upstreamflag.Ignored, Why: "upstream's chart rendered it for nmi images up to v1.6.1"},
+	{Name: "prometheus-address", Disposition: upstreamflag.Ignored, Why: "/metrics listens on every address at --prometheus-port"},
+}, upstreamflag.Klog...)
 
 // Operation modes, as upstream names them.
 const (
@@ -41,6 +75,11 @@ type settings struct {
 	cniConfigDir  string
 	// iptablesMode picks the iptables backend the redirect is written to (imdsredirect.ChooseIPTables).
 	iptablesMode string
+	// printVersion: --version was given; nothing else is checked.
+	printVersion bool
+	// logging holds -v and --log-format for the logger; ignored names the ignored upstream flags given, for the log.
+	logging *upstreamflag.Logging
+	ignored []string
 }
 
 // parseFlags reads upstream NMI's flags (those acrpull has a use for; the rest are accepted and ignored, so existing
@@ -57,8 +96,6 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 		forceNamespaced                     bool
 		retryAttemptsCreated, retryAttempts int
 		findInterval                        int
-		ignoredString                       string
-		ignoredBool                         bool
 		allowedAuthorityHosts               string
 	)
 	fs.StringVar(&s.agent.NodeName, "node", getenv("NODE_NAME"), "Name of this node (env NODE_NAME).")
@@ -95,16 +132,18 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	// Credential destinations a tenant's AzureIdentity may not choose by itself.
 	fs.StringVar(&allowedAuthorityHosts, "allowed-authority-hosts", "", "Comma-separated Entra ID authorities identities' spec.adEndpoint may name besides the Azure clouds' and --authority-host: https URLs (a path, e.g. /adfs/, must then match exactly) or host[:port] names, meaning https://host[:port]/.")
 	fs.BoolVar(&s.agent.AllowCrossNamespaceSecrets, "allow-cross-namespace-secrets", false, "Let identities' spec.clientPassword name Secrets in other namespaces, as upstream did; by default only the identity's own namespace is read.")
+	fs.StringVar(&s.agent.UserAgentSuffix, "custom-user-agent", "", "Suffix of the User-Agent of Entra ID and apiserver requests.")
+	fs.BoolVar(&s.printVersion, "version", false, "Print the version and exit.")
+	s.logging = upstreamflag.RegisterLogging(fs)
 	// Upstream flags with no meaning here.
-	for _, name := range []string{"host-ip", "MICNamespace", "log-format", "prometheus-address"} {
-		fs.StringVar(&ignoredString, name, "", "Accepted for compatibility; ignored.")
-	}
-	for _, name := range []string{"enableScaleFeatures", "enableProfile"} {
-		fs.BoolVar(&ignoredBool, name, false, "Accepted for compatibility; ignored.")
-	}
+	upstreamflag.Register(fs, upstreamFlags)
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
+	if s.printVersion {
+		return s, nil
+	}
+	s.ignored = upstreamflag.IgnoredGiven(fs, upstreamFlags)
 
 	if s.agent.NodeName == "" {
 		return s, fmt.Errorf("--node (or env NODE_NAME) is required")

@@ -21,13 +21,17 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/acrpull/acrpull/internal/buildinfo"
 	"github.com/acrpull/acrpull/internal/imdsredirect"
 	"github.com/acrpull/acrpull/internal/nmi"
 )
 
+const program = "acrpull-nmi"
+
 func main() {
-	fs := flag.NewFlagSet("acrpull-nmi", flag.ExitOnError)
+	fs := flag.NewFlagSet(program, flag.ExitOnError)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(fs)
 	config.RegisterFlags(fs)
@@ -36,8 +40,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	if f.printVersion {
+		fmt.Println(buildinfo.String(program))
+		return
+	}
+	f.logging.Apply(fs, &zapOpts)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	for _, ignored := range f.ignored {
+		log.Info("Ignoring upstream flag " + ignored)
+	}
+	if err := buildinfo.Register(ctrlmetrics.Registry, program); err != nil {
+		log.Error(err, "Failed to register the build_info metric")
+		os.Exit(1)
+	}
 
 	if !f.allowKubenet {
 		evidence, err := kubenetEvidence(f.kubeletConfig, f.cniConfigDir)
@@ -113,7 +129,7 @@ func main() {
 	} else {
 		close(redirectDone)
 	}
-	log.Info("Starting node agent", "node", f.agent.NodeName, "tokenSource", f.agent.Type0Source)
+	log.Info("Starting node agent", "version", buildinfo.Version(), "node", f.agent.NodeName, "tokenSource", f.agent.Type0Source)
 	err = mgr.Start(ctx)
 	<-redirectDone
 	if err != nil && ctx.Err() == nil {

@@ -14,22 +14,35 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/acrpull/acrpull/internal/buildinfo"
 	"github.com/acrpull/acrpull/internal/manager"
 )
 
+const program = "acrpull"
+
 func main() {
-	fs := flag.NewFlagSet("acrpull", flag.ExitOnError)
+	fs := flag.NewFlagSet(program, flag.ExitOnError)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(fs)
 	config.RegisterFlags(fs) // --kubeconfig, as every controller-runtime manager offers
+	printVersion := fs.Bool("version", false, "Print the version and exit.")
 	opts, kube, err := parseFlags(fs, os.Args[1:], os.Getenv)
+	if *printVersion {
+		fmt.Println(buildinfo.String(program))
+		return
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	if err := buildinfo.Register(ctrlmetrics.Registry, program); err != nil {
+		log.Error(err, "Failed to register the build_info metric")
+		os.Exit(1)
+	}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -46,7 +59,7 @@ func main() {
 		<-mgr.Elected()
 		log.Info("Elected leader: reconciling", "lease", manager.LeaderElectionID)
 	}()
-	log.Info("Starting manager", "workers", opts.Workers, "leaderElection", opts.LeaderElection)
+	log.Info("Starting manager", "version", buildinfo.Version(), "workers", opts.Workers, "leaderElection", opts.LeaderElection)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Manager stopped")
 		os.Exit(1)

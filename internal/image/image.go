@@ -107,7 +107,12 @@ func Build(ctx context.Context, o Options) (v1.Image, error) {
 	defer unlock()
 	for _, name := range Binaries {
 		fmt.Fprintf(o.Log, "building %s\n", name)
-		args := []string{"build", "-ldflags=-s -w", "-o", filepath.Join(bin, name)}
+		ldflags := "-s -w"
+		if o.Version != "" {
+			// --version, the start log line and acrpull_build_info then name the image's version.
+			ldflags += " -X github.com/acrpull/acrpull/internal/buildinfo.version=" + o.Version
+		}
+		args := []string{"build", "-ldflags=" + ldflags, "-o", filepath.Join(bin, name)}
 		if o.Trimpath {
 			args = append(args, "-trimpath")
 		}

@@ -85,6 +85,15 @@ func TestImageRunsItsPrograms(t *testing.T) {
 		}
 	})
 
+	t.Run("programs know the image's version", func(t *testing.T) {
+		for _, bin := range []string{"acrpull", "acrpull-nmi", "acrpull-mic"} {
+			out, err := exec.Command("chroot", "--userspec=65532:65532", root, "/"+bin, "--version").CombinedOutput()
+			if want := bin + " v0.0.0-test "; err != nil || !strings.HasPrefix(string(out), want) {
+				t.Errorf("/%s --version: %v %q, want %q...", bin, err, out, want)
+			}
+		}
+	})
+
 	t.Run("the node agent's tools load their libraries", func(t *testing.T) {
 		for tool, want := range map[string]string{"iptables": "(nf_tables)", "iptables-nft": "(nf_tables)",
 			"iptables-legacy": "(legacy)", "iptables-nft-save": "iptables", "conntrack": "conntrack v"} {

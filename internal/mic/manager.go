@@ -24,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
+	"github.com/acrpull/acrpull/internal/healthprobe"
 	acrmanager "github.com/acrpull/acrpull/internal/manager"
 )
 
@@ -72,7 +73,7 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        acrmanager.NewScheme(),
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress:        opts.ProbeAddr,
+		HealthProbeBindAddress:        "0", // healthprobe.Serve answers /healthz as upstream's MIC did
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              cmp.Or(opts.LeaderElectionID, LeaderElectionID),
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
@@ -88,10 +89,11 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return nil, err
+	probes := healthprobe.Checks{
+		Healthz: map[string]healthz.Checker{"ping": healthz.Ping},
+		Readyz:  map[string]healthz.Checker{"ping": healthz.Ping},
 	}
-	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+	if err := healthprobe.Serve(mgr, opts.ProbeAddr, probes); err != nil {
 		return nil, err
 	}
 	r := &Reconciler{Client: mgr.GetClient(), ARM: opts.ARM, Config: opts.Config, Clock: opts.Clock,

@@ -6,6 +6,7 @@ SPDX-License-Identifier: MIT
 package nmi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,7 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/healthprobe"
 	acrmanager "github.com/acrpull/acrpull/internal/manager"
 	"github.com/acrpull/acrpull/internal/tokencache"
 )
@@ -80,6 +82,10 @@ type Options struct {
 	AzureCallTimeout time.Duration
 	Clock            clock.Clock
 	MetricsRegistry  prometheus.Registerer
+
+	// UserAgentSuffix is appended to the User-Agent of Entra ID and apiserver requests (upstream's
+	// --custom-user-agent), so the operators of a tenant or cluster can tell this agent's requests apart.
+	UserAgentSuffix string
 }
 
 // Agent is the node agent: a controller-runtime manager holding caches of this node's pods and of the pod identity
@@ -145,10 +151,14 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 		httpClient = &http.Client{Transport: http.DefaultTransport}
 	}
 
+	if opts.UserAgentSuffix != "" {
+		cfg = rest.CopyConfig(cfg)
+		cfg.UserAgent = cmp.Or(cfg.UserAgent, rest.DefaultKubernetesUserAgent()) + " " + opts.UserAgentSuffix
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 acrmanager.NewScheme(),
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress: opts.ProbeAddr,
+		HealthProbeBindAddress: "0", // healthprobe.Serve answers /healthz as upstream's NMI did
 		Cache: cache.Options{
 			ByObject: map[client.Object]cache.ByObject{
 				// Only this node's pods and assignment records: the agent's memory does not grow with the cluster.
@@ -169,7 +179,8 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 	}
 
 	metrics := NewMetrics(opts.MetricsRegistry)
-	azure := azauth.NewClient(azauth.Options{HTTPClient: httpClient, CallTimeout: opts.AzureCallTimeout, Clock: opts.Clock})
+	azure := azauth.NewClient(azauth.Options{HTTPClient: httpClient, CallTimeout: opts.AzureCallTimeout, Clock: opts.Clock,
+		UserAgentSuffix: opts.UserAgentSuffix})
 	tokens := tokencache.New(opts.Clock, nil)
 	srv := &Server{
 		Config:  opts.Config,
@@ -209,16 +220,17 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 	if err := mgr.Add(server); err != nil {
 		return nil, err
 	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return nil, err
+	probes := healthprobe.Checks{
+		Healthz: map[string]healthz.Checker{"ping": healthz.Ping},
+		// Ready once the metadata API answers: before that, pods' requests would be refused or dropped.
+		Readyz: map[string]healthz.Checker{"serving": func(*http.Request) error {
+			if !server.serving.Load() {
+				return errors.New("the metadata API is not serving yet")
+			}
+			return nil
+		}},
 	}
-	// Ready once the metadata API answers: before that, pods' requests would be refused or dropped.
-	if err := mgr.AddReadyzCheck("serving", func(*http.Request) error {
-		if !server.serving.Load() {
-			return errors.New("the metadata API is not serving yet")
-		}
-		return nil
-	}); err != nil {
+	if err := healthprobe.Serve(mgr, opts.ProbeAddr, probes); err != nil {
 		return nil, err
 	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {

@@ -11,17 +11,13 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
-	"github.com/acrpull/acrpull/internal/manager"
 )
 
 const (
@@ -154,31 +150,3 @@ func TestCredentialDestinationPoliciesRefuseTenants(t *testing.T) {
 	g.Expect(tenant.Update(ctx, b)).To(MatchError(ContainSubstring(msgEntraAuthority)))
 }
 
-// tenantClient is a client for a service account that may write AzureIdentities and AcrPullBindings in namespace
-// only: a tenant with edit rights in its own namespace.
-func tenantClient(t *testing.T, namespace string) client.Client {
-	t.Helper()
-	g := NewWithT(t)
-	ctx := context.Background()
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "tenant"}}
-	g.Expect(env.Client.Create(ctx, sa)).To(Succeed())
-	g.Expect(env.Client.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "tenant"},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{aadGroup}, Resources: []string{"azureidentities"}, Verbs: []string{"get", "list", "create", "update"}},
-			{APIGroups: []string{"acrpull.microsoft.com"}, Resources: []string{"acrpullbindings"}, Verbs: []string{"get", "list", "create", "update"}},
-		}})).To(Succeed())
-	g.Expect(env.Client.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "tenant"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "tenant"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "tenant", Namespace: namespace}}})).To(Succeed())
-	tr := &authenticationv1.TokenRequest{}
-	g.Expect(env.Client.SubResource("token").Create(ctx, sa, tr)).To(Succeed())
-	cfg := rest.AnonymousClientConfig(env.Config)
-	cfg.BearerToken = tr.Status.Token
-	c, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
-	g.Expect(err).NotTo(HaveOccurred())
-	// RBAC takes effect a moment after the RoleBinding is created.
-	g.Eventually(func() error {
-		return c.List(ctx, &aadv1.AzureIdentityList{}, client.InNamespace(namespace))
-	}).WithTimeout(activationWindow).ShouldNot(HaveOccurred())
-	return c
-}

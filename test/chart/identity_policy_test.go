@@ -207,7 +207,7 @@ func TestIdentityPolicyRefusesIdentitiesOfOtherNamespaces(t *testing.T) {
 	}
 }
 
-// tenantClient is a client acting as a user who may manage AcrPullBindings of both groups in namespaces, and nothing
+// tenantClient is a client acting as a user who may manage AcrPullBindings of both groups and AzureIdentities in namespaces, and nothing
 // more.
 func tenantClient(t *testing.T, namespaces ...string) client.Client {
 	t.Helper()
@@ -215,7 +215,8 @@ func tenantClient(t *testing.T, namespaces ...string) client.Client {
 	user := fresh("tenant")
 	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: user}, Rules: []rbacv1.PolicyRule{{
 		APIGroups: []string{acrv1beta2.GroupVersion.Group, acrv1beta1.GroupVersion.Group},
-		Resources: []string{"acrpullbindings"}, Verbs: []string{"get", "list", "create", "update", "patch", "delete"}}}}
+		Resources: []string{"acrpullbindings"}, Verbs: []string{"get", "list", "create", "update", "patch", "delete"}}, {
+		APIGroups: []string{aadGroup}, Resources: []string{"azureidentities"}, Verbs: []string{"get", "list", "create", "update", "patch", "delete"}}}}
 	if err := env.Client.Create(ctx, role); err != nil {
 		t.Fatal(err)
 	}

@@ -70,6 +70,7 @@ podIdentity:
   hostTokenAudiences: [csi.example, https://kubernetes.default.svc]
   logLevel: debug
   allowCrossNamespaceSecrets: true
+  customUserAgent: contoso-aks/1.0
   extraArgs: [--redirect=true]
   extraEnv: [{name: HTTPS_PROXY, value: "http://proxy:3128"}]
   priorityClassName: system-cluster-critical
@@ -171,7 +172,7 @@ func TestPodIdentityRendersTheNodeAgent(t *testing.T) {
 		"--authority-host=https://login.microsoftonline.us/", "--enable-conntrack-deletion=true",
 		"--allowed-authority-hosts=login.airgap.example,https://adfs.airgap.example/adfs/", "--allow-cross-namespace-secrets=true",
 		"--allow-network-plugin-kubenet=true", "--iptables-mode=legacy", "--ipt-update-interval-sec=30", "--host-token-audiences=csi.example,https://kubernetes.default.svc",
-		"--zap-log-level=debug", "--redirect=true"))
+		"--zap-log-level=debug", "--custom-user-agent=contoso-aks/1.0", "--redirect=true"))
 	g.Expect(c.Args[len(c.Args)-1]).To(Equal("--redirect=true"), "extra arguments come last, so they win")
 	g.Expect(c.Env).To(ConsistOf(
 		corev1.EnvVar{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},

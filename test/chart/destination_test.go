@@ -149,4 +149,3 @@ func TestCredentialDestinationPoliciesRefuseTenants(t *testing.T) {
 	b.Spec.ACR.CloudConfig.EntraAuthorityHost = "https://login.attacker.example/"
 	g.Expect(tenant.Update(ctx, b)).To(MatchError(ContainSubstring(msgEntraAuthority)))
 }
-

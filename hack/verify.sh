@@ -17,6 +17,28 @@ GOGC=${GOGC:-400} GOMEMLIMIT=${GOMEMLIMIT:-3GiB} go vet ./...
 # the packages vet just compiled and keeps its results in its own cache.
 GOGC=${GOGC:-400} GOMEMLIMIT=${GOMEMLIMIT:-3GiB} go run honnef.co/go/tools/cmd/staticcheck ./...
 
+# What ships links only what it uses: no shipped program links the test harness, and the two products share only the
+# API types, the token layers and the Azure seam (the node agent and the assignment controller never link the binding
+# controller, nor it them).
+harness='/internal/(azurefake|registrytest|testenv|bench|demo|netnstest|image)($|/)|/hack/'
+layering_errors=()
+for program in acrpull acrpull-nmi acrpull-mic; do
+  deps=$(go list -deps ./cmd/$program | grep '^github.com/acrpull/acrpull/' || true)
+  if linked=$(grep -E "$harness" <<<"$deps"); then
+    layering_errors+=("cmd/$program links test harness packages: $(echo $linked)")
+  fi
+  case $program in
+  acrpull) other='/internal/(nmi|mic|imdsredirect|imdspath|podidentity)($|/)' ;;
+  *) other='/internal/(controller|manager|mint|dockerconfig|identityallowlist)($|/)' ;;
+  esac
+  if linked=$(grep -E "$other" <<<"$deps"); then
+    layering_errors+=("cmd/$program links the other product's packages: $(echo $linked)")
+  fi
+done
+if ((${#layering_errors[@]})); then
+  printf '%s\n' "${layering_errors[@]}"; exit 1
+fi
+
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$scratch/tree"

@@ -33,9 +33,9 @@ import (
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azauth"
 	"github.com/acrpull/acrpull/internal/azurefake"
-	acrmanager "github.com/acrpull/acrpull/internal/manager"
 	"github.com/acrpull/acrpull/internal/mic"
 	"github.com/acrpull/acrpull/internal/nmi"
+	"github.com/acrpull/acrpull/internal/scheme"
 	"github.com/acrpull/acrpull/internal/testenv"
 )
 
@@ -857,7 +857,7 @@ func (b *bench) federationMode(ctx context.Context, o PodIdentityOptions, modeIn
 // watchRecords calls assigned with the pod name of every record of a pod in podNamespace that is (or becomes)
 // Assigned. An informer, so a watch the apiserver closes is resumed without losing events.
 func (b *bench) watchRecords(ctx context.Context, podNamespace string, assigned func(pod string)) (func(), error) {
-	c, err := cache.New(b.env.Config, cache.Options{Scheme: acrmanager.NewScheme(),
+	c, err := cache.New(b.env.Config, cache.Options{Scheme: scheme.New(),
 		DefaultNamespaces: map[string]cache.Config{mic.DefaultNamespace: {}}})
 	if err != nil {
 		return nil, err

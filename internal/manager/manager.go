@@ -33,6 +33,7 @@ import (
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
 	"github.com/acrpull/acrpull/internal/metrics"
 	"github.com/acrpull/acrpull/internal/mint"
+	"github.com/acrpull/acrpull/internal/scheme"
 	"github.com/acrpull/acrpull/internal/tokencache"
 )
 
@@ -73,7 +74,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		opts.Workers = 1
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        NewScheme(),
+		Scheme:                        scheme.New(),
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        opts.ProbeAddr,
 		PprofBindAddress:              opts.PprofAddr,

@@ -25,7 +25,7 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/healthprobe"
-	acrmanager "github.com/acrpull/acrpull/internal/manager"
+	"github.com/acrpull/acrpull/internal/scheme"
 )
 
 // LeaderElectionID is upstream MIC's lock name, now a Lease: an old MIC (Endpoints lock) and acrpull's must not run
@@ -71,7 +71,7 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 		return nil
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        acrmanager.NewScheme(),
+		Scheme:                        scheme.New(),
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        "0", // healthprobe.Serve answers /healthz as upstream's MIC did
 		LeaderElection:                opts.LeaderElection,

@@ -35,7 +35,7 @@ import (
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azauth"
 	"github.com/acrpull/acrpull/internal/healthprobe"
-	acrmanager "github.com/acrpull/acrpull/internal/manager"
+	"github.com/acrpull/acrpull/internal/scheme"
 	"github.com/acrpull/acrpull/internal/tokencache"
 )
 
@@ -156,7 +156,7 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 		cfg.UserAgent = cmp.Or(cfg.UserAgent, rest.DefaultKubernetesUserAgent()) + " " + opts.UserAgentSuffix
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 acrmanager.NewScheme(),
+		Scheme:                 scheme.New(),
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress: "0", // healthprobe.Serve answers /healthz as upstream's NMI did
 		Cache: cache.Options{

@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/acrpull/acrpull/internal/manager"
+	"github.com/acrpull/acrpull/internal/scheme"
 )
 
 // Issuer is the service-account token issuer of the test apiserver; federated credentials in the fake cloud name it.
@@ -111,7 +111,7 @@ func Start() (*Env, error) {
 	}
 	// Tests create thousands of objects; the default client limits (QPS 5) would make them wait, not the server.
 	cfg.QPS, cfg.Burst = 500, 1000
-	c, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		_ = env.Stop()
 		return nil, err

@@ -24,7 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/acrpull/acrpull/internal/manager"
+	"github.com/acrpull/acrpull/internal/scheme"
 	"github.com/acrpull/acrpull/internal/testenv"
 )
 
@@ -54,7 +54,7 @@ func TestStaticManifestsApplyWithKubectl(t *testing.T) {
 	g.Expect(env.Client.SubResource("token").Create(ctx, sa, tr)).To(Succeed())
 	cfg := rest.AnonymousClientConfig(env.Config)
 	cfg.BearerToken = tr.Status.Token
-	ctl, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	ctl, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Eventually(func() error {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "acr-pull-probe-"}, Type: corev1.SecretTypeOpaque}

@@ -24,7 +24,7 @@ import (
 	acrv1beta1 "github.com/acrpull/acrpull/api/v1beta1"
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/identityallowlist"
-	"github.com/acrpull/acrpull/internal/manager"
+	"github.com/acrpull/acrpull/internal/scheme"
 )
 
 const (
@@ -231,7 +231,7 @@ func tenantClient(t *testing.T, namespaces ...string) client.Client {
 	}
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
-	c, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,8 +31,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
-	"github.com/acrpull/acrpull/internal/manager"
 	"github.com/acrpull/acrpull/internal/mic"
+	"github.com/acrpull/acrpull/internal/scheme"
 )
 
 const (
@@ -274,7 +274,7 @@ func TestMICRBAC(t *testing.T) {
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: micName}}, tr)).To(Succeed())
 	cfg := rest.AnonymousClientConfig(env.Config)
 	cfg.BearerToken = tr.Status.Token
-	as, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	as, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Eventually(func() error { return as.List(ctx, &corev1.PodList{}) }).WithTimeout(activationWindow).Should(Succeed(),
 		"the chart's ClusterRole should let the controller list pods")

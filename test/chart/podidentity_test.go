@@ -32,7 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
-	"github.com/acrpull/acrpull/internal/manager"
+	"github.com/acrpull/acrpull/internal/scheme"
 )
 
 const (
@@ -357,7 +357,7 @@ func installPodIdentity(t *testing.T, secretNames ...string) *podIdentityInstall
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: nmiName}}, tr)).To(Succeed())
 	cfg := rest.AnonymousClientConfig(env.Config)
 	cfg.BearerToken = tr.Status.Token
-	w.agent, err = client.NewWithWatch(cfg, client.Options{Scheme: manager.NewScheme()})
+	w.agent, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme.New()})
 	g.Expect(err).NotTo(HaveOccurred())
 	// RBAC takes effect a moment after the ClusterRoleBinding is created.
 	g.Eventually(func() error {
@@ -595,7 +595,7 @@ func testAgentRBAC(t *testing.T, w *podIdentityInstall, restricted bool) {
 }
 
 func typeName(obj runtime.Object) string {
-	gvks, _, err := manager.NewScheme().ObjectKinds(obj)
+	gvks, _, err := scheme.New().ObjectKinds(obj)
 	if err != nil || len(gvks) == 0 {
 		return "unknown"
 	}

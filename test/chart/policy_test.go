@@ -27,7 +27,7 @@ import (
 
 	acrv1beta1 "github.com/acrpull/acrpull/api/v1beta1"
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
-	"github.com/acrpull/acrpull/internal/manager"
+	"github.com/acrpull/acrpull/internal/scheme"
 )
 
 // The policy messages the tests expect, as the chart words them.
@@ -83,7 +83,7 @@ func setUpPolicyWorld(t *testing.T) *policyWorld {
 	g.Expect(w.admin.SubResource("token").Create(ctx, sa, tr)).To(Succeed())
 	cfg := rest.AnonymousClientConfig(env.Config)
 	cfg.BearerToken = tr.Status.Token
-	w.ctl, err = client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	w.ctl, err = client.New(cfg, client.Options{Scheme: scheme.New()})
 	g.Expect(err).NotTo(HaveOccurred())
 
 	g.Expect(w.admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: w.apps}})).To(Succeed())

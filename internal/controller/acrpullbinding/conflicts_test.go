@@ -33,9 +33,9 @@ import (
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azauth"
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
-	"github.com/acrpull/acrpull/internal/manager"
 	"github.com/acrpull/acrpull/internal/metrics"
 	"github.com/acrpull/acrpull/internal/mint"
+	"github.com/acrpull/acrpull/internal/scheme"
 	"github.com/acrpull/acrpull/internal/tokencache"
 )
 
@@ -156,7 +156,7 @@ func startShardControllerWith(t *testing.T, cfg *rest.Config, selector labels.Se
 	configure ...func(*acrpullbinding.Config)) (stop func()) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:     manager.NewScheme(),
+		Scheme:     scheme.New(),
 		Metrics:    metricsserver.Options{BindAddress: "0"},
 		Controller: config.Controller{SkipNameValidation: ptrTo(true)},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{

@@ -3,7 +3,10 @@ Copyright 2026 The acrpull Authors.
 SPDX-License-Identifier: MIT
 */
 
-package manager
+// Package scheme is the one runtime.Scheme of acrpull's programs: the built-in kinds, both AcrPullBinding API groups and
+// the AAD Pod Identity API. It is its own package so the node agent and the assignment controller can share it without
+// linking the binding controller.
+package scheme
 
 import (
 	"k8s.io/apimachinery/pkg/runtime"
@@ -15,8 +18,8 @@ import (
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 )
 
-// NewScheme knows the built-in kinds, both AcrPullBinding API groups and the AAD Pod Identity API.
-func NewScheme() *runtime.Scheme {
+// New knows the built-in kinds, both AcrPullBinding API groups and the AAD Pod Identity API.
+func New() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(acrv1beta1.AddToScheme(s))

@@ -94,6 +94,17 @@ type Agent struct {
 	manager.Manager
 	// Handler is the metadata API, also served on the listener once the caches have synced.
 	Handler http.Handler
+	// readyz are the checks the probe server's /readyz runs (healthprobe, not the manager's own probe server).
+	readyz map[string]healthz.Checker
+}
+
+// AddReadyzCheck adds a readiness check to the agent's probe server; call it before Start.
+func (a *Agent) AddReadyzCheck(name string, check healthz.Checker) error {
+	if _, ok := a.readyz[name]; ok {
+		return fmt.Errorf("readiness check %q added twice", name)
+	}
+	a.readyz[name] = check
+	return nil
 }
 
 // New builds the agent.
@@ -248,7 +259,7 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 	})); err != nil {
 		return nil, err
 	}
-	return &Agent{Manager: mgr, Handler: handler}, nil
+	return &Agent{Manager: mgr, Handler: handler, readyz: probes.Readyz}, nil
 }
 
 // httpRunnable serves the metadata API once the caches have synced, so the first request finds its pod.

@@ -48,7 +48,7 @@ func issuer(kube client.Client, authorities *azauth.AuthorityHosts, crossNamespa
 		Azure: azauth.NewClient(azauth.Options{HTTPClient: cloud.HTTPClient(), CallTimeout: 5 * time.Second}),
 		Cache: tokencache.New(clk, nil), Clock: clk, Kube: kube, Type0Source: nmi.SourceFederation,
 		Audience: "api://AzureADTokenExchange", DefaultTenantID: tenantID, Cloud: azauth.PublicCloud,
-		AuthorityHosts: authorities, AllowCrossNamespaceSecrets: crossNamespace,
+		AuthorityHosts: authorities, AllowCrossNamespaceSecrets: crossNamespace, NodeName: nodeName,
 	}
 }
 
@@ -197,7 +197,7 @@ func TestIdentityAuthorityHostMustBeAllowed(t *testing.T) {
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "evil-0-0"}, &id); err != nil {
 		t.Fatal(err)
 	}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "any"}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "any", UID: "any-uid"}, Spec: corev1.PodSpec{NodeName: nodeName}}
 	if _, err := issuer(k8s, allowed, false).Tokens(context.Background(), pod, &id, vault); err != nil {
 		t.Fatalf("with the host allowed: %v", err)
 	}

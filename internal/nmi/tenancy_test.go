@@ -54,10 +54,10 @@ func TestAForeignBindingNeverServesAnotherTeamsPod(t *testing.T) {
 		binding(victim, "zz-payments", "payments", selector),
 		azureIdentity(attacker, "bait", aadv1.AzureIdentitySpec{ClientID: attackerClientID}),
 		binding(attacker, "aa-bait", "bait", selector))
-	runningPod(t, victim, "payments", "payments", selector, nodeName, "10.250.9.1")
+	runningPod(t, victim, "payments", "payments", selector, nodeName, "10.250.19.1")
 
 	for _, query := range []string{"", "client_id=" + attackerClientID} {
-		r := get(t, "10.250.9.1:1", tokenPath(vault, query), nil)
+		r := get(t, "10.250.19.1:1", tokenPath(vault, query), nil)
 		if query == "" {
 			c := claims(t, decodeToken(t, r).AccessToken)
 			if c["appid"] != victimClientID && c["azp"] != victimClientID {
@@ -81,16 +81,16 @@ func TestAForeignBindingNeverServesAnotherTeamsPod(t *testing.T) {
 	createAndSync(t,
 		azureIdentity(central, "reports", aadv1.AzureIdentitySpec{ClientID: centralClientID}),
 		binding(central, "reports", "reports", "reports"))
-	runningPod(t, consumer, "reports", "reports", "reports", nodeName, "10.250.9.2")
-	if c := claims(t, decodeToken(t, get(t, "10.250.9.2:1", tokenPath(vault), nil)).AccessToken); c["appid"] != centralClientID && c["azp"] != centralClientID {
+	runningPod(t, consumer, "reports", "reports", "reports", nodeName, "10.250.19.2")
+	if c := claims(t, decodeToken(t, get(t, "10.250.19.2:1", tokenPath(vault), nil)).AccessToken); c["appid"] != centralClientID && c["azp"] != centralClientID {
 		t.Fatalf("served from the central namespace: client %v/%v, want %s", c["appid"], c["azp"], centralClientID)
 	}
 	createAndSync(t, binding(attacker, "aa-reports", "bait", "reports"))
-	r := get(t, "10.250.9.2:1", tokenPath(vault), nil)
+	r := get(t, "10.250.19.2:1", tokenPath(vault), nil)
 	if r.status != http.StatusForbidden || strings.Contains(string(r.body), attacker) {
 		t.Fatalf("with a second namespace's binding for the selector: %d %s, want 403 naming no namespace", r.status, r.body)
 	}
-	if r := get(t, "10.250.9.2:1", tokenPath(vault, "client_id="+centralClientID), nil); r.status != http.StatusOK {
+	if r := get(t, "10.250.19.2:1", tokenPath(vault, "client_id="+centralClientID), nil); r.status != http.StatusOK {
 		t.Fatalf("naming the central identity: %d %s", r.status, r.body)
 	}
 }

@@ -172,7 +172,7 @@ type AcrPullBindingStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:storageversion
-// +kubebuilder:resource:shortName={apb,apbs}
+// +kubebuilder:resource:shortName={apb,apbs},categories=acrpull
 // +kubebuilder:printcolumn:name="Server",type=string,JSONPath=`.spec.acr.server`
 // +kubebuilder:printcolumn:name="Scope",type=string,JSONPath=`.spec.acr.scope`,priority=1
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.serviceAccountName`
@@ -181,6 +181,7 @@ type AcrPullBindingStatus struct {
 // +kubebuilder:printcolumn:name="Last Refresh",type=date,JSONPath=`.status.lastTokenRefreshTime`,priority=1
 // +kubebuilder:printcolumn:name="Expiration",type=string,JSONPath=`.status.tokenExpirationTime`
 // +kubebuilder:printcolumn:name="Error",type=string,JSONPath=`.status.error`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type AcrPullBinding struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

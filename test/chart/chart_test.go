@@ -81,7 +81,7 @@ func TestDefaultsRenderTheControllerInstall(t *testing.T) {
 	pod := d.Spec.Template.Spec
 	g.Expect(pod.ServiceAccountName).To(Equal("acrpull"))
 	g.Expect(pod.SecurityContext.RunAsNonRoot).To(HaveValue(BeTrue()))
-	g.Expect(pod.SecurityContext.RunAsUser).To(HaveValue(BeEquivalentTo(65532)))
+	g.Expect(pod.SecurityContext.RunAsUser).To(BeNil(), "the image's user runs, or the platform's")
 	g.Expect(pod.SecurityContext.SeccompProfile.Type).To(Equal(corev1.SeccompProfileTypeRuntimeDefault))
 	g.Expect(pod.Containers).To(HaveLen(1))
 	c := pod.Containers[0]
@@ -104,7 +104,7 @@ func TestDefaultsRenderTheControllerInstall(t *testing.T) {
 	g.Expect(c.Resources.Limits).NotTo(BeEmpty())
 	sc := c.SecurityContext
 	g.Expect(sc.RunAsNonRoot).To(HaveValue(BeTrue()))
-	g.Expect(sc.RunAsUser).To(HaveValue(BeEquivalentTo(65532)))
+	g.Expect(sc.RunAsUser).To(BeNil(), "the image's user runs, or the platform's")
 	g.Expect(sc.ReadOnlyRootFilesystem).To(HaveValue(BeTrue()))
 	g.Expect(sc.AllowPrivilegeEscalation).To(HaveValue(BeFalse()))
 	g.Expect(sc.Capabilities.Drop).To(Equal([]corev1.Capability{"ALL"}))
@@ -281,7 +281,7 @@ func TestClusterRoleIsControllerGenRole(t *testing.T) {
 	}
 }
 
-// The chart's CRDs are controller-gen's; crds.keep only adds helm's keep annotation. The four aadpodidentity.k8s.io
+// The chart's CRDs are controller-gen's with the chart's labels; crds.keep only adds helm's keep annotation. The four aadpodidentity.k8s.io
 // CRDs render only with podIdentity.enabled, under the same crds.install and crds.keep.
 func TestCRDsAreControllerGenCRDs(t *testing.T) {
 	g := NewWithT(t)
@@ -315,6 +315,9 @@ func TestCRDsAreControllerGenCRDs(t *testing.T) {
 		var names []string
 		for _, crd := range plain {
 			names = append(names, crd.GetName())
+			g.Expect(crd.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/component", "crd"), crd.GetName())
+			g.Expect(crd.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/part-of", "acrpull"), crd.GetName())
+			unstructured.RemoveNestedField(crd.Object, "metadata", "labels")
 			g.Expect(crd.Object).To(Equal(generated[crd.GetName()]),
 				"%s differs from config/crd/bases: run `make manifests`", crd.GetName())
 		}
@@ -426,6 +429,13 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 			[]string{"/podIdentity/azureIdentities/x", "missing property 'binding'"}},
 		{"bad identity resource ID", "podIdentity: {azureIdentities: {x: {namespace: a, type: 0, clientID: 11111111-1111-1111-1111-111111111111, resourceID: /subscriptions/s/identity, binding: {name: b, selector: s}}}}",
 			[]string{"/podIdentity/azureIdentities/x/resourceID", "does not match pattern"}},
+		{"unknown service account value", "serviceAccount: {automount: true}", []string{"/serviceAccount", "additional properties 'automount' not allowed"}},
+		{"service account name not a name", "serviceAccount: {name: Pull_Bot}", []string{"/serviceAccount/name", "does not match pattern"}},
+		{"digest without algorithm", "image: {digest: abc123}", []string{"/image/digest", "does not match pattern"}},
+		{"unknown security context field", "securityContext: {runAsUserr: 1}", []string{"/securityContext", "additional properties 'runAsUserr' not allowed"}},
+		{"unknown pod security context field", "podSecurityContext: {readOnlyRootFilesystem: true}", []string{"/podSecurityContext", "additional properties 'readOnlyRootFilesystem' not allowed"}},
+		{"spread without topology key", "topologySpreadConstraints: [{maxSkew: 1, whenUnsatisfiable: DoNotSchedule}]", []string{"/topologySpreadConstraints/0", "missing property 'topologyKey'"}},
+		{"common label not a string", "commonLabels: {tier: {a: b}}", []string{"/commonLabels/tier", "want string"}},
 		{"service principal without its secret", "podIdentity: {azureIdentities: {x: {namespace: a, type: 1, clientID: 11111111-1111-1111-1111-111111111111, binding: {name: b, selector: s}}}}",
 			[]string{"/podIdentity/azureIdentities/x", "missing properties 'tenantID', 'clientPassword'"}},
 	} {

@@ -1,6 +1,6 @@
 {{/*
-Names. Namespaced objects have fixed names (the controller's service account must be "acrpull": the admission
-policies match its username); cluster-scoped objects are named after the release, so shards installed as separate
+Names. Namespaced objects have fixed names (except the controller's service account, serviceAccount.name: the
+admission policies match whichever it is); cluster-scoped objects are named after the release, so shards installed as separate
 releases (in separate namespaces) do not collide.
 */}}
 {{- define "acrpull.name" -}}acrpull{{- end }}
@@ -8,7 +8,11 @@ releases (in separate namespaces) do not collide.
 {{/* The namespace of every namespaced object: the release's (helm -n), unless the value `namespace` overrides it. */}}
 {{- define "acrpull.namespace" -}}{{ .Values.namespace | default .Release.Namespace }}{{- end }}
 
-{{- define "acrpull.serviceAccountName" -}}acrpull{{- end }}
+{{/*
+The controller's service account: serviceAccount.name (default acrpull), created by the chart unless
+serviceAccount.create is false. The RBAC bindings' subjects and every admission policy's username follow it.
+*/}}
+{{- define "acrpull.serviceAccountName" -}}{{ .Values.serviceAccount.name | default "acrpull" }}{{- end }}
 
 {{- define "acrpull.clusterRoleName" -}}{{ .Release.Name }}-controller{{- end }}
 
@@ -19,9 +23,12 @@ releases (in separate namespaces) do not collide.
 system:serviceaccount:{{ include "acrpull.namespace" $ }}:{{ include "acrpull.serviceAccountName" . }}
 {{- end }}
 
+{{/* image.digest (sha256:...) wins over the tag: repository@digest. */}}
 {{- define "acrpull.image" -}}
 {{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
-{{- if hasPrefix "@" $tag -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else if hasPrefix "@" $tag -}}
 {{ .Values.image.repository }}{{ $tag }}
 {{- else if hasPrefix "sha256:" $tag -}}
 {{ .Values.image.repository }}@{{ $tag }}
@@ -35,11 +42,48 @@ app.kubernetes.io/name: {{ include "acrpull.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+Labels of every object: app.kubernetes.io/name and instance (the workloads' selectors), component (what the object
+belongs to: controller, node-agent, assignment-controller, admission-policy, crd, namespace), part-of, version,
+managed-by, helm.sh/chart, and the value commonLabels. The chart's own labels win over commonLabels, so a common label
+can never change a selector. Called as include "acrpull.labelsOf" (dict "root" $ "name" <name> "component" <component>).
+*/}}
+{{- define "acrpull.labelsOf" -}}
+{{- $root := .root -}}
+{{- $own := dict
+  "app.kubernetes.io/name" .name
+  "app.kubernetes.io/instance" $root.Release.Name
+  "app.kubernetes.io/component" .component
+  "app.kubernetes.io/part-of" (include "acrpull.name" $root)
+  "app.kubernetes.io/version" ($root.Chart.AppVersion | toString)
+  "app.kubernetes.io/managed-by" $root.Release.Service
+  "helm.sh/chart" (printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_") -}}
+{{- merge $own (deepCopy ($root.Values.commonLabels | default dict)) | toYaml }}
+{{- end }}
+
+{{/* Labels of the controller's objects. */}}
 {{- define "acrpull.labels" -}}
-{{ include "acrpull.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "acrpull.labelsOf" (dict "root" . "name" (include "acrpull.name" .) "component" "controller") }}
+{{- end }}
+
+{{/* Labels of the admission policies, their bindings and parameters. */}}
+{{- define "acrpull.policyLabels" -}}
+{{ include "acrpull.labelsOf" (dict "root" . "name" (include "acrpull.name" .) "component" "admission-policy") }}
+{{- end }}
+
+{{/* Labels of the CustomResourceDefinitions. */}}
+{{- define "acrpull.crdLabels" -}}
+{{ include "acrpull.labelsOf" (dict "root" . "name" (include "acrpull.name" .) "component" "crd") }}
+{{- end }}
+
+{{/*
+Labels of a workload's pods besides its selector labels: component, part-of, commonLabels and the workload's
+podLabels (which win over commonLabels; the selector labels win over both). Called as include "acrpull.podLabels"
+(dict "root" $ "selector" <selector labels YAML> "component" <component> "podLabels" <map>).
+*/}}
+{{- define "acrpull.podLabels" -}}
+{{- $own := merge (.selector | fromYaml) (dict "app.kubernetes.io/component" .component "app.kubernetes.io/part-of" (include "acrpull.name" .root)) -}}
+{{- merge $own (deepCopy (.podLabels | default dict)) (deepCopy (.root.Values.commonLabels | default dict)) | toYaml }}
 {{- end }}
 
 {{/* Whether to render the Prometheus Operator scrape object (monitoring.create: auto, true or false). */}}
@@ -67,12 +111,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "acrpull.nmi.labels" -}}
-{{ include "acrpull.nmi.selectorLabels" . }}
-app.kubernetes.io/component: node-agent
-app.kubernetes.io/part-of: {{ include "acrpull.name" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "acrpull.labelsOf" (dict "root" . "name" (include "acrpull.nmi.name" .) "component" "node-agent") }}
 {{- end }}
 
 {{/*
@@ -92,10 +131,5 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "acrpull.mic.labels" -}}
-{{ include "acrpull.mic.selectorLabels" . }}
-app.kubernetes.io/component: assignment-controller
-app.kubernetes.io/part-of: {{ include "acrpull.name" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "acrpull.labelsOf" (dict "root" . "name" (include "acrpull.mic.name" .) "component" "assignment-controller") }}
 {{- end }}

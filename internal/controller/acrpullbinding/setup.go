@@ -7,7 +7,6 @@ package acrpullbinding
 
 import (
 	"context"
-
 	"maps"
 	"slices"
 
@@ -183,9 +182,3 @@ func (r *Reconciler) lostAttachment(ctx context.Context, b binding, sa *corev1.S
 }
 
 func containsFinalizer(o client.Object) bool { return controllerutil.ContainsFinalizer(o, Finalizer) }
-
-func (r *Reconciler) removeFinalizer(ctx context.Context, obj client.Object) error {
-	base := obj.DeepCopyObject().(client.Object)
-	controllerutil.RemoveFinalizer(obj, Finalizer)
-	return client.IgnoreNotFound(r.Client.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
-}

@@ -1,0 +1,120 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+// The delete story: a binding going away takes its secrets with it, and only its own.
+
+package acrpullbinding
+
+import (
+	"context"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+)
+
+// reconcileDelete unreferences, then deletes, the binding's secrets, then lets the binding go.
+func (r *Reconciler) reconcileDelete(ctx context.Context, b binding) error {
+	obj := b.object()
+	if !containsFinalizer(obj) {
+		return nil
+	}
+	owned, err := r.ownedSecrets(ctx, obj)
+	if err != nil {
+		return err
+	}
+	if unlabelled, err := r.unlabelledOwnSecret(ctx, b, owned); err != nil {
+		return err
+	} else if unlabelled != nil {
+		owned = append(owned, *unlabelled)
+	}
+	// Only names of secrets the binding is seen to own (their owner reference carries its UID): a secret of the
+	// binding's name that is someone else's (a hand-made one, or the other API version's binding's, reported as
+	// SecretConflict) stays referenced wherever it is, and so does a name whose secret is gone, which may be anyone's.
+	names := make([]string, 0, len(owned))
+	for _, sec := range owned {
+		names = append(names, sec.Name)
+	}
+	// The cache may not show yet a reference written moments ago (a binding deleted right after it was created):
+	// unreference from what the apiserver holds, since nothing will come back for this binding afterwards.
+	if err := r.detachEverywhereFresh(ctx, obj.GetNamespace(), names); err != nil {
+		return err
+	}
+	if err := r.deleteSecrets(ctx, names, owned); err != nil {
+		return err
+	}
+	r.Metrics.ForgetBinding(r.api.name(), obj.GetNamespace(), obj.GetName())
+	return r.removeFinalizer(ctx, obj)
+}
+
+// cleanUpVanished undoes the work of a binding that went away without passing through reconcileDelete, which the
+// finalizer does not rule out: a DELETE that read the binding just before the finalizer was added removes it anyway
+// (the apiserver retries its conditional delete on the newer revision without looking at finalizers again), while
+// the finalizer patch succeeds and the pass goes on to create and attach the secret. The deletion event queues the
+// binding once more, and that reconcile starts only after any pass in flight for it ends, so reading from the
+// apiserver here sees everything such a pass wrote.
+func (r *Reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedName) error {
+	name := r.secretNameOf(key.Name)
+	sec := secretMetadata()
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, sec); err != nil {
+		// The usual case: reconcileDelete already removed it.
+		return client.IgnoreNotFound(err)
+	}
+	owner, err := r.bindingOwner(sec)
+	if err != nil || owner == nil {
+		return err
+	}
+	// The owner's name, not the key's: a name cut and hashed for length maps back to no binding
+	// (enqueueOrphanedNames queues what it can read off the secret name).
+	ownerKey := types.NamespacedName{Namespace: key.Namespace, Name: owner.Name}
+	live := r.api.newObject()
+	err = r.APIReader.Get(ctx, ownerKey, live)
+	if err == nil && live.GetUID() == owner.UID {
+		// The owner lives: the cache is behind, or the binding belongs to another shard.
+		return nil
+	}
+	if client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	ctrl.LoggerFrom(ctx).Info("binding deleted without its finalizer: unreferencing and deleting its secret", "secret", name)
+	if err := r.detachEverywhereFresh(ctx, key.Namespace, []string{name}); err != nil {
+		return err
+	}
+	r.Metrics.ForgetBinding(r.api.name(), key.Namespace, owner.Name)
+	return r.deleteSecrets(ctx, []string{name}, []metav1.PartialObjectMetadata{*sec})
+}
+
+// secretNameOf is the secret name of a binding of this API version named bindingName.
+func (r *Reconciler) secretNameOf(bindingName string) string {
+	probe := r.api.newObject()
+	probe.SetName(bindingName)
+	return r.api.wrap(probe).secretName()
+}
+
+// bindingOwner is the owner reference naming a binding of this API group whose secret the secret is, or nil: a
+// secret of the same name may belong to someone else, who keeps it.
+func (r *Reconciler) bindingOwner(sec *metav1.PartialObjectMetadata) (*metav1.OwnerReference, error) {
+	gvk, err := apiutil.GVKForObject(r.api.newObject(), r.Client.Scheme())
+	if err != nil {
+		return nil, err
+	}
+	for i, ref := range sec.GetOwnerReferences() {
+		gv, err := schema.ParseGroupVersion(ref.APIVersion)
+		if err == nil && gv.Group == gvk.Group && ref.Kind == gvk.Kind && r.secretNameOf(ref.Name) == sec.Name {
+			return &sec.GetOwnerReferences()[i], nil
+		}
+	}
+	return nil, nil
+}
+
+func (r *Reconciler) removeFinalizer(ctx context.Context, obj client.Object) error {
+	base := obj.DeepCopyObject().(client.Object)
+	controllerutil.RemoveFinalizer(obj, Finalizer)
+	return client.IgnoreNotFound(r.Client.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
+}

@@ -260,8 +260,7 @@ func scrapeController(t *testing.T) map[string]bool {
 			Auth:               acrv1beta2.AuthenticationMethod{ManagedIdentity: &acrv1beta2.ManagedIdentityAuth{ClientID: clientID}},
 			ServiceAccountName: "app"}})).To(Succeed())
 
-	var names map[string]bool
-	g.Eventually(func(g Gomega) {
+	scrape := func(g Gomega) string {
 		select {
 		case err := <-exited:
 			exited <- err
@@ -272,10 +271,27 @@ func scrapeController(t *testing.T) map[string]bool {
 		g.Expect(err).NotTo(HaveOccurred())
 		defer resp.Body.Close()
 		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
-		names = exposedNames(t, resp.Body)
+		body, err := io.ReadAll(resp.Body)
+		g.Expect(err).NotTo(HaveOccurred())
+		return string(body)
+	}
+	const readyCount = `acrpull_bindings{controller="acrpullbinding-v1beta2",ready="True",reason="TokenMinted"} 1`
+	var names map[string]bool
+	g.Eventually(func(g Gomega) {
+		body := scrape(g)
+		names = exposedNames(t, strings.NewReader(body))
 		// A minted credential: every acrpull series the dashboard needs has been written once.
 		g.Expect(names).To(HaveKey("acrpull_token_expiry_timestamp_seconds"))
+		g.Expect(body).To(ContainSubstring(readyCount))
 	}).WithTimeout(60*time.Second).WithPolling(250*time.Millisecond).Should(Succeed(), "controller log:\n%s", logs.String())
+
+	// A deleted binding leaves the readiness count (and its expiry series) behind.
+	g.Expect(env.Client.Delete(ctx, &acrv1beta2.AcrPullBinding{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "mi"}})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		body := scrape(g)
+		g.Expect(body).NotTo(ContainSubstring(readyCount))
+		g.Expect(body).NotTo(ContainSubstring(`binding="mi"`))
+	}).WithTimeout(30*time.Second).WithPolling(250*time.Millisecond).Should(Succeed(), "controller log:\n%s", logs.String())
 	var acrpull []string
 	for n := range names {
 		if strings.HasPrefix(n, "acrpull_") {

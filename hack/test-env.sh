@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Puts the binaries the tests run for real (kube-apiserver, etcd, kubectl, an OCI registry, helm) in a cache directory
+# Puts the binaries the tests run for real (kube-apiserver, etcd, kubectl, an OCI registry, helm, promtool) in a cache directory
 # outside the repository and prints that directory (use it as KUBEBUILDER_ASSETS).
 #
 # The envtest download site is not reachable from this machine kind, so everything is built from Go modules served by
@@ -15,6 +15,8 @@ K8S_VERSION=${K8S_VERSION:-v1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
 REGISTRY_VERSION=${REGISTRY_VERSION:-v3.0.0}
 HELM_VERSION=${HELM_VERSION:-v3.19.2}
+# Prometheus tags its Go module v0.<major*100+minor>.<patch>: v0.316.0 is Prometheus 3.16.0.
+PROMTOOL_VERSION=${PROMTOOL_VERSION:-v0.316.0}
 CACHE_ROOT=${ACRPULL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/acrpull}
 ASSETS=$CACHE_ROOT/assets/k8s-$K8S_VERSION-etcd-$ETCD_VERSION
 TOOLS=$CACHE_ROOT/tools
@@ -138,6 +140,11 @@ background() { # background NAME FUNCTION ARGS...: starts a timed build
 if [[ ${WITH_HELM:-0} == 1 && ! -x $TOOLS/helm-$HELM_VERSION ]]; then
   background "helm $HELM_VERSION" build_go_tool "$TOOLS/helm-$HELM_VERSION" "helm.sh/helm/v3@$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 fi
+# promtool checks and unit-tests the chart's PrometheusRule (test/chart); only the chart tests need it, like helm.
+if [[ ${WITH_HELM:-0} == 1 && ! -x $TOOLS/promtool-$PROMTOOL_VERSION ]]; then
+  background "promtool $PROMTOOL_VERSION" build_go_tool "$TOOLS/promtool-$PROMTOOL_VERSION" \
+    "github.com/prometheus/prometheus@$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool
+fi
 failed=0
 for i in "${!pids[@]}"; do
   if wait "${pids[$i]}"; then
@@ -152,6 +159,7 @@ done
 ((failed == 0)) || exit 1
 ln -sf "$TOOLS/registry-$REGISTRY_VERSION" "$ASSETS/registry"
 [[ -x $TOOLS/helm-$HELM_VERSION ]] && ln -sf "$TOOLS/helm-$HELM_VERSION" "$ASSETS/helm"
+[[ -x $TOOLS/promtool-$PROMTOOL_VERSION ]] && ln -sf "$TOOLS/promtool-$PROMTOOL_VERSION" "$ASSETS/promtool"
 
 log "assets ready in $(( $(date +%s) - start_all )) s"
 echo "$ASSETS"

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,7 +23,23 @@ type Metrics struct {
 	mintAttempts  *prometheus.CounterVec
 	azureRequests *prometheus.HistogramVec
 	cacheLookups  *prometheus.CounterVec
+	bindings      *prometheus.GaugeVec
+
+	// states is each binding's last reported readiness, so a change moves one count from its old (ready, reason) to
+	// its new one and a deletion takes it away: the gauge holds a handful of series however many bindings exist.
+	mu     sync.Mutex
+	states map[bindingKey]bindingState
+	counts map[countKey]int
 }
+
+type countKey struct {
+	controller string
+	bindingState
+}
+
+type bindingKey struct{ controller, namespace, name string }
+
+type bindingState struct{ ready, reason string }
 
 // New creates the collectors and registers them with reg.
 func New(reg prometheus.Registerer) *Metrics {
@@ -44,9 +61,49 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "acrpull_token_cache_lookups_total",
 			Help: "Token cache lookups by layer and result (hit, miss).",
 		}, []string{"layer", "result"}),
+		bindings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "acrpull_bindings",
+			Help: bindingsHelp,
+		}, []string{"controller", "ready", "reason"}),
+		states: map[bindingKey]bindingState{},
+		counts: map[countKey]int{},
 	}
-	reg.MustRegister(m.tokenExpiry, m.mintAttempts, m.azureRequests, m.cacheLookups)
+	reg.MustRegister(m.tokenExpiry, m.mintAttempts, m.azureRequests, m.cacheLookups, m.bindings)
 	return m
+}
+
+const bindingsHelp = "Bindings this controller reconciled, by their Ready condition's status and reason. " +
+	"Bindings that never minted have no expiry series: alert on this one for bindings not Ready."
+
+// BindingReadiness records a binding's Ready condition (its status, "True", "False" or "Unknown", and reason).
+func (m *Metrics) BindingReadiness(controller, namespace, name, ready, reason string) {
+	key, state := bindingKey{controller, namespace, name}, bindingState{ready, reason}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, known := m.states[key]
+	if known && old == state {
+		return
+	}
+	if known {
+		m.decrement(controller, old)
+	}
+	m.states[key] = state
+	ck := countKey{controller, state}
+	m.counts[ck]++
+	m.bindings.WithLabelValues(controller, ready, reason).Set(float64(m.counts[ck]))
+}
+
+// decrement takes one binding from a count, dropping the series when none is left so reasons no binding has any
+// more do not linger as zeros. The caller holds mu.
+func (m *Metrics) decrement(controller string, s bindingState) {
+	ck := countKey{controller, s}
+	m.counts[ck]--
+	if m.counts[ck] > 0 {
+		m.bindings.WithLabelValues(controller, s.ready, s.reason).Set(float64(m.counts[ck]))
+		return
+	}
+	delete(m.counts, ck)
+	m.bindings.DeleteLabelValues(controller, s.ready, s.reason)
 }
 
 // TokenExpiry records when a binding's token expires.
@@ -54,9 +111,16 @@ func (m *Metrics) TokenExpiry(controller, namespace, name string, expires time.T
 	m.tokenExpiry.WithLabelValues(controller, namespace, name).Set(float64(expires.Unix()))
 }
 
-// ForgetBinding drops a deleted binding's series.
+// ForgetBinding drops a deleted binding's series and its place in the readiness counts.
 func (m *Metrics) ForgetBinding(controller, namespace, name string) {
 	m.tokenExpiry.DeleteLabelValues(controller, namespace, name)
+	key := bindingKey{controller, namespace, name}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, known := m.states[key]; known {
+		delete(m.states, key)
+		m.decrement(controller, old)
+	}
 }
 
 // MintAttempt counts a mint by outcome.

@@ -86,10 +86,25 @@ podLabels (which win over commonLabels; the selector labels win over both). Call
 {{- merge $own (deepCopy (.podLabels | default dict)) (deepCopy (.root.Values.commonLabels | default dict)) | toYaml }}
 {{- end }}
 
-{{/* Whether to render the Prometheus Operator scrape object (monitoring.create: auto, true or false). */}}
+{{/*
+Whether to render the scrape objects (monitoring.create: auto, true or false). "auto" looks for the API group they
+are rendered in: monitoring.coreos.com (Prometheus Operator) or azmonitoring.coreos.com (Azure Managed Prometheus).
+*/}}
 {{- define "acrpull.monitoring" -}}
 {{- $create := toString .Values.monitoring.create -}}
-{{- if or (eq $create "true") (and (eq $create "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) -}}
+{{- $api := printf "%s/v1" .Values.monitoring.apiGroup -}}
+{{- if or (eq $create "true") (and (eq $create "auto") (.Capabilities.APIVersions.Has $api)) -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/*
+Whether to render the PrometheusRule (monitoring.rules.create). It exists only in monitoring.coreos.com: Azure Managed
+Prometheus takes rules as Azure resources (prometheusRuleGroups), not from the cluster.
+*/}}
+{{- define "acrpull.monitoring.rules" -}}
+{{- $create := toString .Values.monitoring.rules.create -}}
+{{- if or (eq $create "true") (and (eq $create "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule")) -}}
 true
 {{- end -}}
 {{- end }}

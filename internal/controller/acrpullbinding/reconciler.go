@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azauth"
 	"github.com/acrpull/acrpull/internal/identityallowlist"
 	"github.com/acrpull/acrpull/internal/mint"
@@ -41,6 +43,8 @@ type MetricsSink interface {
 	TokenExpiry(kind, namespace, name string, expires time.Time)
 	ForgetBinding(kind, namespace, name string)
 	MintAttempt(kind, reason string)
+	// BindingReadiness is told every binding's Ready condition after each pass; the sink counts what changed.
+	BindingReadiness(kind, namespace, name, ready, reason string)
 }
 
 // Config is the controller-wide configuration, from flags and environment.
@@ -188,6 +192,9 @@ func (r *Reconciler) patchStatus(ctx context.Context, s *scope, reterr error) er
 	obj := s.binding.object()
 	if s.status.TokenExpirationTime != nil {
 		r.Metrics.TokenExpiry(r.api.name(), obj.GetNamespace(), obj.GetName(), s.status.TokenExpirationTime.Time)
+	}
+	if ready := meta.FindStatusCondition(s.status.Conditions, acrv1beta2.ConditionReady); ready != nil {
+		r.Metrics.BindingReadiness(r.api.name(), obj.GetNamespace(), obj.GetName(), string(ready.Status), ready.Reason)
 	}
 	eventType, reason, message, transition := readyTransition(s.original.Conditions, s.status.Conditions)
 	if transition {

@@ -30,7 +30,7 @@ import (
 
 	acrv1beta1 "github.com/acrpull/acrpull/api/v1beta1"
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
-	"github.com/acrpull/acrpull/internal/manager"
+	"github.com/acrpull/acrpull/internal/scheme"
 )
 
 // everything renders every optional part of the chart, so label tests see every kind of object.
@@ -146,7 +146,7 @@ func TestPoliciesHoldAnExistingServiceAccount(t *testing.T) {
 	g.Expect(env.Client.SubResource("token").Create(ctx, sa, tr)).To(Succeed())
 	cfg := rest.AnonymousClientConfig(env.Config)
 	cfg.BearerToken = tr.Status.Token
-	ctl, err := client.New(cfg, client.Options{Scheme: manager.NewScheme()})
+	ctl, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	g.Expect(err).NotTo(HaveOccurred())
 
 	g.Eventually(func() error {

@@ -76,7 +76,10 @@ func TestControllerLogsWhyAMintFails(t *testing.T) {
 		return ""
 	}).WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).ShouldNot(BeEmpty(), "controller log:\n%s", logs.String())
 
-	b := &acrv1beta2.AcrPullBinding{}
-	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "behind-proxy"}, b)).To(Succeed())
-	g.Expect(b.Status.Error).To(ContainSubstring(want), "the status says the same")
+	// The line is logged as the pass ends, just before its status patch.
+	g.Eventually(func(g Gomega) string {
+		b := &acrv1beta2.AcrPullBinding{}
+		g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "behind-proxy"}, b)).To(Succeed())
+		return b.Status.Error
+	}).WithTimeout(10*time.Second).Should(ContainSubstring(want), "the status says the same")
 }

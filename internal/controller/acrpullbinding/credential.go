@@ -29,7 +29,7 @@ import (
 )
 
 // mintRequest builds the minting request, or reports (and returns nil) what keeps it from being built.
-func (r *Reconciler) mintRequest(ctx context.Context, s *scope) (*mint.Request, error) {
+func (r *reconciler) mintRequest(ctx context.Context, s *scope) (*mint.Request, error) {
 	d := s.desired
 	req := &mint.Request{
 		Server:          d.server,
@@ -74,7 +74,7 @@ func (r *Reconciler) mintRequest(ctx context.Context, s *scope) (*mint.Request, 
 }
 
 // serviceAccountToken requests a token for the federated account, for the single audience Entra ID trusts.
-func (r *Reconciler) serviceAccountToken(namespace, name string) func(ctx context.Context) (string, error) {
+func (r *reconciler) serviceAccountToken(namespace, name string) func(ctx context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
 		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
 			Audiences:         []string{r.Config.ServiceAccountTokenAudience},
@@ -91,7 +91,7 @@ func (r *Reconciler) serviceAccountToken(namespace, name string) func(ctx contex
 
 // mintFailed records a failed mint and schedules the next attempt: as Azure asked (Retry-After), else backing off
 // with how long the binding has been failing, but never so late that a still-valid token expires unretried.
-func (r *Reconciler) mintFailed(s *scope, err error) ctrl.Result {
+func (r *reconciler) mintFailed(s *scope, err error) ctrl.Result {
 	reason, message := failureOf(err)
 	if reason == string(azauth.IdentityNotFederated) && s.desired.workload != nil {
 		message += "; " + r.federationHint(s)
@@ -154,7 +154,7 @@ func ptrTo[T any](v T) *T { return &v }
 
 // observeIssuer remembers the issuer of a service-account token the apiserver issued, read from the token itself:
 // what Entra ID compares with a federated credential is what the apiserver put there, whatever its flags say.
-func (r *Reconciler) observeIssuer(token string) {
+func (r *reconciler) observeIssuer(token string) {
 	if iss := jwtIssuer(token); iss != "" {
 		r.issuer.Store(&iss)
 	}
@@ -162,7 +162,7 @@ func (r *Reconciler) observeIssuer(token string) {
 
 // federationHint says exactly which federated identity credential Entra ID is missing: the issuer of this cluster's
 // service-account tokens, the federated account as subject, and the audience the controller asks for.
-func (r *Reconciler) federationHint(s *scope) string {
+func (r *reconciler) federationHint(s *scope) string {
 	issuer := "this cluster's service-account issuer (kubectl get --raw /.well-known/openid-configuration)"
 	if iss := r.issuer.Load(); iss != nil {
 		issuer = fmt.Sprintf("%q", *iss)

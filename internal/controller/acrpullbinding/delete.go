@@ -20,7 +20,7 @@ import (
 )
 
 // reconcileDelete unreferences, then deletes, the binding's secrets, then lets the binding go.
-func (r *Reconciler) reconcileDelete(ctx context.Context, b binding) error {
+func (r *reconciler) reconcileDelete(ctx context.Context, b binding) error {
 	obj := b.object()
 	if !containsFinalizer(obj) {
 		return nil
@@ -59,7 +59,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, b binding) error {
 // the finalizer patch succeeds and the pass goes on to create and attach the secret. The deletion event queues the
 // binding once more, and that reconcile starts only after any pass in flight for it ends, so reading from the
 // apiserver here sees everything such a pass wrote.
-func (r *Reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedName) error {
+func (r *reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedName) error {
 	name := r.secretNameOf(key.Name)
 	sec := secretMetadata()
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, sec); err != nil {
@@ -91,7 +91,7 @@ func (r *Reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 }
 
 // secretNameOf is the secret name of a binding of this API version named bindingName.
-func (r *Reconciler) secretNameOf(bindingName string) string {
+func (r *reconciler) secretNameOf(bindingName string) string {
 	probe := r.api.newObject()
 	probe.SetName(bindingName)
 	return r.api.wrap(probe).secretName()
@@ -99,7 +99,7 @@ func (r *Reconciler) secretNameOf(bindingName string) string {
 
 // bindingOwner is the owner reference naming a binding of this API group whose secret the secret is, or nil: a
 // secret of the same name may belong to someone else, who keeps it.
-func (r *Reconciler) bindingOwner(sec *metav1.PartialObjectMetadata) (*metav1.OwnerReference, error) {
+func (r *reconciler) bindingOwner(sec *metav1.PartialObjectMetadata) (*metav1.OwnerReference, error) {
 	gvk, err := apiutil.GVKForObject(r.api.newObject(), r.Client.Scheme())
 	if err != nil {
 		return nil, err
@@ -113,7 +113,7 @@ func (r *Reconciler) bindingOwner(sec *metav1.PartialObjectMetadata) (*metav1.Ow
 	return nil, nil
 }
 
-func (r *Reconciler) removeFinalizer(ctx context.Context, obj client.Object) error {
+func (r *reconciler) removeFinalizer(ctx context.Context, obj client.Object) error {
 	base := obj.DeepCopyObject().(client.Object)
 	controllerutil.RemoveFinalizer(obj, Finalizer)
 	return client.IgnoreNotFound(r.Client.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))

@@ -24,7 +24,7 @@ const identityRecheck = 2 * time.Minute
 // none). A secret minted before the refusal is left as it is, attached, and no longer refreshed: deleting it would
 // break running workloads at once on an allow-list edit, while it stops working anyway when its token expires,
 // which the status says.
-func (r *Reconciler) checkIdentity(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *reconciler) checkIdentity(ctx context.Context, s *scope) (ctrl.Result, error) {
 	namespace := s.binding.object().GetNamespace()
 	refusal := r.identityAllowed(namespace, s.desired)
 	if refusal == nil {
@@ -46,7 +46,7 @@ func (r *Reconciler) checkIdentity(ctx context.Context, s *scope) (ctrl.Result, 
 
 // identityAllowed returns why d's managed identity may not be used in namespace, or nil if it may (or d uses none,
 // or no allow-list is configured).
-func (r *Reconciler) identityAllowed(namespace string, d desiredState) error {
+func (r *reconciler) identityAllowed(namespace string, d desiredState) error {
 	mi := d.managedIdentity
 	if mi == nil || r.Config.ManagedIdentityAllowList == nil {
 		return nil

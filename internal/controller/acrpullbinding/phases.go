@@ -34,7 +34,7 @@ const (
 const serviceAccountTokenSeconds = 600
 
 // resolveSpec turns the spec into the engine's terms; a spec that cannot work waits for the user to change it.
-func (r *Reconciler) resolveSpec(_ context.Context, s *scope) (ctrl.Result, error) {
+func (r *reconciler) resolveSpec(_ context.Context, s *scope) (ctrl.Result, error) {
 	d, err := s.binding.desired(r.Config)
 	if err != nil {
 		reason := acrv1beta2.ReasonInvalidSpec
@@ -51,7 +51,7 @@ func (r *Reconciler) resolveSpec(_ context.Context, s *scope) (ctrl.Result, erro
 }
 
 // checkServer refuses registries outside --allowed-acr-server-suffixes before any token is requested for them.
-func (r *Reconciler) checkServer(_ context.Context, s *scope) (ctrl.Result, error) {
+func (r *reconciler) checkServer(_ context.Context, s *scope) (ctrl.Result, error) {
 	if err := serverAllowed(s.desired.server, r.Config.AllowedServerSuffixes); err != nil {
 		s.fail(acrv1beta2.ReasonServerNotAllowed, err.Error())
 		s.stop = true
@@ -80,7 +80,7 @@ func serverAllowed(server string, suffixes []string) error {
 
 // loadServiceAccount reads the target service account; its absence is reported but does not stop minting, so the
 // secret is ready the moment the account appears.
-func (r *Reconciler) loadServiceAccount(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *reconciler) loadServiceAccount(ctx context.Context, s *scope) (ctrl.Result, error) {
 	sa, err := r.serviceAccount(ctx, s.binding.object().GetNamespace(), s.desired.targetServiceAccount)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -89,7 +89,7 @@ func (r *Reconciler) loadServiceAccount(ctx context.Context, s *scope) (ctrl.Res
 	return ctrl.Result{}, nil
 }
 
-func (r *Reconciler) serviceAccount(ctx context.Context, namespace, name string) (*corev1.ServiceAccount, error) {
+func (r *reconciler) serviceAccount(ctx context.Context, namespace, name string) (*corev1.ServiceAccount, error) {
 	sa := &corev1.ServiceAccount{}
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sa)
 	if apierrors.IsNotFound(err) {
@@ -100,7 +100,7 @@ func (r *Reconciler) serviceAccount(ctx context.Context, namespace, name string)
 
 // reconcileSecret mints a new credential when the secret's observed state calls for it, and writes it in place.
 // A failed mint keeps the existing secret: it stays valid until its token expires.
-func (r *Reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result, error) {
 	obj := s.binding.object()
 	secret, err := r.ownSecret(ctx, s.binding)
 	if err != nil {
@@ -160,7 +160,7 @@ func mintDue(secret *metav1.PartialObjectMetadata, inputs string, policy refresh
 
 // attachSecret lists the secret, and those the pass created for siblings, in the target service account's
 // imagePullSecrets, so new pods get them.
-func (r *Reconciler) attachSecret(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *reconciler) attachSecret(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if s.targetSA == nil || s.secret == nil {
 		return ctrl.Result{}, nil
 	}
@@ -171,7 +171,7 @@ func (r *Reconciler) attachSecret(ctx context.Context, s *scope) (ctrl.Result, e
 
 // detachFromOtherServiceAccounts removes the secret from accounts the binding no longer targets. Without a secret
 // of its own there is nothing of the binding's to remove: the name may be referenced for someone else's.
-func (r *Reconciler) detachFromOtherServiceAccounts(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *reconciler) detachFromOtherServiceAccounts(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if s.secret == nil {
 		return ctrl.Result{}, nil
 	}
@@ -181,7 +181,7 @@ func (r *Reconciler) detachFromOtherServiceAccounts(ctx context.Context, s *scop
 
 // removeExtraneousSecrets deletes secrets the binding owns under other names (left by a renamed scheme), after
 // unreferencing them.
-func (r *Reconciler) removeExtraneousSecrets(ctx context.Context, s *scope) (ctrl.Result, error) {
+func (r *reconciler) removeExtraneousSecrets(ctx context.Context, s *scope) (ctrl.Result, error) {
 	owned, err := r.ownedSecrets(ctx, s.binding.object())
 	if err != nil {
 		return ctrl.Result{}, err

@@ -85,8 +85,9 @@ type V1beta1Defaults struct {
 	ARMResource string
 }
 
-// Reconciler reconciles one API version of AcrPullBinding.
-type Reconciler struct {
+// reconciler reconciles one API version of AcrPullBinding. SetupWithManager is the only way to build one, so none
+// exists without every field it needs.
+type reconciler struct {
 	Client client.Client
 	// APIReader reads around the cache, for conflicts the cache cannot settle yet.
 	APIReader client.Reader
@@ -130,7 +131,7 @@ type phase func(ctx context.Context, s *scope) (ctrl.Result, error)
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one binding's secret and service-account reference in line with its spec.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, reterr error) {
+func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, reterr error) {
 	obj := r.api.newObject()
 	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -177,7 +178,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	return result, nil
 }
 
-func (r *Reconciler) ensureFinalizer(ctx context.Context, obj client.Object) error {
+func (r *reconciler) ensureFinalizer(ctx context.Context, obj client.Object) error {
 	if controllerutil.ContainsFinalizer(obj, Finalizer) {
 		return nil
 	}
@@ -187,7 +188,7 @@ func (r *Reconciler) ensureFinalizer(ctx context.Context, obj client.Object) err
 }
 
 // patchStatus writes the status the pass arrived at, if it differs from what the binding shows.
-func (r *Reconciler) patchStatus(ctx context.Context, s *scope, reterr error) error {
+func (r *reconciler) patchStatus(ctx context.Context, s *scope, reterr error) error {
 	summarizeStatus(s, reterr)
 	obj := s.binding.object()
 	if s.status.TokenExpirationTime != nil {

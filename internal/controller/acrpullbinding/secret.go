@@ -49,7 +49,7 @@ func ownedBy(m metav1.Object, owner metav1.Object) bool {
 }
 
 // ownSecret returns the binding's secret (metadata only, from the cache), or nil if there is none.
-func (r *Reconciler) ownSecret(ctx context.Context, b binding) (*metav1.PartialObjectMetadata, error) {
+func (r *reconciler) ownSecret(ctx context.Context, b binding) (*metav1.PartialObjectMetadata, error) {
 	obj := b.object()
 	m := secretMetadata()
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: obj.GetNamespace(), Name: b.secretName()}, m)
@@ -67,7 +67,7 @@ func (r *Reconciler) ownSecret(ctx context.Context, b binding) (*metav1.PartialO
 
 // unlabelledOwnSecret finds the binding's secret when the cache cannot: msi-acrpull wrote secrets without the label
 // the cache selects on. It returns nil when the secret is already among owned, absent, or not the binding's.
-func (r *Reconciler) unlabelledOwnSecret(ctx context.Context, b binding, owned []metav1.PartialObjectMetadata) (*metav1.PartialObjectMetadata, error) {
+func (r *reconciler) unlabelledOwnSecret(ctx context.Context, b binding, owned []metav1.PartialObjectMetadata) (*metav1.PartialObjectMetadata, error) {
 	obj := b.object()
 	if slices.ContainsFunc(owned, func(m metav1.PartialObjectMetadata) bool { return m.Name == b.secretName() }) {
 		return nil, nil
@@ -81,7 +81,7 @@ func (r *Reconciler) unlabelledOwnSecret(ctx context.Context, b binding, owned [
 }
 
 // ownedSecrets lists every secret the binding owns, whatever its name.
-func (r *Reconciler) ownedSecrets(ctx context.Context, owner client.Object) ([]metav1.PartialObjectMetadata, error) {
+func (r *reconciler) ownedSecrets(ctx context.Context, owner client.Object) ([]metav1.PartialObjectMetadata, error) {
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
 	// A scan of the namespace's managed secrets (the cache holds no others) rather than an index by owner: such an
@@ -100,7 +100,7 @@ func (r *Reconciler) ownedSecrets(ctx context.Context, owner client.Object) ([]m
 }
 
 // secretFor is b's pull secret holding a credential for server, owned by b and labelled for the controller's cache.
-func (r *Reconciler) secretFor(b binding, server string, cred mint.Credential, inputs string) (*corev1.Secret, error) {
+func (r *reconciler) secretFor(b binding, server string, cred mint.Credential, inputs string) (*corev1.Secret, error) {
 	obj := b.object()
 	payload, err := dockerconfig.Render(server, cred.Token.Value)
 	if err != nil {
@@ -134,7 +134,7 @@ func (r *Reconciler) secretFor(b binding, server string, cred mint.Credential, i
 
 // writeSecret stores a credential in the binding's secret: created the first time, then patched in place, so the
 // secret's UID never changes while the binding lives (kubelet matches pulled images to secrets by UID).
-func (r *Reconciler) writeSecret(ctx context.Context, s *scope, cred mint.Credential, inputs string) (*metav1.PartialObjectMetadata, error) {
+func (r *reconciler) writeSecret(ctx context.Context, s *scope, cred mint.Credential, inputs string) (*metav1.PartialObjectMetadata, error) {
 	obj := s.binding.object()
 	sec, err := r.secretFor(s.binding, s.desired.server, cred, inputs)
 	if err != nil {
@@ -180,7 +180,7 @@ func metadataOf(sec *corev1.Secret) *metav1.PartialObjectMetadata {
 
 // deleteSecrets deletes the owned secrets among names; callers unreference them first. The UID precondition keeps a
 // secret of the same name created since (by a new binding of the same name) alive.
-func (r *Reconciler) deleteSecrets(ctx context.Context, names []string, owned []metav1.PartialObjectMetadata) error {
+func (r *reconciler) deleteSecrets(ctx context.Context, names []string, owned []metav1.PartialObjectMetadata) error {
 	for i := range owned {
 		sec := &owned[i]
 		if !slices.Contains(names, sec.Name) {

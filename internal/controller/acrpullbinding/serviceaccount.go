@@ -21,7 +21,7 @@ const maxConflictRetries = 5
 // detachEverywhere removes names from the imagePullSecrets of every service account in the namespace except keep.
 // It scans the namespace's accounts in the cache (an index by pull-secret name would keep a set per secret, more
 // memory than the scan costs time) and copies only those it edits.
-func (r *Reconciler) detachEverywhere(ctx context.Context, namespace string, names []string, keep string) error {
+func (r *reconciler) detachEverywhere(ctx context.Context, namespace string, names []string, keep string) error {
 	list := &corev1.ServiceAccountList{}
 	if err := r.Client.List(ctx, list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return err
@@ -44,7 +44,7 @@ func (r *Reconciler) detachEverywhere(ctx context.Context, namespace string, nam
 
 // detachEverywhereFresh is detachEverywhere reading the namespace's service accounts from the apiserver instead of
 // the cache; deletion uses it because it is the binding's last chance to clean up.
-func (r *Reconciler) detachEverywhereFresh(ctx context.Context, namespace string, names []string) error {
+func (r *reconciler) detachEverywhereFresh(ctx context.Context, namespace string, names []string) error {
 	list := &corev1.ServiceAccountList{}
 	if err := r.APIReader.List(ctx, list, client.InNamespace(namespace)); err != nil {
 		return err
@@ -62,7 +62,7 @@ func (r *Reconciler) detachEverywhereFresh(ctx context.Context, namespace string
 // editPullSecrets applies edit to a service account's imagePullSecrets with optimistic concurrency: the list has no
 // merge key, so a blind patch would drop entries other writers just added. On a conflict it re-reads the account
 // from the apiserver and edits again.
-func (r *Reconciler) editPullSecrets(ctx context.Context, sa *corev1.ServiceAccount,
+func (r *reconciler) editPullSecrets(ctx context.Context, sa *corev1.ServiceAccount,
 	edit func([]corev1.LocalObjectReference) []corev1.LocalObjectReference) error {
 	for attempt := 0; ; attempt++ {
 		updated := edit(sa.ImagePullSecrets)

@@ -7,6 +7,7 @@ package acrpullbinding
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 
@@ -42,8 +43,15 @@ type Deps struct {
 
 // SetupWithManager registers the field indexes and the reconcilers of every API version with mgr.
 func SetupWithManager(mgr ctrl.Manager, d Deps) error {
+	if d.Minter == nil || d.Metrics == nil || d.Recorder == nil {
+		return errors.New("acrpullbinding: Deps needs a Minter, Metrics and a Recorder")
+	}
+	if d.Clock == nil {
+		d.Clock = clock.RealClock{}
+	}
+	d.Workers = max(d.Workers, 1)
 	for _, api := range []apiVersion{v1beta2API{}, v1beta1API{}} {
-		r := &Reconciler{
+		r := &reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Minter: d.Minter, Metrics: d.Metrics,
 			Clock: d.Clock, Config: d.Config, Recorder: d.Recorder(api.name()), api: api,
 		}
@@ -54,7 +62,7 @@ func SetupWithManager(mgr ctrl.Manager, d Deps) error {
 	return nil
 }
 
-func (r *Reconciler) setup(mgr ctrl.Manager, workers int) error {
+func (r *reconciler) setup(mgr ctrl.Manager, workers int) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), r.api.newObject(), serviceAccountIndex,
 		func(o client.Object) []string { return r.api.wrap(o).serviceAccountNames() }); err != nil {
 		return err
@@ -93,7 +101,7 @@ var secretChangedByOthers = predicate.Funcs{
 // concerns every binding that targets it or is federated through it. An update concerns only a binding whose secret
 // exists but is missing from the account's imagePullSecrets (someone dropped it): the controller's own patches,
 // one per binding, would otherwise wake every binding of the account once per patch.
-func (r *Reconciler) serviceAccountEvents() handler.EventHandler {
+func (r *reconciler) serviceAccountEvents() handler.EventHandler {
 	enqueue := func(ctx context.Context, sa client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request], needs func(binding) bool) {
 		list := r.api.newList()
 		// Read only: the cache's own objects, not copies.
@@ -137,7 +145,7 @@ func (r *Reconciler) serviceAccountEvents() handler.EventHandler {
 // attached a sibling's secret while the sibling was being deleted (shareCredential); the patch that attached it is
 // the update that brings it here. At start-up every account arrives as created, so names left while the
 // controller was down are found too.
-func (r *Reconciler) enqueueOrphanedNames(ctx context.Context, sa client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+func (r *reconciler) enqueueOrphanedNames(ctx context.Context, sa client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	account, ok := sa.(*corev1.ServiceAccount)
 	if !ok {
 		return
@@ -169,7 +177,7 @@ func (r *Reconciler) enqueueOrphanedNames(ctx context.Context, sa client.Object,
 }
 
 // lostAttachment says whether sa is b's target and lacks b's existing secret.
-func (r *Reconciler) lostAttachment(ctx context.Context, b binding, sa *corev1.ServiceAccount) bool {
+func (r *reconciler) lostAttachment(ctx context.Context, b binding, sa *corev1.ServiceAccount) bool {
 	if b.targetServiceAccount() != sa.Name {
 		return false
 	}

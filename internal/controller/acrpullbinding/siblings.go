@@ -38,7 +38,7 @@ var errEnough = errors.New("enough siblings")
 // which the sibling's own pass reports as a conflict instead. A sibling deleted while this pass ran (the cache not
 // showing it yet) may get a secret and a reference all the same; the patch that attached it wakes the sweep of
 // orphaned names (enqueueOrphanedNames), which unreferences and deletes both.
-func (r *Reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Credential, inputs string) []string {
+func (r *reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Credential, inputs string) []string {
 	if s.targetSA == nil {
 		return nil
 	}
@@ -79,7 +79,7 @@ func (r *Reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Cr
 // awaitsCredential says whether sibling has no secret and needs exactly the credential s minted from inputs, and
 // returns its desired state. Every refresh of a binding asks this of its siblings, which almost always have their
 // secret: the cheap checks come first, and the spec is resolved and hashed only for a sibling without one.
-func (r *Reconciler) awaitsCredential(ctx context.Context, sibling binding, s *scope, inputs string) (desiredState, bool) {
+func (r *reconciler) awaitsCredential(ctx context.Context, sibling binding, s *scope, inputs string) (desiredState, bool) {
 	obj := sibling.object()
 	if obj.GetUID() == s.binding.object().GetUID() || !obj.GetDeletionTimestamp().IsZero() ||
 		sibling.targetServiceAccount() != s.desired.targetServiceAccount {
@@ -109,7 +109,7 @@ func (r *Reconciler) awaitsCredential(ctx context.Context, sibling binding, s *s
 
 // wakeUp queues a binding's reconcile. The queue is not the reconciler's to hold, so the request goes through a
 // channel the controller watches; were it ever full, the binding would still be served by its own requeue.
-func (r *Reconciler) wakeUp(obj client.Object) {
+func (r *reconciler) wakeUp(obj client.Object) {
 	key := r.api.newObject()
 	key.SetNamespace(obj.GetNamespace())
 	key.SetName(obj.GetName())

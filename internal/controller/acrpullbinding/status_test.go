@@ -149,7 +149,7 @@ func (discardMetrics) BindingReadiness(string, string, string, string, string) {
 // The retry of a failed mint: as Azure asked, else backing off with the failure's age within [2 s, 5 min], and never
 // past a quarter of what is left of a still-valid token, so a token is retried several times before it expires.
 func TestMintFailedBackoffBounds(t *testing.T) {
-	r := &Reconciler{Metrics: discardMetrics{}, api: v1beta2API{}}
+	r := &reconciler{Metrics: discardMetrics{}, api: v1beta2API{}}
 	failingSince := func(d time.Duration) *metav1.Condition {
 		return &metav1.Condition{Type: acrv1beta2.ConditionReady, Status: metav1.ConditionFalse, Reason: "AzureUnavailable",
 			LastTransitionTime: metav1.NewTime(unitNow.Add(-d))}
@@ -230,5 +230,14 @@ func TestLogReadiness(t *testing.T) {
 	logReadiness(log, steady, transition)
 	if buf.Len() != 0 {
 		t.Fatalf("a steady Ready binding logged %q", buf.String())
+	}
+}
+
+// SetupWithManager is the one way to build the reconcilers: it refuses what would panic later.
+func TestSetupRefusesIncompleteDeps(t *testing.T) {
+	for _, d := range []Deps{{}, {Minter: nil, Metrics: discardMetrics{}}, {Metrics: discardMetrics{}, Recorder: nil}} {
+		if err := SetupWithManager(nil, d); err == nil {
+			t.Errorf("SetupWithManager accepted %+v", d)
+		}
 	}
 }

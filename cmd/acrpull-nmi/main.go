@@ -93,6 +93,7 @@ func main() {
 			os.Exit(1)
 		}
 		rules.IPTablesPath = program
+		rules.Log = log.WithName("redirect")
 		log.Info("Writing the redirect with "+program, "because", why)
 		if f.flushConntrack {
 			if err := rules.FlushConntrack(); err != nil {

@@ -38,7 +38,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os/exec"
 	"strconv"
@@ -47,6 +46,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
+	"github.com/go-logr/logr"
 )
 
 // Defaults, matching AAD Pod Identity.
@@ -88,8 +88,9 @@ type Rules struct {
 	IPTablesPath string
 	// ConntrackPath is the conntrack program FlushConntrack runs; empty looks up "conntrack" in PATH.
 	ConntrackPath string
-	// Logger receives the errors Run retries; nil uses slog.Default().
-	Logger *slog.Logger
+	// Log receives the errors Run retries, through the program's own structured logger; the zero Logger discards
+	// them.
+	Log logr.Logger
 
 	mu  sync.Mutex
 	ipt *iptables.IPTables
@@ -405,20 +406,13 @@ func (r *Rules) Run(ctx context.Context, interval time.Duration, onChange func()
 		case <-ticker.C:
 			changed, err := r.Ensure()
 			if err != nil {
-				r.logger().Error("repairing the IMDS redirect failed; retrying", "chain", cmp.Or(r.Chain, DefaultChain), "err", err)
+				r.Log.Error(err, "Repairing the IMDS redirect failed; retrying", "chain", cmp.Or(r.Chain, DefaultChain))
 			}
 			if changed && onChange != nil {
 				onChange()
 			}
 		}
 	}
-}
-
-func (r *Rules) logger() *slog.Logger {
-	if r.Logger != nil {
-		return r.Logger
-	}
-	return slog.Default()
 }
 
 // FlushConntrack deletes the kernel's tracked TCP connections to the metadata address. NAT is decided on a

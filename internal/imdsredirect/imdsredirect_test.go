@@ -13,15 +13,18 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/acrpull/acrpull/internal/netnstest"
+	"github.com/go-logr/logr/funcr"
 )
 
 // The nat rules Ensure must leave, as iptables-save prints them (it adds "-m tcp").
@@ -411,4 +414,60 @@ func TestEnsureFromThreadInsideNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireRules(t, node, wantRules)
+}
+
+// A repair that fails is said through the program's own structured logger (the agent's zap JSON), not as plain text
+// on the side.
+func TestRunLogsFailedRepairsThroughItsLogger(t *testing.T) {
+	_, r := newNode(t)
+	broken := filepath.Join(t.TempDir(), "broken")
+	script := filepath.Join(t.TempDir(), "iptables")
+	// iptables fails once the test says so, as a node's iptables might after the agent started.
+	body := fmt.Sprintf("#!/bin/sh\n[ -e %q ] && { echo 'iptables v1.8.9: cannot initialize table' >&2; exit 3; }\nexec %q \"$@\"\n", broken, r.IPTablesPath)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.IPTablesPath = script
+	var mu sync.Mutex
+	var lines []string
+	r.Log = funcr.New(func(prefix, args string) { mu.Lock(); lines = append(lines, args); mu.Unlock() }, funcr.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	installed := make(chan struct{}, 1)
+	go func() {
+		done <- r.Run(ctx, 50*time.Millisecond, func() {
+			select {
+			case installed <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	defer func() {
+		_ = os.Remove(broken)
+		cancel()
+		<-done
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned at once: %v", err)
+	case <-installed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the redirect was not installed within 10 s")
+	}
+	if err := os.WriteFile(broken, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		got := strings.Join(lines, "\n")
+		mu.Unlock()
+		if strings.Contains(got, `"msg"="Repairing the IMDS redirect failed; retrying"`) && strings.Contains(got, `"error"=`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed repair reached the logger; it got %q", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

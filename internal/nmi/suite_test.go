@@ -82,6 +82,14 @@ func run(m *testing.M) int {
 	code := 1
 	if agent.GetCache().WaitForCacheSync(ctx) {
 		code = m.Run()
+		if code == 0 && testenv.WholeSuite() {
+			if err := afterTheSuite(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "checks after the suite:", err)
+				code = 1
+			} else {
+				fmt.Fprintln(os.Stderr, "checks after the suite: no token in the agents' log or Events; upstream metric names hold")
+			}
+		}
 	} else {
 		fmt.Fprintln(os.Stderr, "agent caches did not sync")
 	}

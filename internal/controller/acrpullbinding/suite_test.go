@@ -143,6 +143,14 @@ func run(m *testing.M) int {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	code := m.Run()
+	if code == 0 && testenv.WholeSuite() {
+		if err := tokensPublished(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "secrecy scan after the suite:", err)
+			code = 1
+		} else {
+			fmt.Fprintln(os.Stderr, "secrecy scan after the suite: no token in the log, Events or statuses")
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
 		fmt.Fprintln(os.Stderr, "manager stopped:", err)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -98,7 +99,9 @@ type armHost struct {
 
 func parseHost(id string) (armHost, error) {
 	parts := strings.Split(strings.Trim(id, "/"), "/")
-	if len(parts) != 8 || !strings.EqualFold(parts[0], "subscriptions") || !strings.EqualFold(parts[2], "resourcegroups") {
+	if len(parts) != 8 || !strings.EqualFold(parts[0], "subscriptions") || !strings.EqualFold(parts[2], "resourcegroups") ||
+		!strings.EqualFold(parts[4], "providers") || !strings.EqualFold(parts[5], "Microsoft.Compute") ||
+		slices.Contains(parts, "") {
 		return armHost{}, fmt.Errorf("%q is not a VM or scale-set resource ID", id)
 	}
 	h := armHost{subscription: parts[1], group: parts[3], name: parts[7]}

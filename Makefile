@@ -73,6 +73,13 @@ test: prefetch-assets verify ## Unit, envtest and e2e tests on a real apiserver,
 	@# package's TestMain starts no control plane when fuzzing: its targets test pure functions.
 	@hack/fuzz.sh 5s
 
+# The edit loop: unit and envtest packages, without verify, the fuzz step and the slow end-to-end ones (image builds,
+# the demo, the soak); `make test` runs everything.
+SLOW_PACKAGES := /hack/imagebuild|/internal/image$$|/internal/demo$$|/test/soak
+.PHONY: test-fast
+test-fast: ## Unit and envtest tests only (no verify, no image builds, demo, soak or fuzzing): the edit loop.
+	@assets=$$(hack/test-env.sh) && KUBEBUILDER_ASSETS=$$assets go test $(GO_TEST_FLAGS) $$(go list ./... | grep -vE '$(SLOW_PACKAGES)')
+
 .PHONY: test-soak
 test-soak: ## Long reliability run: many SIGKILLs of the controller over many bindings (seeded).
 	@assets=$$(hack/test-env.sh) && KUBEBUILDER_ASSETS=$$assets ACRPULL_SOAK_BINDINGS=$${ACRPULL_SOAK_BINDINGS:-1000} \

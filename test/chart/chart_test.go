@@ -435,6 +435,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"unknown service account value", "serviceAccount: {automount: true}", []string{"/serviceAccount", "additional properties 'automount' not allowed"}},
 		{"service account name not a name", "serviceAccount: {name: Pull_Bot}", []string{"/serviceAccount/name", "does not match pattern"}},
 		{"digest without algorithm", "image: {digest: abc123}", []string{"/image/digest", "does not match pattern"}},
+		{"image string without a repository path", "image: 'acrpull:v1'", []string{"/image", "does not match pattern"}},
 		{"unknown security context field", "securityContext: {runAsUserr: 1}", []string{"/securityContext", "additional properties 'runAsUserr' not allowed"}},
 		{"unknown pod security context field", "podSecurityContext: {readOnlyRootFilesystem: true}", []string{"/podSecurityContext", "additional properties 'readOnlyRootFilesystem' not allowed"}},
 		{"spread without topology key", "topologySpreadConstraints: [{maxSkew: 1, whenUnsatisfiable: DoNotSchedule}]", []string{"/topologySpreadConstraints/0", "missing property 'topologyKey'"}},

@@ -23,8 +23,12 @@ serviceAccount.create is false. The RBAC bindings' subjects and every admission 
 system:serviceaccount:{{ include "acrpull.namespace" $ }}:{{ include "acrpull.serviceAccountName" . }}
 {{- end }}
 
-{{/* image.digest (sha256:...) wins over the tag: repository@digest. */}}
+{{/* image.digest (sha256:...) wins over the tag: repository@digest. An image given as one string (msi-acrpull's
+chart spelled it `image: registry/repository:tag`) is used as it is. */}}
 {{- define "acrpull.image" -}}
+{{- if kindIs "string" .Values.image -}}
+{{ .Values.image }}
+{{- else -}}
 {{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
 {{- if .Values.image.digest -}}
 {{ .Values.image.repository }}@{{ .Values.image.digest }}
@@ -35,6 +39,11 @@ system:serviceaccount:{{ include "acrpull.namespace" $ }}:{{ include "acrpull.se
 {{- else -}}
 {{ .Values.image.repository }}:{{ $tag }}
 {{- end -}}
+{{- end -}}
+{{- end }}
+
+{{- define "acrpull.imagePullPolicy" -}}
+{{- if kindIs "string" .Values.image -}}IfNotPresent{{- else -}}{{ .Values.image.pullPolicy | default "IfNotPresent" }}{{- end -}}
 {{- end }}
 
 {{- define "acrpull.selectorLabels" -}}

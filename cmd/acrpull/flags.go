@@ -64,6 +64,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 	c := &opts.Controller
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&legacyMetrics, "metrics-addr", "", "Deprecated spelling of --metrics-bind-address (msi-acrpull v1beta1 manifests).")
+	fs.BoolVar(&opts.MetricsSecure, "metrics-secure", false, "Serve metrics over HTTPS, only to callers the apiserver authenticates and authorizes for GET /metrics.")
 	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	fs.StringVar(&opts.PprofAddr, "pprof-bind-address", "", "Address serving Go's /debug/pprof profiles; empty (the default) serves none.")
 	fs.BoolVar(&opts.LeaderElection, "leader-elect", false, "Elect a leader, so only one replica acts at a time.")

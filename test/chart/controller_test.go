@@ -8,23 +8,17 @@ package chart_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta1 "github.com/acrpull/acrpull/api/v1beta1"
@@ -68,55 +62,11 @@ func TestControllerWorksUnderTheChartsPolicies(t *testing.T) {
 	caFile := filepath.Join(t.TempDir(), "fake-azure-ca.pem")
 	g.Expect(os.WriteFile(caFile, cloud.CACertPEM(), 0o600)).To(Succeed())
 
-	// A kubeconfig holding the chart's service account's token, as the pod would mount it.
-	tr := &authenticationv1.TokenRequest{}
-	g.Expect(env.Client.SubResource("token").Create(ctx,
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acrpull"}}, tr)).To(Succeed())
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
-	kc.AuthInfos["acrpull"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	kc.Contexts["acrpull"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "acrpull"}
-	kc.CurrentContext = "acrpull"
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	g.Expect(clientcmd.WriteToFile(*kc, kubeconfig)).To(Succeed())
-
-	// The chart's arguments, except the listeners: several test processes may share this machine's ports.
-	for i, a := range args {
-		switch {
-		case strings.HasPrefix(a, "--metrics-bind-address="):
-			args[i] = "--metrics-bind-address=0"
-		case strings.HasPrefix(a, "--health-probe-bind-address="):
-			args[i] = "--health-probe-bind-address=127.0.0.1:0"
-		}
-	}
-	var logs testenv.Output
-	cmd := exec.Command(programBinary(t, "acrpull"), append(args, "--kubeconfig="+kubeconfig)...)
-	cmd.Env = []string{"HOME=" + t.TempDir(), "HTTPS_PROXY=" + cloud.ProxyURL().String(), "HTTP_PROXY=" + cloud.ProxyURL().String(),
-		"NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + caFile}
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	g.Expect(cmd.Start()).To(Succeed())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("controller log:\n%s", logs.String())
-		}
-	})
-	alive := func(g Gomega) {
-		select {
-		case err := <-exited:
-			exited <- err
-			g.Expect(err).NotTo(HaveOccurred(), "the controller exited")
-		default:
-		}
-	}
+	// The chart's service account's token, as the pod would mount it.
+	kubeconfig := serviceAccountKubeconfig(t, ns, "acrpull")
+	ctl := startController(t, append(withTestListeners(args, "0"), "--kubeconfig="+kubeconfig), []string{
+		"HTTPS_PROXY=" + cloud.ProxyURL().String(), "HTTP_PROXY=" + cloud.ProxyURL().String(), "NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + caFile})
+	alive := func(g Gomega) { g.Expect(ctl.running()).To(Succeed()) }
 
 	g.Expect(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: apps}})).To(Succeed())
 	g.Expect(env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "app"},
@@ -147,7 +97,7 @@ func TestControllerWorksUnderTheChartsPolicies(t *testing.T) {
 			g.Expect(s.Type).To(Equal(corev1.SecretTypeDockerConfigJson))
 		}
 		g.Expect(pullSecretNames(t, env.Client, apps, "app")).To(ConsistOf(append([]string{"registry-creds"}, secrets...)))
-	}).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).Should(Succeed(), "controller log:\n%s", logs.String())
+	}).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).Should(Succeed(), "controller log:\n%s", ctl.logs.String())
 
 	lease := &coordinationv1.Lease{}
 	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "aks.azure.com"}, lease)).To(Succeed())
@@ -167,9 +117,9 @@ func TestControllerWorksUnderTheChartsPolicies(t *testing.T) {
 			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "secret %s still there (%v)", name, err)
 		}
 		g.Expect(pullSecretNames(t, env.Client, apps, "app")).To(Equal([]string{"registry-creds"}))
-	}).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).Should(Succeed(), "controller log:\n%s", logs.String())
+	}).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).Should(Succeed(), "controller log:\n%s", ctl.logs.String())
 
 	// Not one request was refused along the way, by RBAC or by a policy.
-	g.Expect(regexp.MustCompile(`(?i)forbidden|denied request|ValidatingAdmissionPolicy`).FindAllString(logs.String(), -1)).
-		To(BeEmpty(), "controller log:\n%s", logs.String())
+	g.Expect(regexp.MustCompile(`(?i)forbidden|denied request|ValidatingAdmissionPolicy`).FindAllString(ctl.logs.String(), -1)).
+		To(BeEmpty(), "controller log:\n%s", ctl.logs.String())
 }

@@ -15,12 +15,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,17 +26,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	appsv1 "k8s.io/api/apps/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azurefake"
 	"github.com/acrpull/acrpull/internal/nmi"
-	"github.com/acrpull/acrpull/internal/testenv"
 )
 
 // Every query of the dashboard and the alerts names a metric the programs serve: the controller's from a scrape of
@@ -210,46 +204,10 @@ func scrapeController(t *testing.T) map[string]bool {
 	caFile := filepath.Join(t.TempDir(), "fake-azure-ca.pem")
 	g.Expect(os.WriteFile(caFile, cloud.CACertPEM(), 0o600)).To(Succeed())
 
-	tr := &authenticationv1.TokenRequest{}
-	g.Expect(env.Client.SubResource("token").Create(ctx,
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acrpull"}}, tr)).To(Succeed())
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
-	kc.AuthInfos["acrpull"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	kc.Contexts["acrpull"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "acrpull"}
-	kc.CurrentContext = "acrpull"
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	g.Expect(clientcmd.WriteToFile(*kc, kubeconfig)).To(Succeed())
-
+	kubeconfig := serviceAccountKubeconfig(t, ns, "acrpull")
 	metricsAddr := freeLoopbackAddr(t)
-	for i, a := range args {
-		switch {
-		case strings.HasPrefix(a, "--metrics-bind-address="):
-			args[i] = "--metrics-bind-address=" + metricsAddr
-		case strings.HasPrefix(a, "--health-probe-bind-address="):
-			args[i] = "--health-probe-bind-address=127.0.0.1:0"
-		}
-	}
-	var logs testenv.Output
-	cmd := exec.Command(programBinary(t, "acrpull"), append(args, "--kubeconfig="+kubeconfig)...)
-	cmd.Env = []string{"HOME=" + t.TempDir(), "HTTPS_PROXY=" + cloud.ProxyURL().String(), "HTTP_PROXY=" + cloud.ProxyURL().String(),
-		"NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + caFile}
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	g.Expect(cmd.Start()).To(Succeed())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("controller log:\n%s", logs.String())
-		}
-	})
+	ctl := startController(t, append(withTestListeners(args, metricsAddr), "--kubeconfig="+kubeconfig), []string{
+		"HTTPS_PROXY=" + cloud.ProxyURL().String(), "HTTP_PROXY=" + cloud.ProxyURL().String(), "NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + caFile})
 
 	g.Expect(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: apps}})).To(Succeed())
 	g.Expect(env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "app"}})).To(Succeed())
@@ -261,12 +219,7 @@ func scrapeController(t *testing.T) map[string]bool {
 			ServiceAccountName: "app"}})).To(Succeed())
 
 	scrape := func(g Gomega) string {
-		select {
-		case err := <-exited:
-			exited <- err
-			g.Expect(err).NotTo(HaveOccurred(), "the controller exited")
-		default:
-		}
+		g.Expect(ctl.running()).To(Succeed())
 		resp, err := http.Get("http://" + metricsAddr + "/metrics")
 		g.Expect(err).NotTo(HaveOccurred())
 		defer resp.Body.Close()
@@ -283,7 +236,7 @@ func scrapeController(t *testing.T) map[string]bool {
 		// A minted credential: every acrpull series the dashboard needs has been written once.
 		g.Expect(names).To(HaveKey("acrpull_token_expiry_timestamp_seconds"))
 		g.Expect(body).To(ContainSubstring(readyCount))
-	}).WithTimeout(60*time.Second).WithPolling(250*time.Millisecond).Should(Succeed(), "controller log:\n%s", logs.String())
+	}).WithTimeout(60*time.Second).WithPolling(250*time.Millisecond).Should(Succeed(), "controller log:\n%s", ctl.logs.String())
 
 	// A deleted binding leaves the readiness count (and its expiry series) behind.
 	g.Expect(env.Client.Delete(ctx, &acrv1beta2.AcrPullBinding{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "mi"}})).To(Succeed())
@@ -291,7 +244,7 @@ func scrapeController(t *testing.T) map[string]bool {
 		body := scrape(g)
 		g.Expect(body).NotTo(ContainSubstring(readyCount))
 		g.Expect(body).NotTo(ContainSubstring(`binding="mi"`))
-	}).WithTimeout(30*time.Second).WithPolling(250*time.Millisecond).Should(Succeed(), "controller log:\n%s", logs.String())
+	}).WithTimeout(30*time.Second).WithPolling(250*time.Millisecond).Should(Succeed(), "controller log:\n%s", ctl.logs.String())
 	var acrpull []string
 	for n := range names {
 		if strings.HasPrefix(n, "acrpull_") {

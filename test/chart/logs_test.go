@@ -8,9 +8,7 @@ package chart_test
 import (
 	"context"
 	"net"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
-	"github.com/acrpull/acrpull/internal/testenv"
 )
 
 // An operator whose controller sits behind a proxy that refuses connections reads why in the log: the real binary,
@@ -46,35 +43,21 @@ func TestControllerLogsWhyAMintFails(t *testing.T) {
 			ServiceAccountName: "app",
 		}})).To(Succeed())
 
-	var logs testenv.Output
 	// Only this test's binding (--label-selector), and no listeners other tests could collide with.
-	cmd := exec.Command(programBinary(t, "acrpull"), "--kubeconfig="+env.KubeconfigPath, "--label-selector=shard="+shard,
-		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")
-	cmd.Env = []string{"HOME=" + t.TempDir(), "HTTPS_PROXY=http://" + proxy, "HTTP_PROXY=http://" + proxy, "NO_PROXY=127.0.0.1,localhost"}
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	g.Expect(cmd.Start()).To(Succeed())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	ctl := startController(t, []string{"--kubeconfig=" + env.KubeconfigPath, "--label-selector=shard=" + shard,
+		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0"},
+		[]string{"HTTPS_PROXY=http://" + proxy, "HTTP_PROXY=http://" + proxy, "NO_PROXY=127.0.0.1,localhost"})
 
 	want := "proxy " + proxy + " refused the connection"
 	g.Eventually(func() string {
-		for _, line := range strings.Split(logs.String(), "\n") {
+		for _, line := range strings.Split(ctl.logs.String(), "\n") {
 			if strings.Contains(line, `"level":"error"`) && strings.Contains(line, "Binding is not ready") &&
 				strings.Contains(line, `"name":"behind-proxy"`) && strings.Contains(line, want) {
 				return line
 			}
 		}
 		return ""
-	}).WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).ShouldNot(BeEmpty(), "controller log:\n%s", logs.String())
+	}).WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).ShouldNot(BeEmpty(), "controller log:\n%s", ctl.logs.String())
 
 	// The line is logged as the pass ends, just before its status patch.
 	g.Eventually(func(g Gomega) string {

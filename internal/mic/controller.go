@@ -394,7 +394,7 @@ func (r *Reconciler) assignHost(ctx context.Context, log logr.Logger, host Host,
 		// next full check.
 		if !onHost[rid] {
 			r.event(rec.Spec.AzureBindingRef, corev1.EventTypeWarning, "BindingApplyError",
-				"identity %s could not be assigned to %s for pod %s/%s: the controller may not assign it (LinkedAuthorizationFailed)",
+				"identity %s could not be assigned to %s for pod %s/%s: the controller may not assign it (LinkedAuthorizationFailed) or it does not exist (FailedIdentityOperation)",
 				rid, host.ID(), rec.Spec.PodNamespace, rec.Spec.Pod)
 			return nil
 		}
@@ -429,8 +429,8 @@ func (r *Reconciler) each(n int, fn func(i int) error) error {
 }
 
 // patch sends the host's PATCHes (at most MaxIdentitiesPerPatch identities each) and returns the identities on the
-// host afterwards. Identities ARM refuses to assign (LinkedAuthorizationFailed) are dropped and the rest retried, so
-// one bad binding does not block a scale set.
+// host afterwards. Identities ARM refuses to assign (LinkedAuthorizationFailed, or FailedIdentityOperation for ones
+// that do not exist) are dropped and the rest retried, so one bad binding does not block a scale set.
 func (r *Reconciler) patch(ctx context.Context, host Host, present, add, remove []string) ([]string, time.Duration, error) {
 	denied := map[string]bool{}
 	if len(add)+len(remove) == 0 {
@@ -443,6 +443,11 @@ func (r *Reconciler) patch(ctx context.Context, host Host, present, add, remove 
 				present = applied(present, batch)
 				r.remember(host, batch)
 				break
+			}
+			if azauth.KindOf(err) == azauth.HostDeleting {
+				// Nothing was sent: the host is going away. Its records stay as they are and are tried again next
+				// cycle, as upstream's MIC left them; other hosts' steps do not wait for it.
+				return present, 0, fmt.Errorf("updating identities: %w", err)
 			}
 			r.Metrics.armError(host, true)
 			bad := azauth.DeniedResourceIDsOf(err)

@@ -31,8 +31,12 @@ const (
 	EndpointARMWrite = "arm-write"
 )
 
-// AssignDenied says ARM refused to assign identities the caller may not use (LinkedAuthorizationFailed).
+// AssignDenied says ARM refused to assign identities the caller may not use (LinkedAuthorizationFailed), or that
+// the managed identity service could not find (FailedIdentityOperation).
 const AssignDenied FailureKind = "IdentityAssignDenied"
+
+// HostDeleting says a VM or scale set is being deleted: its identities are not changed, as upstream's MIC left them.
+const HostDeleting FailureKind = "HostDeleting"
 
 // ARMCredential is how the assignment controller signs in to Azure Resource Manager: a service principal with a
 // secret, or a managed identity of the node it runs on (by client ID, or the system-assigned one).
@@ -51,7 +55,10 @@ type ARMClient struct {
 	// identityTypes remembers each host's identity type from its last read, so an update keeps a system-assigned
 	// identity and clears the type when the last user-assigned one goes.
 	identityTypes sync.Map // host ID → armcompute.ResourceIdentityType
-	pollEvery     time.Duration
+	// deleting holds the hosts whose last read showed provisioningState Deleting: a PATCH would only fail or race
+	// the deletion, so updates skip them until a read shows another state.
+	deleting  sync.Map // host ID → true
+	pollEvery time.Duration
 }
 
 // NewARMClient returns a client for the cloud's Resource Manager. pollEvery is how often a long-running update is
@@ -123,6 +130,7 @@ func (a *ARMClient) HostIdentities(ctx context.Context, hostID string) ([]string
 	}
 	var identity *armcompute.ResourceIdentityType
 	var assigned map[string]*armcompute.UserAssignedIdentitiesValue
+	var state *string
 	if h.scaleSet {
 		c, err := armcompute.NewVirtualMachineScaleSetsClient(h.subscription, a.cred, a.options)
 		if err != nil {
@@ -134,6 +142,9 @@ func (a *ARMClient) HostIdentities(ctx context.Context, hostID string) ([]string
 		}
 		if resp.Identity != nil {
 			identity, assigned = resp.Identity.Type, resp.Identity.UserAssignedIdentities
+		}
+		if resp.Properties != nil {
+			state = resp.Properties.ProvisioningState
 		}
 	} else {
 		c, err := armcompute.NewVirtualMachinesClient(h.subscription, a.cred, a.options)
@@ -147,6 +158,14 @@ func (a *ARMClient) HostIdentities(ctx context.Context, hostID string) ([]string
 		if resp.Identity != nil {
 			identity, assigned = resp.Identity.Type, resp.Identity.UserAssignedIdentities
 		}
+		if resp.Properties != nil {
+			state = resp.Properties.ProvisioningState
+		}
+	}
+	if state != nil && strings.EqualFold(*state, "Deleting") {
+		a.deleting.Store(strings.ToLower(hostID), true)
+	} else {
+		a.deleting.Delete(strings.ToLower(hostID))
 	}
 	t := armcompute.ResourceIdentityTypeNone
 	if identity != nil {
@@ -174,6 +193,9 @@ func (a *ARMClient) UpdateHostIdentities(ctx context.Context, hostID string, cur
 			return err
 		}
 		prev, _ = a.identityTypes.Load(strings.ToLower(hostID))
+	}
+	if _, gone := a.deleting.Load(strings.ToLower(hostID)); gone {
+		return &Error{Kind: HostDeleting, Endpoint: EndpointARMWrite, Detail: "the VM or scale set is being deleted; its identities are left as they are"}
 	}
 	remaining := map[string]bool{}
 	for _, id := range current {
@@ -244,6 +266,11 @@ func awaitUpdate[T any](ctx context.Context, poll *runtime.PollUntilDoneOptions,
 // linkedScopes finds the identity IDs in LinkedAuthorizationFailed's message: "... on the linked scope(s) 'a,b' ...".
 var linkedScopes = regexp.MustCompile(`linked scope\(s\) '([^']+)'`)
 
+// quotedIdentityIDs finds each single-quoted user-assigned identity ID in FailedIdentityOperation's message, which
+// relays the managed identity service's "Resource(s) 'a', 'b' not found." (the VM's own ID, also quoted there, is
+// no identity's). Upstream's MIC took only the first quoted run; every ID named is dropped here.
+var quotedIdentityIDs = regexp.MustCompile(`(?i)'(/subscriptions/[^/']+/resourcegroups/[^/']+/providers/microsoft\.managedidentity/userassignedidentities/[^/',\s]+)'`)
+
 // classifyARM turns a Resource Manager failure into an Error: throttling with its Retry-After, assignment refusals
 // with the refused identities, the rest by status.
 func classifyARM(endpoint string, err error) error {
@@ -265,6 +292,13 @@ func classifyARM(endpoint string, err error) error {
 				if id = strings.TrimSpace(id); id != "" {
 					e.Denied = append(e.Denied, strings.ToLower(id))
 				}
+			}
+		}
+	case re.ErrorCode == "FailedIdentityOperation":
+		e.Kind, e.Detail = AssignDenied, "Resource Manager could not assign some identities (not found)"
+		for _, m := range quotedIdentityIDs.FindAllStringSubmatch(re.Error(), -1) {
+			if id := strings.ToLower(m[1]); !slices.Contains(e.Denied, id) {
+				e.Denied = append(e.Denied, id)
 			}
 		}
 	case re.StatusCode == http.StatusNotFound:

@@ -831,3 +831,9 @@ func (c *Cloud) UnassignIdentities(resourceID string, identityResourceIDs ...str
 		}
 	})
 }
+
+// SetProvisioningState sets a VM's or scale set's provisioningState as GET shows it, as the platform does while it
+// works on the resource: "Deleting" while it is being deleted (an AKS node pool scaled away, for instance).
+func (c *Cloud) SetProvisioningState(resourceID, state string) error {
+	return c.withResource(resourceID, func(res *armResource) { res.provisioningState = state })
+}

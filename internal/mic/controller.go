@@ -347,11 +347,13 @@ func (r *Reconciler) hostWork(ch Changes, desired []aadv1.AzureAssignedIdentity,
 // asked to wait when it throttled.
 func (r *Reconciler) assignHost(ctx context.Context, log logr.Logger, host Host, w *hostWork) (time.Duration, error) {
 	log = log.WithValues("host", host.ID())
+	readStart := r.Clock.Now()
 	present, err := r.ARM.HostIdentities(ctx, host.ID())
 	if err != nil {
 		r.Metrics.armError(host, false)
 		return azauth.RetryAfterOf(err), fmt.Errorf("reading identities: %w", err)
 	}
+	r.Metrics.armDone(host, false, r.Clock.Since(readStart))
 	has := map[string]bool{}
 	for _, id := range present {
 		has[strings.ToLower(id)] = true
@@ -394,11 +396,16 @@ func (r *Reconciler) assignHost(ctx context.Context, log logr.Logger, host Host,
 		// next full check.
 		if !onHost[rid] {
 			r.event(rec.Spec.AzureBindingRef, corev1.EventTypeWarning, "BindingApplyError",
-				"identity %s could not be assigned to %s for pod %s/%s: the controller may not assign it (LinkedAuthorizationFailed)",
+				"identity %s could not be assigned to %s for pod %s/%s: the controller may not assign it (LinkedAuthorizationFailed) or it does not exist (FailedIdentityOperation)",
 				rid, host.ID(), rec.Spec.PodNamespace, rec.Spec.Pod)
 			return nil
 		}
-		if err := r.setStatus(ctx, rec, aadv1.AssignedIDAssigned); err != nil {
+		// Records of this cycle's changed bindings or identities are upstream's updates; new ones only change state.
+		op := opRecordStatus
+		if i >= len(w.create) {
+			op = opRecordUpdate
+		}
+		if err := r.setStatus(ctx, rec, aadv1.AssignedIDAssigned, op); err != nil {
 			return err
 		}
 		r.event(rec.Spec.AzureBindingRef, corev1.EventTypeNormal, "BindingApplied",
@@ -429,8 +436,8 @@ func (r *Reconciler) each(n int, fn func(i int) error) error {
 }
 
 // patch sends the host's PATCHes (at most MaxIdentitiesPerPatch identities each) and returns the identities on the
-// host afterwards. Identities ARM refuses to assign (LinkedAuthorizationFailed) are dropped and the rest retried, so
-// one bad binding does not block a scale set.
+// host afterwards. Identities ARM refuses to assign (LinkedAuthorizationFailed, or FailedIdentityOperation for ones
+// that do not exist) are dropped and the rest retried, so one bad binding does not block a scale set.
 func (r *Reconciler) patch(ctx context.Context, host Host, present, add, remove []string) ([]string, time.Duration, error) {
 	denied := map[string]bool{}
 	if len(add)+len(remove) == 0 {
@@ -438,11 +445,18 @@ func (r *Reconciler) patch(ctx context.Context, host Host, present, add, remove 
 	}
 	for _, batch := range Batches(HostChange{Add: add, Remove: remove}, MaxIdentitiesPerPatch) {
 		for attempt := 0; ; attempt++ {
+			updateStart := r.Clock.Now()
 			err := r.ARM.UpdateHostIdentities(ctx, host.ID(), present, batch.Add, batch.Remove)
 			if err == nil {
+				r.Metrics.armDone(host, true, r.Clock.Since(updateStart))
 				present = applied(present, batch)
 				r.remember(host, batch)
 				break
+			}
+			if azauth.KindOf(err) == azauth.HostDeleting {
+				// Nothing was sent: the host is going away. Its records stay as they are and are tried again next
+				// cycle, as upstream's MIC left them; other hosts' steps do not wait for it.
+				return present, 0, fmt.Errorf("updating identities: %w", err)
 			}
 			r.Metrics.armError(host, true)
 			bad := azauth.DeniedResourceIDsOf(err)
@@ -468,7 +482,11 @@ func (r *Reconciler) ensureRecord(ctx context.Context, rec *aadv1.AzureAssignedI
 	}
 	controllerutil.AddFinalizer(rec, aadv1.AssignedIdentityFinalizer)
 	rec.Status.Status = aadv1.AssignedIDCreated
+	start := r.Clock.Now()
 	err := r.Client.Create(ctx, rec)
+	if !apierrors.IsAlreadyExists(err) {
+		r.Metrics.recordWrite(opRecordAddition, r.Clock.Since(start), err)
+	}
 	switch {
 	case err == nil:
 		r.written.wrote(rec, r.Clock.Now())
@@ -523,7 +541,7 @@ func (r *Reconciler) remember(host Host, c HostChange) {
 
 // setStatus writes the record's state, spec and labels with one merge patch. Records have no status subresource
 // (upstream's shape), and the patch needs no read first: the cache may not have the record just created.
-func (r *Reconciler) setStatus(ctx context.Context, rec *aadv1.AzureAssignedIdentity, status string) error {
+func (r *Reconciler) setStatus(ctx context.Context, rec *aadv1.AzureAssignedIdentity, status, op string) error {
 	body, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{"labels": rec.Labels, "finalizers": []string{aadv1.AssignedIdentityFinalizer}},
 		"spec":     rec.Spec,
@@ -534,7 +552,11 @@ func (r *Reconciler) setStatus(ctx context.Context, rec *aadv1.AzureAssignedIden
 	}
 	target := &aadv1.AzureAssignedIdentity{}
 	target.Namespace, target.Name = rec.Namespace, rec.Name
+	start := r.Clock.Now()
 	err = r.Client.Patch(ctx, target, client.RawPatch(types.MergePatchType, body))
+	if !apierrors.IsNotFound(err) {
+		r.Metrics.recordWrite(op, r.Clock.Since(start), err)
+	}
 	switch {
 	case err == nil:
 		r.written.wrote(target, r.Clock.Now())
@@ -548,10 +570,18 @@ func (r *Reconciler) setStatus(ctx context.Context, rec *aadv1.AzureAssignedIden
 // then the finalizer off and the object deleted. Each step works on the apiserver's answer to the one before, not
 // on the cache, which may not have caught up.
 func (r *Reconciler) deleteRecord(ctx context.Context, log logr.Logger, rec *aadv1.AzureAssignedIdentity) {
+	start := r.Clock.Now()
+	var failed error
+	defer func() {
+		if failed != nil && !apierrors.IsNotFound(failed) {
+			r.Metrics.recordWrite(opRecordDeletion, 0, failed)
+		}
+	}()
 	cur := &aadv1.AzureAssignedIdentity{}
 	cur.Namespace, cur.Name = rec.Namespace, rec.Name
 	body := []byte(`{"status":{"status":"` + aadv1.AssignedIDUnAssigned + `"}}`)
 	if err := r.Client.Patch(ctx, cur, client.RawPatch(types.MergePatchType, body)); err != nil {
+		failed = err
 		if !apierrors.IsNotFound(err) {
 			log.Error(err, "Marking the record Unassigned", "record", rec.Name)
 		}
@@ -559,14 +589,17 @@ func (r *Reconciler) deleteRecord(ctx context.Context, log logr.Logger, rec *aad
 	}
 	if controllerutil.RemoveFinalizer(cur, aadv1.AssignedIdentityFinalizer) {
 		if err := r.Client.Update(ctx, cur); err != nil {
+			failed = err
 			log.Error(err, "Removing the record's finalizer", "record", rec.Name)
 			return
 		}
 	}
 	if err := r.Client.Delete(ctx, cur); err != nil && !apierrors.IsNotFound(err) {
+		failed = err
 		log.Error(err, "Deleting the record", "record", rec.Name)
 		return
 	}
+	r.Metrics.recordWrite(opRecordDeletion, r.Clock.Since(start), nil)
 	r.written.deleted(client.ObjectKeyFromObject(cur), r.Clock.Now())
 }
 

@@ -96,7 +96,11 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	if err := healthprobe.Serve(mgr, opts.ProbeAddr, probes); err != nil {
 		return nil, err
 	}
+	metrics := NewMetrics(opts.MetricsRegistry)
+	if err := mgr.Add(leadership{metrics}); err != nil {
+		return nil, err
+	}
 	r := &Reconciler{Client: mgr.GetClient(), ARM: opts.ARM, Config: opts.Config, Clock: opts.Clock,
-		Recorder: mgr.GetEventRecorder("acrpull-mic"), Metrics: NewMetrics(opts.MetricsRegistry)}
+		Recorder: mgr.GetEventRecorder("acrpull-mic"), Metrics: metrics}
 	return mgr, r.SetupWithManager(mgr)
 }

@@ -194,8 +194,9 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 		UserAgentSuffix: opts.UserAgentSuffix})
 	tokens := tokencache.New(opts.Clock, nil)
 	srv := &Server{
-		Config:  opts.Config,
-		Pods:    &PodLocator{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Node: opts.NodeName, Attempts: opts.PodLookupAttempts, Interval: opts.PodLookupInterval},
+		Config: opts.Config,
+		Pods: &PodLocator{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Node: opts.NodeName, Attempts: opts.PodLookupAttempts, Interval: opts.PodLookupInterval,
+			Metrics: metrics},
 		Objects: mgr.GetCache(),
 		Kube:    mgr.GetClient(),
 		Issuer: &Issuer{
@@ -203,6 +204,7 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 			Type0Source: opts.Type0Source, Audience: opts.ServiceAccountAudience,
 			DefaultTenantID: opts.DefaultTenantID, Cloud: opts.Cloud, NodeName: opts.NodeName,
 			AuthorityHosts: authorities, AllowCrossNamespaceSecrets: opts.AllowCrossNamespaceSecrets,
+			Metrics: metrics,
 		},
 		Metrics:       metrics,
 		Recorder:      mgr.GetEventRecorder("acrpull-nmi"),

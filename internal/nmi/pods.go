@@ -56,6 +56,8 @@ type PodLocator struct {
 	// Attempts and Interval: a pod that has just started may not be in the cache yet.
 	Attempts int
 	Interval time.Duration
+	// Metrics counts failed attempts as upstream's get_pod_list errors; nil counts nothing.
+	Metrics *Metrics
 }
 
 // ByIP returns the one live pod on this node with address ip.
@@ -74,6 +76,7 @@ func (l *PodLocator) ByIP(ctx context.Context, ip string) (*corev1.Pod, error) {
 			return pod, nil
 		}
 		lastErr = err
+		l.Metrics.kubeError(opGetPodList)
 		if !errors.Is(err, errNoPod) {
 			return nil, err
 		}

@@ -87,6 +87,17 @@ type Issuer struct {
 	AllowCrossNamespaceSecrets bool
 	// NodeName is the agent's node: Tokens serves only pods whose spec.nodeName it is. Empty serves no pod.
 	NodeName string
+	// Metrics records each Azure call (cache misses only) and failed Secret reads under upstream's names; nil records
+	// nothing.
+	Metrics *Metrics
+}
+
+// measured runs one Azure call and records it under op.
+func (i *Issuer) measured(op string, call func() (azauth.Token, error)) (azauth.Token, error) {
+	start := i.Clock.Now()
+	tok, err := call()
+	i.Metrics.azureCall(op, i.Clock.Since(start), err)
+	return tok, err
 }
 
 // Failure kinds the HTTP layer maps to status codes.
@@ -146,7 +157,13 @@ func (i *Issuer) onThisNode(pod *corev1.Pod) error {
 func (i *Issuer) IMDSToken(ctx context.Context, clientID, resourceID, resource string) (azauth.Token, error) {
 	key := "imds|" + strings.ToLower(clientID) + "|" + strings.ToLower(resourceID) + "|" + resource
 	return i.Cache.Get(ctx, "pod-identity", key, i.fresh, func(ctx context.Context) (azauth.Token, error) {
-		return i.Azure.ManagedIdentityToken(ctx, azauth.ManagedIdentity{ClientID: clientID, ResourceID: resourceID}, resource)
+		op := opTokenIMDSUser
+		if clientID == "" && resourceID == "" {
+			op = opTokenIMDSSystem
+		}
+		return i.measured(op, func() (azauth.Token, error) {
+			return i.Azure.ManagedIdentityToken(ctx, azauth.ManagedIdentity{ClientID: clientID, ResourceID: resourceID}, resource)
+		})
 	})
 }
 
@@ -219,8 +236,10 @@ func (i *Issuer) federatedToken(ctx context.Context, pod *corev1.Pod, id *aadv1.
 		return tr.Status.Token, nil
 	}
 	return i.Cache.Get(ctx, "pod-identity", key, i.fresh, func(ctx context.Context) (azauth.Token, error) {
-		return i.Azure.WorkloadIdentityToken(ctx, cloud,
-			azauth.WorkloadIdentity{TenantID: tenant, ClientID: id.Spec.ClientID, Assertion: assertion}, resource)
+		return i.measured(opTokenEntra, func() (azauth.Token, error) {
+			return i.Azure.WorkloadIdentityToken(ctx, cloud,
+				azauth.WorkloadIdentity{TenantID: tenant, ClientID: id.Spec.ClientID, Assertion: assertion}, resource)
+		})
 	})
 }
 
@@ -243,7 +262,9 @@ func (i *Issuer) secretTokens(ctx context.Context, id *aadv1.AzureIdentity, reso
 		// The secret's digest is part of the key, so a rotated secret is used at once.
 		key := strings.Join([]string{"secret", cloud.AuthorityHost, t, strings.ToLower(id.Spec.ClientID), digest(value), resource}, "|")
 		tok, err := i.Cache.Get(ctx, "pod-identity", key, i.fresh, func(ctx context.Context) (azauth.Token, error) {
-			return i.Azure.ClientSecretToken(ctx, cloud, t, id.Spec.ClientID, string(value), resource)
+			return i.measured(opTokenEntra, func() (azauth.Token, error) {
+				return i.Azure.ClientSecretToken(ctx, cloud, t, id.Spec.ClientID, string(value), resource)
+			})
 		})
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: %w", t, err)
@@ -270,7 +291,9 @@ func (i *Issuer) certificateToken(ctx context.Context, id *aadv1.AzureIdentity, 
 	key := strings.Join([]string{"certificate", cloud.AuthorityHost, tenant, strings.ToLower(id.Spec.ClientID),
 		digest(append(slices.Clone(cert), password...)), resource}, "|")
 	return i.Cache.Get(ctx, "pod-identity", key, i.fresh, func(ctx context.Context) (azauth.Token, error) {
-		return i.Azure.ClientCertificateToken(ctx, cloud, tenant, id.Spec.ClientID, cert, password, resource)
+		return i.measured(opTokenEntra, func() (azauth.Token, error) {
+			return i.Azure.ClientCertificateToken(ctx, cloud, tenant, id.Spec.ClientID, cert, password, resource)
+		})
 	})
 }
 
@@ -291,6 +314,7 @@ func (i *Issuer) secret(ctx context.Context, id *aadv1.AzureIdentity) (*corev1.S
 	}
 	secret := &corev1.Secret{}
 	if err := i.Kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, secret); err != nil {
+		i.Metrics.kubeError(opGetSecret)
 		return nil, fmt.Errorf("%w: reading secret %s/%s: %v", errIdentityConfig, ns, ref.Name, err)
 	}
 	return secret, nil

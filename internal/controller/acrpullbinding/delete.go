@@ -9,7 +9,9 @@ package acrpullbinding
 
 import (
 	"context"
+	"slices"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -37,9 +39,24 @@ func (r *reconciler) reconcileDelete(ctx context.Context, b binding) error {
 	// Only names of secrets the binding is seen to own (their owner reference carries its UID): a secret of the
 	// binding's name that is someone else's (a hand-made one, or the other API version's binding's, reported as
 	// SecretConflict) stays referenced wherever it is, and so does a name whose secret is gone, which may be anyone's.
-	names := make([]string, 0, len(owned))
+	names := make([]string, 0, len(owned)+1)
 	for _, sec := range owned {
 		names = append(names, sec.Name)
+	}
+	// The cache may not show yet a secret a pass wrote moments ago, nor its reference (a binding deleted right after
+	// it was created, or a controller killed mid-pass): the binding's own name is decided from the apiserver. Ours, or
+	// gone (a reference left dangling is ours to remove): unreference it; someone else's: leave it where it is.
+	if name := b.secretName(); !slices.Contains(names, name) {
+		sec := secretMetadata()
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}, sec)
+		switch {
+		case apierrors.IsNotFound(err):
+			names = append(names, name)
+		case err != nil:
+			return err
+		case ownedBy(sec, obj):
+			names, owned = append(names, name), append(owned, *sec)
+		}
 	}
 	// The cache may not show yet a reference written moments ago (a binding deleted right after it was created):
 	// unreference from what the apiserver holds, since nothing will come back for this binding afterwards.

@@ -63,7 +63,7 @@ commonLabels: {team: payments, app.kubernetes.io/name: hijack, app.kubernetes.io
 		labels := o.GetLabels()
 		want := components[o.GetKind()]
 		switch {
-		case strings.HasPrefix(o.GetName(), "acrpull-nmi") && want == "":
+		case (strings.HasPrefix(o.GetName(), "acrpull-nmi") || o.GetName() == "aks-addon-exception") && want == "":
 			want = "node-agent"
 		case strings.HasPrefix(o.GetName(), "acrpull-mic") && o.GetKind() != "ValidatingAdmissionPolicy":
 			want = "assignment-controller"

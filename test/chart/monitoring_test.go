@@ -226,10 +226,12 @@ tests:
   - name: the node agent refusing requests fires; a few refusals do not
     interval: 1m
     input_series:
-      - series: 'aadpodidentity_imds_operations_errors_count{job="acrpull-nmi",namespace="acrpull",pod="acrpull-nmi-a",operation_type="acquire_token",status_code="403",exported_namespace="apps",resource="https://management.azure.com/"}'
+      - series: 'aadpodidentity_nmi_operations_duration_seconds_count{job="acrpull-nmi",namespace="acrpull",pod="acrpull-nmi-a",operation_type="token",status_code="403",exported_namespace="apps",resource="https://management.azure.com/"}'
         values: '0+60x40'
-      - series: 'aadpodidentity_imds_operations_errors_count{job="acrpull-nmi",namespace="acrpull",pod="acrpull-nmi-a",operation_type="acquire_token",status_code="500",exported_namespace="apps",resource="https://management.azure.com/"}'
+      - series: 'aadpodidentity_nmi_operations_duration_seconds_count{job="acrpull-nmi",namespace="acrpull",pod="acrpull-nmi-a",operation_type="token",status_code="500",exported_namespace="apps",resource="https://management.azure.com/"}'
         values: '0+1x40'
+      - series: 'aadpodidentity_nmi_operations_duration_seconds_count{job="acrpull-nmi",namespace="acrpull",pod="acrpull-nmi-a",operation_type="token",status_code="200",exported_namespace="apps",resource="https://management.azure.com/"}'
+        values: '0+600x40'
     alert_rule_test:
       - eval_time: 10m
         alertname: AcrPullNodeAgentRefusing

@@ -14,14 +14,41 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/acrpull/acrpull/internal/testenv"
 )
+
+// installChart renders the chart as release into namespace (without its CRDs, which the test apiserver has), creates
+// every object but the service-account token Secrets (no token controller runs here), and returns the objects and
+// the controller Deployment's arguments.
+func installChart(t *testing.T, release, namespace string, sets ...string) ([]*unstructured.Unstructured, []string) {
+	t.Helper()
+	flags := []string{"--set", "namespace=" + namespace, "--set", "createNamespace=true", "--set", "crds.install=false"}
+	for _, s := range sets {
+		flags = append(flags, "--set", s)
+	}
+	out, err := template(release, flags...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := mustDecode(t, out)
+	for _, obj := range objs {
+		if obj.GetKind() == "Secret" {
+			continue
+		}
+		if err := env.Client.Create(context.Background(), obj); err != nil {
+			t.Fatalf("%s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	return objs, mustFind[appsv1.Deployment](t, objs, "Deployment", "acrpull").Spec.Template.Spec.Containers[0].Args
+}
 
 // serviceAccountToken is a token of the service account namespace/name, as its pod would mount one.
 func serviceAccountToken(t *testing.T, namespace, name string) string {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -41,13 +40,7 @@ func TestControllerWorksUnderTheChartsPolicies(t *testing.T) {
 		clientID     = "11111111-1111-1111-1111-111111111111"
 	)
 
-	out, err := template(release, "--set", "namespace="+ns, "--set", "createNamespace=true", "--set", "crds.install=false")
-	g.Expect(err).NotTo(HaveOccurred())
-	objs := mustDecode(t, out)
-	for _, obj := range objs {
-		g.Expect(env.Client.Create(ctx, obj)).To(Succeed(), "%s %s", obj.GetKind(), obj.GetName())
-	}
-	args := mustFind[appsv1.Deployment](t, objs, "Deployment", "acrpull").Spec.Template.Spec.Containers[0].Args
+	_, args := installChart(t, release, ns)
 
 	cloud, err := azurefake.New(azurefake.Options{})
 	g.Expect(err).NotTo(HaveOccurred())

@@ -25,7 +25,6 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -186,13 +185,7 @@ func scrapeController(t *testing.T) map[string]bool {
 		tenantID     = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 		clientID     = "22222222-2222-2222-2222-222222222222"
 	)
-	out, err := template(release, "--set", "namespace="+ns, "--set", "createNamespace=true", "--set", "crds.install=false")
-	g.Expect(err).NotTo(HaveOccurred())
-	objs := mustDecode(t, out)
-	for _, obj := range objs {
-		g.Expect(env.Client.Create(ctx, obj)).To(Succeed(), "%s %s", obj.GetKind(), obj.GetName())
-	}
-	args := mustFind[appsv1.Deployment](t, objs, "Deployment", "acrpull").Spec.Template.Spec.Containers[0].Args
+	_, args := installChart(t, release, ns)
 
 	cloud, err := azurefake.New(azurefake.Options{})
 	g.Expect(err).NotTo(HaveOccurred())

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -26,17 +25,7 @@ func TestSecureMetricsNeedAnAuthorizedCaller(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	release, ns := fresh("metrics-auth"), fresh("acrpull-metrics-auth")
-	out, err := template(release, "--set", "namespace="+ns, "--set", "createNamespace=true", "--set", "crds.install=false",
-		"--set", "monitoring.secure=true", "--set", "monitoring.create=false")
-	g.Expect(err).NotTo(HaveOccurred())
-	objs := mustDecode(t, out)
-	for _, obj := range objs {
-		if obj.GetKind() == "Secret" {
-			continue // a service-account token Secret: no token controller runs here, TokenRequest stands in below
-		}
-		g.Expect(env.Client.Create(ctx, obj)).To(Succeed(), "%s %s", obj.GetKind(), obj.GetName())
-	}
-	args := mustFind[appsv1.Deployment](t, objs, "Deployment", "acrpull").Spec.Template.Spec.Containers[0].Args
+	_, args := installChart(t, release, ns, "monitoring.secure=true", "monitoring.create=false")
 	g.Expect(args).To(ContainElement("--metrics-secure"))
 
 	g.Expect(env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nobody"}})).To(Succeed())

@@ -75,7 +75,7 @@ test: prefetch-assets verify ## Unit, envtest and e2e tests on a real apiserver,
 
 # The edit loop: unit and envtest packages, without verify, the fuzz step and the slow end-to-end ones (image builds,
 # the demo, the soak); `make test` runs everything.
-SLOW_PACKAGES := /hack/imagebuild|/internal/image$$|/internal/demo$$|/test/soak
+SLOW_PACKAGES := /hack/imagebuild|/internal/harness/image$$|/internal/harness/demo$$|/test/soak
 .PHONY: test-fast
 test-fast: ## Unit and envtest tests only (no verify, no image builds, demo, soak or fuzzing): the edit loop.
 	@assets=$$(hack/test-env.sh) && KUBEBUILDER_ASSETS=$$assets go test $(GO_TEST_FLAGS) $$(go list ./... | grep -vE '$(SLOW_PACKAGES)')

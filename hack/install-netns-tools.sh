@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the programs the network-namespace tests run (internal/netnstest, internal/imdsredirect): ip (iproute2)
+# Installs the programs the network-namespace tests run (internal/harness/netnstest, internal/imdsredirect): ip (iproute2)
 # for namespaces and veths, iptables for the IMDS redirect, conntrack, and sysctl (procps) for the namespaces'
 # forwarding settings. A fresh CI machine may lack some of them. Idempotent: installs only what is missing, and
 # refreshes the package lists only when an install from the current lists fails.

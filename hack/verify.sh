@@ -20,7 +20,7 @@ GOGC=${GOGC:-400} GOMEMLIMIT=${GOMEMLIMIT:-3GiB} go run honnef.co/go/tools/cmd/s
 # What ships links only what it uses: no shipped program links the test harness, and the two products share only the
 # API types, the token layers and the Azure seam (the node agent and the assignment controller never link the binding
 # controller, nor it them).
-harness='/internal/(azurefake|registrytest|testenv|bench|demo|netnstest|image)($|/)|/hack/'
+harness='/internal/harness/|/hack/'
 layering_errors=()
 for program in acrpull acrpull-nmi acrpull-mic; do
   deps=$(go list -deps ./cmd/$program | grep '^github.com/acrpull/acrpull/' || true)

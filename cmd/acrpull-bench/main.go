@@ -3,7 +3,7 @@ Copyright 2026 The acrpull Authors.
 SPDX-License-Identifier: MIT
 */
 
-// Command acrpull-bench measures a controller at scale (`make bench`). See internal/bench.
+// Command acrpull-bench measures a controller at scale (`make bench`). See internal/harness/bench.
 package main
 
 import (
@@ -19,7 +19,7 @@ import (
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/acrpull/acrpull/internal/bench"
+	"github.com/acrpull/acrpull/internal/harness/bench"
 )
 
 func main() {

@@ -13,7 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/acrpull/acrpull/internal/demo"
+	"github.com/acrpull/acrpull/internal/harness/demo"
 )
 
 func main() {

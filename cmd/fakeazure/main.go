@@ -31,7 +31,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/acrpull/acrpull/internal/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
 )
 
 func main() {

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acrpull/acrpull/internal/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
 )
 
 // runAsFakeazure makes the test binary act as the fakeazure command, so the tests run the real process.

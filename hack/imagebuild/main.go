@@ -3,7 +3,7 @@ Copyright 2026 The acrpull Authors.
 SPDX-License-Identifier: MIT
 */
 
-// Command imagebuild builds acrpull's container image (internal/image) without a container engine and writes it as
+// Command imagebuild builds acrpull's container image (internal/harness/image) without a container engine and writes it as
 // an image archive that `docker load`, `kind load image-archive` and `crane push` take, or pushes it to a registry
 // with the credentials of ~/.docker/config.json.
 //
@@ -28,7 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"sigs.k8s.io/yaml"
 
-	"github.com/acrpull/acrpull/internal/image"
+	"github.com/acrpull/acrpull/internal/harness/image"
 )
 
 func main() {

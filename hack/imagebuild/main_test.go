@@ -21,7 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/acrpull/acrpull/internal/testenv"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
 // The archive and the push carry the same image, named as asked, labelled with the chart's appVersion: a registry

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/acrpull/acrpull/internal/azauth"
-	"github.com/acrpull/acrpull/internal/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
 )
 
 func armClient(t *testing.T) *azauth.ARMClient {

@@ -19,8 +19,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/acrpull/acrpull/internal/azauth"
-	"github.com/acrpull/acrpull/internal/azurefake"
-	"github.com/acrpull/acrpull/internal/azurefake/certtest"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/azurefake/certtest"
 )
 
 // The service principals these tests authenticate as, in a fake cloud reached only through its proxy, as production

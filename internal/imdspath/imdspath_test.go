@@ -21,7 +21,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/acrpull/acrpull/internal/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
 	"github.com/acrpull/acrpull/internal/imdspath"
 	"github.com/acrpull/acrpull/internal/nmi"
 )

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/acrpull/acrpull/internal/netnstest"
+	"github.com/acrpull/acrpull/internal/harness/netnstest"
 )
 
 // In auto mode the redirect goes to the backend that holds the node's Kubernetes rules: the one with the kubelet's or

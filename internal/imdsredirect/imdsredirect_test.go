@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acrpull/acrpull/internal/netnstest"
+	"github.com/acrpull/acrpull/internal/harness/netnstest"
 	"github.com/go-logr/logr/funcr"
 )
 

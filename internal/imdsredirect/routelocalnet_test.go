@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acrpull/acrpull/internal/netnstest"
+	"github.com/acrpull/acrpull/internal/harness/netnstest"
 )
 
 // fakeSysctls is a kernel whose /proc/sys may be read-only, or may ignore writes.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/acrpull/acrpull/internal/azauth"
-	"github.com/acrpull/acrpull/internal/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
 	"github.com/acrpull/acrpull/internal/mic"
 )
 

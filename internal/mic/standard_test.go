@@ -20,10 +20,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
-	"github.com/acrpull/acrpull/internal/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 	"github.com/acrpull/acrpull/internal/mic"
 	"github.com/acrpull/acrpull/internal/nmi"
-	"github.com/acrpull/acrpull/internal/testenv"
 )
 
 // startAgent runs a node agent in classic (standard) mode for node, whose Azure calls leave from nodeIP, the address

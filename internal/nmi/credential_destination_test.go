@@ -22,7 +22,7 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azauth"
-	"github.com/acrpull/acrpull/internal/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
 	"github.com/acrpull/acrpull/internal/nmi"
 	"github.com/acrpull/acrpull/internal/tokencache"
 )

@@ -26,12 +26,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
-	"github.com/acrpull/acrpull/internal/azurefake"
-	"github.com/acrpull/acrpull/internal/image"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/image"
+	"github.com/acrpull/acrpull/internal/harness/netnstest"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 	"github.com/acrpull/acrpull/internal/imdsredirect"
-	"github.com/acrpull/acrpull/internal/netnstest"
 	"github.com/acrpull/acrpull/internal/nmi"
-	"github.com/acrpull/acrpull/internal/testenv"
 )
 
 // podClientEnv makes the test binary act as an application in a pod: an unmodified Azure SDK managed identity

@@ -16,8 +16,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/acrpull/acrpull/internal/netnstest"
-	"github.com/acrpull/acrpull/internal/testenv"
+	"github.com/acrpull/acrpull/internal/harness/netnstest"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
 // An agent in an unprivileged container cannot set route_localnet (/proc/sys is read-only there), and without it the

@@ -14,8 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
-	"github.com/acrpull/acrpull/internal/azurefake"
-	"github.com/acrpull/acrpull/internal/testenv"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
 // namespaceNamed creates a namespace whose generated name starts with prefix, so a test can decide how namespaces

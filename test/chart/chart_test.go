@@ -25,8 +25,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
-	"github.com/acrpull/acrpull/internal/image"
-	"github.com/acrpull/acrpull/internal/testenv"
+	"github.com/acrpull/acrpull/internal/harness/image"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
 func TestHelmLint(t *testing.T) {

@@ -22,8 +22,8 @@ import (
 
 	acrv1beta1 "github.com/acrpull/acrpull/api/v1beta1"
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
-	"github.com/acrpull/acrpull/internal/azurefake"
-	"github.com/acrpull/acrpull/internal/testenv"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
 // The real controller binary, started with the chart's arguments and authenticated as the chart's service account

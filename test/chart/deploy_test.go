@@ -24,8 +24,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 	"github.com/acrpull/acrpull/internal/scheme"
-	"github.com/acrpull/acrpull/internal/testenv"
 )
 
 // The static manifests install the way msi-acrpull's README says (`kubectl apply -f crd.yaml -f deploy.yaml`), into

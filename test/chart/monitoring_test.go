@@ -16,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
-	"github.com/acrpull/acrpull/internal/testenv"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
 // promtool runs the promtool hack/test-env.sh builds (WITH_HELM=1) and returns its combined output.

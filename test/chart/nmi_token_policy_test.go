@@ -19,8 +19,8 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 	"github.com/acrpull/acrpull/internal/nmi"
-	"github.com/acrpull/acrpull/internal/testenv"
 	"github.com/acrpull/acrpull/internal/tokencache"
 )
 

@@ -31,8 +31,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
-	"github.com/acrpull/acrpull/internal/azurefake"
-	"github.com/acrpull/acrpull/internal/testenv"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
 const (

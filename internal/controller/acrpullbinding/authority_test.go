@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
-	"github.com/acrpull/acrpull/internal/azurefake"
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
 )
 
 // attackerAuthority is a host a binding's author controls. The fake cloud serves it like an authority, so a token

@@ -21,8 +21,8 @@ import (
 
 	acrv1beta1 "github.com/acrpull/acrpull/api/v1beta1"
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
-	"github.com/acrpull/acrpull/internal/azurefake"
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
 	"github.com/acrpull/acrpull/internal/identityallowlist"
 )
 

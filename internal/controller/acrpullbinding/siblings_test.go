@@ -25,9 +25,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
-	"github.com/acrpull/acrpull/internal/azurefake"
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
-	"github.com/acrpull/acrpull/internal/registrytest"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/registrytest"
 )
 
 // Bindings of one account that arrive together are attached in a few patches of the account, not one each: the

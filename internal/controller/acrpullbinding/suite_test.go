@@ -32,11 +32,11 @@ import (
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azauth"
-	"github.com/acrpull/acrpull/internal/azurefake"
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/registrytest"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 	"github.com/acrpull/acrpull/internal/manager"
-	"github.com/acrpull/acrpull/internal/registrytest"
-	"github.com/acrpull/acrpull/internal/testenv"
 )
 
 // The world every test runs in: one control plane, one fake Azure cloud, one real registry behind it.

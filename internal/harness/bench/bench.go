@@ -1,0 +1,347 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+// Package bench measures a controller at scale on a real apiserver and the fake Azure cloud: a burst of bindings,
+// steady refresh cycles, memory with many unrelated objects, and throttled Azure endpoints. The controller is any
+// command line configured through KUBECONFIG and the standard proxy and CA environment, so acrpull and msi-acrpull
+// can be measured side by side. Figures are printed and written as JSON; nothing here is a pass/fail test.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/testenv"
+)
+
+// Options size and select the scenarios.
+type Options struct {
+	// Controller is the command line to run; empty runs ./bin/acrpull (built if missing).
+	Controller []string
+	Bindings   int
+	Namespaces int
+	Identities int
+	// Workers is the bench client's concurrency, for creating objects and for the write floor.
+	Workers int
+	// Scenarios to run, in order: burst, steady, noise, throttled, podidentity.
+	Scenarios []string
+	// NoiseObjects is how many unrelated Secrets and ConfigMaps the noise scenario creates.
+	NoiseObjects int
+	// AccessTokenLifetime is the registry access tokens' life; short, so steady sees refresh cycles.
+	AccessTokenLifetime time.Duration
+	// SteadyCycles is how many refresh cycles steady observes.
+	SteadyCycles int
+	// ThrottleRate is the request rate per endpoint above which the fake answers 429.
+	ThrottleRate float64
+	// ThrottleBindings and ThrottleIdentities size the throttled scenario's new bindings.
+	ThrottleBindings   int
+	ThrottleIdentities int
+	// PodIdentity sizes the podidentity scenario (AAD Pod Identity's assignment controller and node agents).
+	PodIdentity PodIdentityOptions
+	// ChartPolicies installs the chart's admission policies, as a cluster running acrpull from its chart has them;
+	// FinalizerOnCreate is the chart value that adds the mutating policy giving new bindings the controller's
+	// finalizer (where the apiserver serves MutatingAdmissionPolicy).
+	ChartPolicies     bool
+	FinalizerOnCreate bool
+	// ProfileDir, when set, receives pprof profiles of the bench's own controller: CPU during the burst and the
+	// heap after the burst and after the noise.
+	ProfileDir   string
+	ProfileBurst time.Duration
+	// JSONPath receives every figure.
+	JSONPath string
+	Out      io.Writer
+}
+
+// Results are every figure a run produced.
+type Results struct {
+	Machine   Machine          `json:"machine"`
+	Options   map[string]any   `json:"options"`
+	Floor     *FloorResult     `json:"floor,omitempty"`
+	Burst     *BurstResult     `json:"burst,omitempty"`
+	Steady    *SteadyResult    `json:"steady,omitempty"`
+	Noise     *NoiseResult     `json:"noise,omitempty"`
+	Throttled *ThrottledResult `json:"throttled,omitempty"`
+	// PodIdentity is the podidentity scenario's, which runs in-process and needs no controller command.
+	PodIdentity *PodIdentityResult `json:"podIdentity,omitempty"`
+}
+
+// Machine describes where the figures were taken.
+type Machine struct {
+	Cores       int    `json:"cores"`
+	MemoryBytes uint64 `json:"memoryBytes"`
+	GoVersion   string `json:"goVersion"`
+	Kubernetes  string `json:"kubernetes"`
+	Controller  string `json:"controller"`
+}
+
+const (
+	registryHost = "bench.azurecr.io"
+	tenantID     = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	scope        = "repository:app:pull"
+)
+
+// Run runs the selected scenarios.
+func Run(ctx context.Context, o Options) (*Results, error) {
+	b := &bench{o: o, out: o.Out}
+	defer b.cleanup()
+	res := &Results{Options: map[string]any{
+		"bindings": o.Bindings, "namespaces": o.Namespaces, "identities": o.Identities, "workers": o.Workers,
+		"noiseObjects": o.NoiseObjects, "accessTokenLifetime": o.AccessTokenLifetime.String(), "steadyCycles": o.SteadyCycles,
+		"throttleRate": o.ThrottleRate, "throttleBindings": o.ThrottleBindings, "scenarios": o.Scenarios,
+		"chartPolicies": o.ChartPolicies, "finalizerOnCreate": o.FinalizerOnCreate,
+	}}
+	if slices.Contains(o.Scenarios, "podidentity") {
+		p := o.PodIdentity
+		p.defaults()
+		res.Options["podIdentity"] = map[string]any{"pods": p.Pods, "scaleSets": p.ScaleSets, "nodesPerScaleSet": p.NodesPerScaleSet,
+			"identities": p.Identities, "serviceAccounts": p.ServiceAccounts, "agents": p.Agents, "modes": p.Modes,
+			"armOperationDelay": p.ARMOperationDelay.String(), "armWritesPerSecond": p.ARMWritesPerSecond, "workers": p.Workers,
+			"timeout": p.Timeout.String()}
+	}
+	b.logf("starting control plane and fake Azure")
+	if err := b.setup(ctx); err != nil {
+		return nil, err
+	}
+	res.Machine = machine(b)
+	var err error
+	// The pod identity scenario runs its controller and agents in-process: alone, it needs neither the write floor
+	// nor the AcrPullBinding controller.
+	if b.needsController() {
+		b.logf("measuring the write floor: %d bindings' worth of secret creates, SA patches, status patches, %d workers", o.Bindings, o.Workers)
+		if res.Floor, err = b.writeFloor(ctx); err != nil {
+			return nil, fmt.Errorf("write floor: %w", err)
+		}
+		// After the floor, whose bindings a finalizer policy would leave waiting for a controller to delete them.
+		if o.ChartPolicies {
+			if err := b.installChartPolicies(ctx); err != nil {
+				return nil, err
+			}
+		}
+		b.logf("starting controller: %s", strings.Join(b.controllerArgs(), " "))
+		if err := b.startController(); err != nil {
+			return nil, err
+		}
+		res.Machine.Controller = strings.Join(b.controllerArgs(), " ")
+	} else {
+		res.Machine.Controller = "in-process assignment controller and node agents (internal/mic, internal/nmi)"
+	}
+	for _, s := range o.Scenarios {
+		b.logf("scenario %s", s)
+		switch s {
+		case "burst":
+			res.Burst, err = b.burst(ctx, res.Floor)
+		case "steady":
+			res.Steady, err = b.steady(ctx)
+		case "noise":
+			res.Noise, err = b.noise(ctx)
+		case "throttled":
+			res.Throttled, err = b.throttled(ctx)
+		case "podidentity":
+			res.PodIdentity, err = b.podIdentity(ctx)
+		default:
+			err = fmt.Errorf("unknown scenario %q", s)
+		}
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	printTable(b.out, res)
+	if o.JSONPath != "" {
+		data, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(o.JSONPath, data, 0o644); err != nil {
+			return res, err
+		}
+		fmt.Fprintf(b.out, "\nfigures written to %s\n", o.JSONPath)
+	}
+	return res, nil
+}
+
+type bench struct {
+	o     Options
+	out   io.Writer
+	env   *testenv.Env
+	cloud *azurefake.Cloud
+	c     client.Client
+	dir   string
+
+	controller *exec.Cmd
+	exited     chan struct{}
+	metricsURL string
+	profiles   *profiler
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.out, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func (b *bench) setup(ctx context.Context) error {
+	var err error
+	if b.dir, err = os.MkdirTemp("", "acrpull-bench-"); err != nil {
+		return err
+	}
+	if b.env, err = testenv.Start(); err != nil {
+		return err
+	}
+	b.c = b.env.Client
+	if b.cloud, err = azurefake.New(azurefake.Options{}); err != nil {
+		return err
+	}
+	if err := b.cloud.Start(); err != nil {
+		return err
+	}
+	b.cloud.TrustIssuer(testenv.Issuer, b.env.SigningKey)
+	b.cloud.AddRegistry(azurefake.Registry{Host: registryHost})
+	if !b.needsController() {
+		return nil
+	}
+	b.cloud.SetLifetimes(azurefake.Lifetimes{ACRAccess: b.o.AccessTokenLifetime})
+	for i := range b.o.Identities + b.o.ThrottleIdentities {
+		id := identity(i)
+		b.cloud.AddIdentity(azurefake.Identity{ClientID: id, TenantID: tenantID, AssignedToVM: true})
+		b.cloud.AddRoleAssignment(id, registryHost, []string{"*"}, []string{"pull"})
+	}
+	return b.createNamespaces(ctx)
+}
+
+// needsController says whether a selected scenario measures the AcrPullBinding controller.
+func (b *bench) needsController() bool {
+	return slices.ContainsFunc(b.o.Scenarios, func(s string) bool { return s != "podidentity" })
+}
+
+func (b *bench) cleanup() {
+	if b.controller != nil && b.controller.Process != nil {
+		_ = b.controller.Process.Signal(os.Interrupt)
+		select {
+		case <-b.exited:
+		case <-time.After(10 * time.Second):
+			_ = b.controller.Process.Kill()
+		}
+	}
+	if b.cloud != nil {
+		b.cloud.Close()
+	}
+	if b.env != nil {
+		_ = b.env.Stop()
+	}
+	if b.dir != "" {
+		_ = os.RemoveAll(b.dir)
+	}
+}
+
+// identity is the client ID of the i-th bench identity.
+func identity(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }
+
+func namespace(i int) string { return fmt.Sprintf("bench-%04d", i) }
+
+func (b *bench) controllerArgs() []string {
+	if len(b.o.Controller) > 0 {
+		return b.o.Controller
+	}
+	args := []string{filepath.Join(testenv.ModuleRoot(), "bin", "acrpull"), "--metrics-bind-address=127.0.0.1:18080",
+		"--health-probe-bind-address=127.0.0.1:0", "--allowed-acr-server-suffixes=azurecr.io"}
+	if b.o.ProfileDir != "" {
+		args = append(args, "--pprof-bind-address="+pprofAddr)
+	}
+	return args
+}
+
+func (b *bench) startController() error {
+	args := b.controllerArgs()
+	if len(b.o.Controller) == 0 {
+		build := exec.Command("go", "build", "-o", args[0], "./cmd/acrpull")
+		build.Dir = testenv.ModuleRoot()
+		if out, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("building acrpull: %v: %s", err, out)
+		}
+		b.metricsURL = "http://127.0.0.1:18080/metrics"
+		if b.o.ProfileDir != "" {
+			if err := os.MkdirAll(b.o.ProfileDir, 0o755); err != nil {
+				return err
+			}
+			apiserverClient, err := rest.HTTPClientFor(b.env.Config)
+			if err != nil {
+				return err
+			}
+			b.profiles = &profiler{dir: b.o.ProfileDir, logf: b.logf,
+				controller: pprofTarget{base: "http://" + pprofAddr + "/debug/pprof", client: http.DefaultClient},
+				apiserver:  pprofTarget{base: strings.TrimSuffix(b.env.Config.Host, "/") + "/debug/pprof", client: apiserverClient},
+			}
+		}
+	}
+	caFile := filepath.Join(b.dir, "ca.pem")
+	if err := os.WriteFile(caFile, b.cloud.CACertPEM(), 0o644); err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(b.dir, "controller.log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	proxy := b.cloud.ProxyURL().String()
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+b.env.KubeconfigPath, "HTTPS_PROXY="+proxy, "HTTP_PROXY="+proxy,
+		"NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE="+caFile)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	b.controller, b.exited = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(b.exited) }()
+	time.Sleep(2 * time.Second)
+	select {
+	case <-b.exited:
+		return fmt.Errorf("controller exited at start; log in %s", logFile.Name())
+	default:
+	}
+	return nil
+}
+
+// rss reads the controller's resident set size from /proc.
+func (b *bench) rss() uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.controller.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func machine(b *bench) Machine {
+	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "MemTotal:") {
+				kb, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
+				m.MemoryBytes = kb * 1024
+			}
+		}
+	}
+	if dc, err := discovery.NewDiscoveryClientForConfig(b.env.Config); err == nil {
+		if v, err := dc.ServerVersion(); err == nil {
+			m.Kubernetes = v.GitVersion
+		}
+	}
+	return m
+}

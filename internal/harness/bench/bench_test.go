@@ -1,0 +1,112 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package bench
+
+import (
+	"errors"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+)
+
+// The throttling figure counts each endpoint only from its own first 429: a burst on an endpoint before it was
+// throttled is not held against the controller, one after it is.
+func TestMaxRateCountsEachEndpointFromItsOwnFirst429(t *testing.T) {
+	start := time.Unix(1_000_000, 0)
+	at := func(tenths int) time.Time { return start.Add(time.Duration(tenths) * 100 * time.Millisecond) }
+	// IMDS: 50 requests in the first second, throttled at 1 s, then 2 a second.
+	// ACR exchange: throttled at 3 s, then 7 requests within one second.
+	var samples []sample
+	imds, exchange := int64(0), int64(0)
+	imds429, exchange429 := int64(0), int64(0)
+	for i := 0; i <= 60; i++ {
+		switch {
+		case i < 10:
+			imds += 5
+		case i%5 == 0:
+			imds++
+		}
+		if i == 10 {
+			imds429 = 1
+		}
+		if i == 30 {
+			exchange429 = 1
+		}
+		if i > 40 && i <= 47 {
+			exchange++
+		}
+		samples = append(samples, sample{at: at(i),
+			requests:  map[azurefake.Endpoint]int64{azurefake.IMDSToken: imds, azurefake.ACRExchange: exchange},
+			throttled: map[azurefake.Endpoint]int64{azurefake.IMDSToken: imds429, azurefake.ACRExchange: exchange429},
+		})
+	}
+	s := &rateSampler{samples: samples}
+	if got := s.maxRateAfterFirst429(); got != 7 {
+		t.Fatalf("max rate after first 429 = %v, want 7 (the exchange endpoint's second after its 429)", got)
+	}
+}
+
+// Spinning raises this process's CPU time as read from /proc (waited for by CPU time, not by the wall clock, so a
+// loaded machine only makes it slower), and a process that does not exist reads as 0. A freshly started test binary
+// may not have used one clock tick (10 ms) yet, so the reading before spinning may be 0.
+func TestCPUSecondsOfThisProcessGrowWithWork(t *testing.T) {
+	before := cpuSeconds(os.Getpid())
+	if before < 0 {
+		t.Fatalf("this process's CPU time read as %v", before)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for cpuSeconds(os.Getpid())-before < 0.2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time went from %.2f to %.2f in 30 s of spinning", before, cpuSeconds(os.Getpid()))
+		}
+	}
+	if cpuSeconds(-1) != 0 {
+		t.Fatal("a missing process must read as 0")
+	}
+}
+
+func TestSortedMapPrintsKeysInOrder(t *testing.T) {
+	if got := sortedMap(map[string]int64{"secrets POST": 3, "acrpullbindings PATCH": 10}); got != "acrpullbindings PATCH=10, secrets POST=3" {
+		t.Fatalf("got %q", got)
+	}
+	if got := sortedMap(map[string]float64{"etcd": 1.25, "controller": 10}); got != "controller=10.0, etcd=1.2" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestParallelRunsEveryIndexOnceAndStopsOnError(t *testing.T) {
+	var seen [100]atomic.Int32
+	if err := parallel(7, 100, func(i int) error { seen[i].Add(1); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range seen {
+		if seen[i].Load() != 1 {
+			t.Fatalf("index %d ran %d times", i, seen[i].Load())
+		}
+	}
+	boom := errors.New("boom")
+	var ran atomic.Int32
+	err := parallel(1, 100, func(i int) error {
+		ran.Add(1)
+		if i == 3 {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) || ran.Load() != 4 {
+		t.Fatalf("err %v after %d calls, want boom after 4", err, ran.Load())
+	}
+}
+
+func TestPercentileOfSortedFigures(t *testing.T) {
+	figures := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	if percentile(figures, 0.5) != 6 || percentile(figures, 0.99) != 10 || percentile(nil, 0.5) != 0 {
+		t.Fatalf("p50 %v p99 %v", percentile(figures, 0.5), percentile(figures, 0.99))
+	}
+}

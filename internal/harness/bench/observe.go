@@ -1,0 +1,341 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+)
+
+// secretWatch records when managed secrets first appear and when their tokens change.
+type secretWatch struct {
+	w      watch.Interface
+	mu     sync.Mutex
+	first  map[string]time.Time
+	expiry map[string]string
+	count  int64
+	perSec map[int64]int64
+	times  map[string][]time.Time
+	done   chan struct{}
+}
+
+func (b *bench) watchSecrets(ctx context.Context) (*secretWatch, error) {
+	// Protobuf: the watch carries every managed secret's token, and the bench shares the cores with what it measures.
+	cfg := rest.CopyConfig(b.env.Config)
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	w, err := cs.CoreV1().Secrets("").Watch(ctx, metav1.ListOptions{LabelSelector: "acr.microsoft.com/binding"})
+	if err != nil {
+		return nil, err
+	}
+	sw := &secretWatch{w: w, first: map[string]time.Time{}, expiry: map[string]string{}, perSec: map[int64]int64{}, times: map[string][]time.Time{}, done: make(chan struct{})}
+	go func() {
+		defer close(sw.done)
+		for ev := range w.ResultChan() {
+			m, ok := ev.Object.(metav1.Object)
+			if !ok {
+				continue
+			}
+			now := time.Now()
+			key := m.GetNamespace() + "/" + m.GetName()
+			exp := m.GetAnnotations()["acr.microsoft.com/token.expiry"]
+			sw.mu.Lock()
+			if _, seen := sw.first[m.GetName()]; !seen {
+				sw.first[m.GetName()] = now
+			}
+			if old, ok := sw.expiry[key]; ok && old != exp && ev.Type == watch.Modified {
+				sw.count++
+				sw.perSec[now.Unix()]++
+				sw.times[key] = append(sw.times[key], now)
+			}
+			sw.expiry[key] = exp
+			sw.mu.Unlock()
+		}
+	}()
+	return sw, nil
+}
+
+func (sw *secretWatch) stop() { sw.w.Stop(); <-sw.done }
+
+func (sw *secretWatch) firstSeen(name string) (time.Time, bool) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	t, ok := sw.first[name]
+	return t, ok
+}
+
+func (sw *secretWatch) resetUpdates() {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	sw.count, sw.perSec, sw.times = 0, map[int64]int64{}, map[string][]time.Time{}
+}
+
+// intervals returns the gaps between consecutive updates of each secret, and how many are shorter than tooSoon.
+func (sw *secretWatch) intervals(tooSoon time.Duration) (mean time.Duration, duplicates int) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	var total time.Duration
+	var n int
+	for _, ts := range sw.times {
+		for i := 1; i < len(ts); i++ {
+			gap := ts[i].Sub(ts[i-1])
+			total += gap
+			n++
+			if gap < tooSoon {
+				duplicates++
+			}
+		}
+	}
+	if n > 0 {
+		mean = total / time.Duration(n)
+	}
+	return mean, duplicates
+}
+
+func (sw *secretWatch) updates() (int64, map[int64]int64) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return sw.count, sw.perSec
+}
+
+// bindingResources are the apiserver resources whose writes the AcrPullBinding scenarios report.
+var bindingResources = []string{"secrets", "serviceaccounts", "acrpullbindings", "events"}
+
+// apiserverWrites reads the apiserver's write counters for the AcrPullBinding scenarios' resources.
+func (b *bench) apiserverWrites(ctx context.Context) (map[string]int64, error) {
+	return b.apiserverRequests(ctx, bindingResources)
+}
+
+// apiserverRequests reads the apiserver's write counters for resources, keyed "resource[/subresource] VERB".
+func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[string]int64, error) {
+	cs, err := kubernetes.NewForConfig(b.env.Config)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	families, err := parseMetrics(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, m := range families["apiserver_request_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		switch labels["verb"] {
+		case "POST", "PUT", "PATCH", "DELETE", "APPLY":
+		default:
+			continue
+		}
+		if !slices.Contains(resources, labels["resource"]) {
+			continue
+		}
+		key := labels["resource"]
+		if labels["subresource"] != "" {
+			key += "/" + labels["subresource"]
+		}
+		out[key+" "+labels["verb"]] += int64(m.GetCounter().GetValue())
+	}
+	return out, nil
+}
+
+func parseMetrics(raw []byte) (map[string]*dto.MetricFamily, error) {
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	return p.TextToMetricFamilies(bytes.NewReader(raw))
+}
+
+func diffWrites(before, after map[string]int64) map[string]int64 {
+	out := map[string]int64{}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// heap reads the controller's Go heap from its metrics endpoint, when the bench knows it.
+func (b *bench) heap(ctx context.Context) uint64 {
+	if b.metricsURL == "" {
+		return 0
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.metricsURL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	families, err := parseMetrics(raw)
+	if err != nil {
+		return 0
+	}
+	for _, m := range families["go_memstats_heap_alloc_bytes"].GetMetric() {
+		return uint64(m.GetGauge().GetValue())
+	}
+	return 0
+}
+
+// rateSampler samples the fake's request counters to find the highest request rate after the first 429.
+type rateSampler struct {
+	mu      sync.Mutex
+	samples []sample
+	stopped chan struct{}
+	done    chan struct{}
+}
+
+// throttledEndpoints are the endpoints the throttled scenario limits.
+var throttledEndpoints = []azurefake.Endpoint{azurefake.IMDSToken, azurefake.ACRExchange, azurefake.ACRToken}
+
+// sample is every throttled endpoint's request and 429 counts at one moment.
+type sample struct {
+	at        time.Time
+	requests  map[azurefake.Endpoint]int64
+	throttled map[azurefake.Endpoint]int64
+}
+
+func newRateSampler(c *azurefake.Cloud) *rateSampler {
+	s := &rateSampler{stopped: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stopped:
+				return
+			case now := <-t.C:
+				smp := sample{at: now, requests: map[azurefake.Endpoint]int64{}, throttled: map[azurefake.Endpoint]int64{}}
+				statuses := c.StatusCounts()
+				for _, ep := range throttledEndpoints {
+					smp.requests[ep] = c.Count(ep)
+					smp.throttled[ep] = statuses[ep][http429]
+				}
+				s.mu.Lock()
+				s.samples = append(s.samples, smp)
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+func (s *rateSampler) stop() { close(s.stopped); <-s.done }
+
+// maxRateAfterFirst429 is, over the throttled endpoints, the most requests one endpoint received in any one-second
+// window that starts after that endpoint's own first 429: what "never exceeds the configured rate after the first
+// 429" is about. (Endpoints are throttled at different moments; before its own first 429 an endpoint may be asked at
+// any rate.)
+func (s *rateSampler) maxRateAfterFirst429() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best int64
+	for _, ep := range throttledEndpoints {
+		first := -1
+		for i, smp := range s.samples {
+			if smp.throttled[ep] > 0 {
+				first = i
+				break
+			}
+		}
+		if first < 0 {
+			continue
+		}
+		j := first
+		for i := first; i < len(s.samples); i++ {
+			for j < len(s.samples) && s.samples[j].at.Sub(s.samples[i].at) < time.Second {
+				j++
+			}
+			if j < len(s.samples) {
+				best = max(best, s.samples[j].requests[ep]-s.samples[i].requests[ep])
+			}
+		}
+	}
+	return float64(best)
+}
+
+func printTable(w io.Writer, r *Results) {
+	fmt.Fprintf(w, "\n%-44s %s\n", "machine", fmt.Sprintf("%d cores, %.1f GiB, %s, kube %s", r.Machine.Cores,
+		float64(r.Machine.MemoryBytes)/(1<<30), r.Machine.GoVersion, r.Machine.Kubernetes))
+	fmt.Fprintf(w, "%-44s %s\n", "controller", r.Machine.Controller)
+	row := func(k string, format string, args ...any) {
+		fmt.Fprintf(w, "%-44s %s\n", k, fmt.Sprintf(format, args...))
+	}
+	if f := r.Floor; f != nil {
+		row("write floor", "%d writes in %.1f s (%.0f/s)", f.Writes, f.Seconds, f.WritesPerSec)
+		row("write floor: CPU seconds", "%s", sortedMap(f.CPUSeconds))
+		row("write floor: binding creates", "%.1f s (before the floor's writes; the burst makes them too)", f.CreateSeconds)
+	}
+	if b := r.Burst; b != nil {
+		row("burst: all Ready", "%.1f s (%.2fx the write floor; %.2fx the floor plus the binding creates)", b.Seconds, b.RatioToFloor, b.RatioToFloorWithCreates)
+		row("burst: create-to-secret p50 / p99", "%.2f s / %.2f s", b.P50Seconds, b.P99Seconds)
+		row("burst: controller writes", "%s", sortedMap(b.ControllerWrites))
+		row("burst: Azure requests", "%s (distinct identity/registry/scope: %d)", sortedMap(b.AzureRequests), b.DistinctTokens)
+		row("burst: CPU seconds", "%s", sortedMap(b.CPUSeconds))
+	}
+	if s := r.Steady; s != nil {
+		row("steady: window", "%.0f s, %.1f refresh cycles", s.WindowSeconds, s.Cycles)
+		row("steady: secret updates", "%d; mean gap between one secret's updates %.1f s; updates closer than 0.3x lifetime: %d",
+			s.SecretUpdates, s.MeanRefreshIntervalSeconds, s.DuplicateUpdates)
+		row("steady: status patches per secret update", "%.2f", s.StatusPatchesPerUpdate)
+		row("steady: controller writes", "%s", sortedMap(s.ControllerWrites))
+		row("steady: Azure requests", "%s", sortedMap(s.AzureRequests))
+		row("steady: spread", "max %d secret updates in one second; %d s of the window without any", s.MaxSecretUpdatesPerSec, s.QuietSeconds)
+	}
+	if n := r.Noise; n != nil {
+		row("noise: controller RSS before / after", "%.0f MiB / %.0f MiB (+%d unrelated objects)", n.RSSBeforeMiB, n.RSSAfterMiB, n.Objects)
+		if n.HeapAfterMiB > 0 {
+			row("noise: Go heap before / after", "%.0f MiB / %.0f MiB", n.HeapBeforeMiB, n.HeapAfterMiB)
+		}
+	}
+	if t := r.Throttled; t != nil {
+		row("throttled: all Ready", "%.1f s for %d bindings", t.Seconds, t.Bindings)
+		row("throttled: 429s caused", "%d (requests %s)", t.Throttled, sortedMap(t.Requests))
+		row("throttled: max rate after first 429", "%.1f/s per endpoint (configured %.1f/s)", t.MaxRatePerSecond, t.ConfiguredRate)
+	}
+	printPodIdentity(row, r.PodIdentity)
+}
+
+// sortedMap prints a map's entries sorted by key; seconds with one decimal.
+func sortedMap[V int64 | float64](m map[string]V) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		switch v := any(m[k]).(type) {
+		case float64:
+			parts = append(parts, fmt.Sprintf("%s=%.1f", k, v))
+		default:
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}

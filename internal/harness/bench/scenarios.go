@@ -1,0 +1,447 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
+)
+
+// FloorResult is the apiserver's own write throughput for the controller's kind of writes.
+type FloorResult struct {
+	Writes       int     `json:"writes"`
+	Seconds      float64 `json:"seconds"`
+	WritesPerSec float64 `json:"writesPerSecond"`
+	// CPUSeconds is the CPU time each process used while the floor's writes ran.
+	CPUSeconds map[string]float64 `json:"cpuSeconds"`
+	// CreateSeconds is how long the same client took to create the N bindings the floor then writes for: the
+	// burst's own creates, which the floor leaves out, cost the apiserver about this much on top.
+	CreateSeconds float64 `json:"bindingCreateSeconds"`
+}
+
+// BurstResult is how fast N new bindings become usable.
+type BurstResult struct {
+	Seconds      float64 `json:"seconds"`
+	RatioToFloor float64 `json:"ratioToFloor"`
+	// RatioToFloorWithCreates compares with the floor plus the plain client's time for the bench's binding creates,
+	// which the burst also waits for.
+	RatioToFloorWithCreates float64          `json:"ratioToFloorWithCreates"`
+	P50Seconds              float64          `json:"p50CreateToSecretSeconds"`
+	P99Seconds              float64          `json:"p99CreateToSecretSeconds"`
+	ControllerWrites        map[string]int64 `json:"controllerWritesByResource"`
+	AzureRequests           map[string]int64 `json:"azureRequestsByEndpoint"`
+	DistinctTokens          int              `json:"distinctIdentityRegistryScope"`
+	// CPUSeconds is the CPU time each process used from the first create until all were Ready.
+	CPUSeconds map[string]float64 `json:"cpuSeconds"`
+}
+
+// SteadyResult is what refresh cycles cost.
+type SteadyResult struct {
+	WindowSeconds              float64          `json:"windowSeconds"`
+	Cycles                     float64          `json:"cycles"`
+	SecretUpdates              int64            `json:"secretUpdates"`
+	MeanRefreshIntervalSeconds float64          `json:"meanSecondsBetweenUpdatesOfOneSecret"`
+	DuplicateUpdates           int              `json:"updatesCloserThan0_3Lifetime"`
+	StatusPatchesPerUpdate     float64          `json:"statusPatchesPerSecretUpdate"`
+	ControllerWrites           map[string]int64 `json:"controllerWritesByResource"`
+	AzureRequests              map[string]int64 `json:"azureRequestsByEndpoint"`
+	MaxSecretUpdatesPerSec     int64            `json:"maxSecretUpdatesInOneSecond"`
+	QuietSeconds               int              `json:"secondsWithoutWrites"`
+}
+
+// NoiseResult is the controller's memory before and after unrelated objects appear.
+type NoiseResult struct {
+	Objects       int     `json:"objects"`
+	RSSBeforeMiB  float64 `json:"rssBeforeMiB"`
+	RSSAfterMiB   float64 `json:"rssAfterMiB"`
+	HeapBeforeMiB float64 `json:"heapBeforeMiB,omitempty"`
+	HeapAfterMiB  float64 `json:"heapAfterMiB,omitempty"`
+}
+
+// ThrottledResult is how the controller behaves when Azure answers 429 above a rate.
+type ThrottledResult struct {
+	Bindings         int              `json:"bindings"`
+	Seconds          float64          `json:"seconds"`
+	Requests         map[string]int64 `json:"azureRequestsByEndpoint"`
+	Throttled        int64            `json:"responses429"`
+	MaxRatePerSecond float64          `json:"maxRequestsPerSecondAfterFirst429"`
+	ConfiguredRate   float64          `json:"configuredRate"`
+}
+
+func (b *bench) createNamespaces(ctx context.Context) error {
+	return parallel(b.o.Workers, b.o.Namespaces, func(i int) error {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace(i)}}
+		if err := b.c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace(i), Name: "default"}}
+		if err := b.c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		return nil
+	})
+}
+
+func newBinding(ns, name string, identityIndex int) *acrv1beta2.AcrPullBinding {
+	return &acrv1beta2.AcrPullBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: acrv1beta2.AcrPullBindingSpec{
+			ACR:                acrv1beta2.AcrConfiguration{Server: registryHost, Scope: scope, Environment: acrv1beta2.AzureEnvironmentPublicCloud},
+			Auth:               acrv1beta2.AuthenticationMethod{ManagedIdentity: &acrv1beta2.ManagedIdentityAuth{ClientID: identity(identityIndex)}},
+			ServiceAccountName: "default",
+		},
+	}
+}
+
+// writeFloor does, with a plain client and the bench's workers, the writes a controller must do for N bindings: a
+// secret create, a service-account patch and a status patch each. It runs before the controller starts, on
+// bindings it deletes afterwards.
+func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
+	n := b.o.Bindings
+	createStart := time.Now()
+	err := parallel(b.o.Workers, n, func(i int) error {
+		return b.c.Create(ctx, newBinding(namespace(i%b.o.Namespaces), fmt.Sprintf("floor-%d", i), i%b.o.Identities))
+	})
+	if err != nil {
+		return nil, err
+	}
+	createSecs := time.Since(createStart).Seconds()
+	start, cpuBefore := time.Now(), b.processCPU()
+	err = parallel(b.o.Workers, n, func(i int) error {
+		ns, name := namespace(i%b.o.Namespaces), fmt.Sprintf("floor-%d", i)
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}}
+		if err := b.c.Create(ctx, secret); err != nil {
+			return err
+		}
+		for {
+			sa := &corev1.ServiceAccount{}
+			if err := b.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "default"}, sa); err != nil {
+				return err
+			}
+			base := sa.DeepCopy()
+			sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
+			err := b.c.Patch(ctx, sa, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+			if err == nil {
+				break
+			}
+			if !apierrors.IsConflict(err) {
+				return err
+			}
+		}
+		bnd := newBinding(ns, name, 0)
+		base := bnd.DeepCopy()
+		bnd.Status.Error = "floor"
+		return b.c.Status().Patch(ctx, bnd, client.MergeFrom(base))
+	})
+	if err != nil {
+		return nil, err
+	}
+	secs, cpu := time.Since(start).Seconds(), cpuSpent(cpuBefore, b.processCPU())
+	// Leave no trace for the controller: floor bindings, secrets and references go.
+	err = parallel(b.o.Workers, b.o.Namespaces, func(i int) error {
+		ns := namespace(i)
+		if err := b.c.DeleteAllOf(ctx, &acrv1beta2.AcrPullBinding{}, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if err := b.c.DeleteAllOf(ctx, &corev1.Secret{}, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		sa := &corev1.ServiceAccount{}
+		if err := b.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "default"}, sa); err != nil {
+			return err
+		}
+		sa.ImagePullSecrets = nil
+		return b.c.Update(ctx, sa)
+	})
+	writes := 3 * n
+	return &FloorResult{Writes: writes, Seconds: secs, WritesPerSec: float64(writes) / secs, CPUSeconds: cpu, CreateSeconds: createSecs}, err
+}
+
+// burst creates N bindings and waits for all of them to be Ready.
+func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, error) {
+	n := b.o.Bindings
+	before, err := b.apiserverWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.cloud.ResetCounts()
+	created := make([]time.Time, n)
+	watch, err := b.watchSecrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer watch.stop()
+	start, cpuBefore := time.Now(), b.processCPU()
+	if b.profiles != nil {
+		defer b.profiles.cpu(ctx, "burst", b.o.ProfileBurst)()
+	}
+	err = parallel(b.o.Workers, n, func(i int) error {
+		err := b.c.Create(ctx, newBinding(namespace(i%b.o.Namespaces), fmt.Sprintf("app-%d", i), i%b.o.Identities))
+		created[i] = time.Now()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.logf("created %d bindings in %.1f s; waiting for Ready", n, time.Since(start).Seconds())
+	if err := b.waitReady(ctx, "app-", n, 30*time.Minute); err != nil {
+		return nil, err
+	}
+	secs, cpu := time.Since(start).Seconds(), cpuSpent(cpuBefore, b.processCPU())
+	after, err := b.apiserverWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var latencies []float64
+	for i := range n {
+		if seen, ok := watch.firstSeen(fmt.Sprintf("acr-pull-app-%d", i)); ok {
+			latencies = append(latencies, seen.Sub(created[i]).Seconds())
+		}
+	}
+	sort.Float64s(latencies)
+	if b.profiles != nil {
+		b.profiles.heap(ctx, "burst-heap.pprof")
+	}
+	writes := diffWrites(before, after)
+	// The bench's own binding creates are not the controller's.
+	writes["acrpullbindings POST"] -= int64(n)
+	if writes["acrpullbindings POST"] == 0 {
+		delete(writes, "acrpullbindings POST")
+	}
+	return &BurstResult{
+		Seconds: secs, RatioToFloor: secs / floor.Seconds, RatioToFloorWithCreates: secs / (floor.Seconds + floor.CreateSeconds),
+		P50Seconds: percentile(latencies, 0.50), P99Seconds: percentile(latencies, 0.99),
+		ControllerWrites: writes, AzureRequests: azureCounts(b.cloud), DistinctTokens: min(b.o.Identities, n),
+		CPUSeconds: cpu,
+	}, nil
+}
+
+// steady watches refresh cycles after the burst.
+func (b *bench) steady(ctx context.Context) (*SteadyResult, error) {
+	life := b.o.AccessTokenLifetime
+	window := time.Duration(float64(b.o.SteadyCycles)*0.5*float64(life)) + life/4
+	watch, err := b.watchSecrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer watch.stop()
+	before, err := b.apiserverWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.cloud.ResetCounts()
+	watch.resetUpdates()
+	b.logf("observing %s (%d refresh cycles of tokens living %s)", window.Round(time.Second), b.o.SteadyCycles, life)
+	select {
+	case <-time.After(window):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	after, err := b.apiserverWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	updates, perSecond := watch.updates()
+	var maxPerSec int64
+	for _, c := range perSecond {
+		maxPerSec = max(maxPerSec, c)
+	}
+	mean, duplicates := watch.intervals(time.Duration(0.3 * float64(life)))
+	writes := diffWrites(before, after)
+	cycles := window.Seconds() / (0.45 * life.Seconds())
+	if mean > 0 {
+		cycles = window.Seconds() / mean.Seconds()
+	}
+	return &SteadyResult{
+		WindowSeconds: window.Seconds(), Cycles: cycles, SecretUpdates: updates,
+		MeanRefreshIntervalSeconds: mean.Seconds(), DuplicateUpdates: duplicates,
+		StatusPatchesPerUpdate: float64(writes["acrpullbindings/status PATCH"]) / float64(max(updates, 1)),
+		ControllerWrites:       writes, AzureRequests: azureCounts(b.cloud),
+		MaxSecretUpdatesPerSec: maxPerSec, QuietSeconds: int(window.Seconds()) - len(perSecond),
+	}, nil
+}
+
+// noise adds unrelated Secrets and ConfigMaps and compares the controller's memory.
+func (b *bench) noise(ctx context.Context) (*NoiseResult, error) {
+	res := &NoiseResult{Objects: b.o.NoiseObjects, RSSBeforeMiB: mib(b.rss())}
+	res.HeapBeforeMiB = mib(b.heap(ctx))
+	payload := make([]byte, 1024)
+	err := parallel(b.o.Workers, b.o.NoiseObjects, func(i int) error {
+		ns, name := namespace(i%b.o.Namespaces), fmt.Sprintf("noise-%d", i)
+		if i%2 == 0 {
+			return b.c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string][]byte{"blob": payload}})
+		}
+		return b.c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, BinaryData: map[string][]byte{"blob": payload}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(10 * time.Second)
+	res.RSSAfterMiB = mib(b.rss())
+	res.HeapAfterMiB = mib(b.heap(ctx))
+	if b.profiles != nil {
+		b.profiles.heap(ctx, "noise-heap.pprof")
+	}
+	return res, nil
+}
+
+// throttled makes Azure answer 429 above a rate and creates bindings for identities no token is cached for.
+func (b *bench) throttled(ctx context.Context) (*ThrottledResult, error) {
+	n := b.o.ThrottleBindings
+	for _, ep := range []azurefake.Endpoint{azurefake.IMDSToken, azurefake.ACRExchange, azurefake.ACRToken} {
+		b.cloud.SetFault(ep, azurefake.Fault{RatePerSecond: b.o.ThrottleRate, RetryAfter: 2 * time.Second})
+	}
+	defer b.cloud.ClearFaults()
+	b.cloud.ResetCounts()
+	sampler := newRateSampler(b.cloud)
+	defer sampler.stop()
+	start := time.Now()
+	err := parallel(b.o.Workers, n, func(i int) error {
+		return b.c.Create(ctx, newBinding(namespace(i%b.o.Namespaces), fmt.Sprintf("throttled-%d", i), b.o.Identities+i%b.o.ThrottleIdentities))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.waitReady(ctx, "throttled-", n, 20*time.Minute); err != nil {
+		return nil, err
+	}
+	return &ThrottledResult{
+		Bindings: n, Seconds: time.Since(start).Seconds(), Requests: azureCounts(b.cloud),
+		Throttled: b.cloud.CountStatus(http429), MaxRatePerSecond: sampler.maxRateAfterFirst429(),
+		ConfiguredRate: b.o.ThrottleRate,
+	}, nil
+}
+
+const http429 = 429
+
+// waitReady waits until n bindings whose names start with prefix are Ready. It counts from a watch: polling with
+// LISTs of every binding would load the apiserver the controller is being measured against.
+func (b *bench) waitReady(ctx context.Context, prefix string, n int, timeout time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c, err := cache.New(b.env.Config, cache.Options{Scheme: b.c.Scheme()})
+	if err != nil {
+		return err
+	}
+	informer, err := c.GetInformer(ctx, &acrv1beta2.AcrPullBinding{})
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	ready := map[string]bool{}
+	// observe records whether a binding counts; a deleted one never does.
+	observe := func(obj any, deleted bool) {
+		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		bnd, ok := obj.(*acrv1beta2.AcrPullBinding)
+		if !ok || !strings.HasPrefix(bnd.Name, prefix) {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		key := bnd.Namespace + "/" + bnd.Name
+		if !deleted && bnd.DeletionTimestamp.IsZero() && meta.IsStatusConditionTrue(bnd.Status.Conditions, acrv1beta2.ConditionReady) {
+			ready[key] = true
+		} else {
+			delete(ready, key)
+		}
+	}
+	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { observe(obj, false) },
+		UpdateFunc: func(_, obj any) { observe(obj, false) },
+		DeleteFunc: func(obj any) { observe(obj, true) },
+	}); err != nil {
+		return err
+	}
+	go func() { _ = c.Start(ctx) }()
+	deadline := time.Now().Add(timeout)
+	last := -1
+	for {
+		mu.Lock()
+		count := len(ready)
+		mu.Unlock()
+		if count >= n {
+			return nil
+		}
+		if count != last {
+			b.logf("%d/%d Ready", count, n)
+			last = count
+		}
+		select {
+		case <-b.exited:
+			return errors.New("the controller exited")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d/%d Ready after %s", count, n, timeout)
+		}
+	}
+}
+
+// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
+func parallel(workers, n int, fn func(i int) error) error {
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+func azureCounts(c *azurefake.Cloud) map[string]int64 {
+	out := map[string]int64{}
+	for ep, n := range c.Counts() {
+		out[string(ep)] = n
+	}
+	return out
+}

@@ -124,7 +124,7 @@ func attachSecret(t *testing.T, owner client.Object, apiVersion, kind, secretNam
 	}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: owner.GetNamespace(), Name: secretName,
-			Labels: map[string]string{"acr.microsoft.com/binding": owner.GetName()},
+			Labels:          map[string]string{"acr.microsoft.com/binding": owner.GetName()},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: owner.GetName(), UID: owner.GetUID()}}},
 		Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: payload},

@@ -58,8 +58,22 @@ func secretCovers(secret *corev1.Secret, repository string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("secret %s: %w", secret.Name, err)
 	}
+	if auth == authn.Anonymous && strings.HasPrefix(repository, dockerHub+"/") {
+		// kubelet falls back to credentials for Docker Hub's old index host for images of the default registry; the
+		// library's copy of the keyring leaves that out, so ask it about the same repository under that host.
+		auth, err = keyring.Resolve(lookupTarget(dockerHubIndex + strings.TrimPrefix(repository, dockerHub)))
+		if err != nil {
+			return false, fmt.Errorf("secret %s: %w", secret.Name, err)
+		}
+	}
 	return auth != authn.Anonymous, nil
 }
+
+// Docker Hub's registry name in normalized references, and the host its credentials are often filed under.
+const (
+	dockerHub      = "docker.io"
+	dockerHubIndex = "index.docker.io"
+)
 
 // scopeAllowsPull reports whether an ACR token scope ("repository:<name>:<action>[,<action>] ...") lets its holder pull
 // path. An empty scope (v1beta1 without one) is the registry-wide default, so it allows everything.

@@ -98,7 +98,7 @@ func TestDiagnoseDecisions(t *testing.T) {
 		"not found":          {func(f *podFacts) { f.Found = false }, ReasonPodNotFound, "kubectl get pods -n ns"},
 		"secrets unreadable": {func(f *podFacts) { f.SecretsUnreadable = true }, ReasonSecretsUnreadable, "kubectl auth can-i get secrets -n ns"},
 		"invalid image":      {func(f *podFacts) { f.Images = []string{"Demo.azurecr.io/UPPER"} }, ReasonInvalidImage, "fix the image reference"},
-		"race": {func(f *podFacts) { f.PodSecrets = nil }, ReasonPodCreatedBeforeSecret, "kubectl delete pod web -n ns"},
+		"race":               {func(f *podFacts) { f.PodSecrets = nil }, ReasonPodCreatedBeforeSecret, "kubectl delete pod web -n ns"},
 		"race with older secrets copied": {func(f *podFacts) {
 			f.ServiceAccountSecrets = []string{"older", "acr-pull-app"}
 			f.PodSecrets = []string{"older"}

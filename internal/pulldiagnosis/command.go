@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -106,7 +107,11 @@ func connect(flags *genericclioptions.ConfigFlags) (client.Client, string, error
 	if err != nil {
 		return nil, "", err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	// The answers are the output; the client's own logging would only add noise to them (and, left unset, makes
+	// controller-runtime print a stack trace). logr.Discard is the zero Logger, which the client replaces, so a sink
+	// that drops everything stands in.
+	quiet := funcr.New(func(string, string) {}, funcr.Options{})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New(), Log: quiet})
 	if err != nil {
 		return nil, "", fmt.Errorf("connecting to the cluster: %w", err)
 	}

@@ -29,10 +29,11 @@ verify: ## Fail if generated files are stale or code is unformatted.
 	hack/verify.sh
 
 .PHONY: build
-build: ## Build bin/acrpull, bin/acrpull-nmi, bin/acrpull-demo and bin/fakeazure.
+build: ## Build bin/acrpull, bin/acrpull-nmi, bin/acrpull-mic, bin/kubectl-acrpull, bin/acrpull-demo and bin/fakeazure.
 	go build $(GO_BUILD_FLAGS) -o bin/acrpull ./cmd/acrpull
 	go build $(GO_BUILD_FLAGS) -o bin/acrpull-nmi ./cmd/acrpull-nmi
 	go build $(GO_BUILD_FLAGS) -o bin/acrpull-mic ./cmd/acrpull-mic
+	go build $(GO_BUILD_FLAGS) -o bin/kubectl-acrpull ./cmd/kubectl-acrpull
 	go build $(GO_BUILD_FLAGS) -o bin/acrpull-demo ./cmd/acrpull-demo
 	go build $(GO_BUILD_FLAGS) -o bin/fakeazure ./cmd/fakeazure
 

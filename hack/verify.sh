@@ -19,16 +19,17 @@ GOGC=${GOGC:-400} GOMEMLIMIT=${GOMEMLIMIT:-3GiB} go run honnef.co/go/tools/cmd/s
 
 # What ships links only what it uses: no shipped program links the test harness, and the two products share only the
 # API types, the token layers and the Azure seam (the node agent and the assignment controller never link the binding
-# controller, nor it them).
+# controller, nor it them). The kubectl plugin only reads the cluster: it links neither product.
 harness='/internal/harness/|/hack/'
 layering_errors=()
-for program in acrpull acrpull-nmi acrpull-mic; do
+for program in acrpull acrpull-nmi acrpull-mic kubectl-acrpull; do
   deps=$(go list -deps ./cmd/$program | grep '^github.com/acrpull/acrpull/' || true)
   if linked=$(grep -E "$harness" <<<"$deps"); then
     layering_errors+=("cmd/$program links test harness packages: $(echo $linked)")
   fi
   case $program in
   acrpull) other='/internal/(nmi|mic|imdsredirect|imdspath|podidentity)($|/)' ;;
+  kubectl-acrpull) other='/internal/(controller|manager|mint|tokencache|azauth|nmi|mic|imdsredirect|imdspath|podidentity)($|/)' ;;
   *) other='/internal/(controller|manager|mint|dockerconfig|identityallowlist)($|/)' ;;
   esac
   if linked=$(grep -E "$other" <<<"$deps"); then

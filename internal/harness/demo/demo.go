@@ -83,6 +83,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		{"prove each secret with real pulls", d.provePulls},
 		{"watch a token refresh in place", d.proveRefresh},
 		{"delete a binding and check it cleans up", d.proveDelete},
+		{"ask kubectl acrpull why a healthy pod and a broken pod can or cannot pull", d.askPlugin},
 	}
 	for i, s := range steps {
 		fmt.Fprintf(d.out, "[%d/%d] %s ...\n", i+1, len(steps), s.name)

@@ -129,6 +129,8 @@ func (r *reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 		return ctrl.Result{}, s.conflicted(err)
 	}
 	s.shared = r.shareCredential(ctx, s, cred, inputs)
+	// Only now, with the secrets written, is the registry asked whether the credential pulls.
+	r.startPullCheck(ctx, s, cred.Token)
 	at := s.desired.refresh.refreshAt(cred.Token.IssuedAt, cred.Token.ExpiresAt, spread)
 	return ctrl.Result{RequeueAfter: max(at.Sub(s.now), time.Second)}, nil
 }

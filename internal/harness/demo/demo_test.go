@@ -30,7 +30,7 @@ func TestDemoProvesEveryStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"All proofs passed", "pulled", "denied: ", "refreshed in place", "deleted and unreferenced"} {
+	for _, want := range []string{"All proofs passed", "PullVerified", "pulled", "denied: ", "refreshed in place", "deleted and unreferenced"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

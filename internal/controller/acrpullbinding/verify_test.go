@@ -81,7 +81,7 @@ func TestVerifiedSaysWhatTheRegistryAnswered(t *testing.T) {
 		{missing, metav1.ConditionFalse, acrv1beta2.ReasonRepositoryNotFound},
 	} {
 		c := eventuallyVerified(t, tc.b, tc.status, tc.reason)
-		g.Expect(c.Message).To(ContainSubstring(tc.b.Spec.ACR.Scope[len("repository:"):len(tc.b.Spec.ACR.Scope)-len(":pull")]))
+		g.Expect(c.Message).To(ContainSubstring(tc.b.Spec.ACR.Scope[len("repository:") : len(tc.b.Spec.ACR.Scope)-len(":pull")]))
 		// The secret was written all the same: verification never holds it back.
 		eventuallyReady(t, tc.b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
 		getSecret(g, ns, "acr-pull-"+tc.b.Name)

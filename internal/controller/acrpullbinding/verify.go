@@ -207,12 +207,14 @@ func (r *reconciler) verifyPull(ctx context.Context, s *scope) (ctrl.Result, err
 	return ctrl.Result{}, nil
 }
 
-// verifiedTransition says whether a pass should emit a Warning Event for the Verified condition: when it turns
-// False, or False for a new reason. A credential that fails to verify is a problem only a user can fix, as a failed
-// Ready is; steady states emit nothing.
+// verifiedTransition says whether a pass should emit a Warning Event for the Verified condition: when it turns False
+// for a reason the binding's author must fix (the repository, the identity's rights), or for a new such reason.
+// RegistryUnreachable says nothing about the binding, and every binding of an unreachable registry would emit it at
+// once; the condition and the metrics show it. Steady states emit nothing.
 func verifiedTransition(before, after []metav1.Condition) (reason, message string, emit bool) {
 	now := meta.FindStatusCondition(after, acrv1beta2.ConditionVerified)
-	if now == nil || now.Status != metav1.ConditionFalse {
+	if now == nil || now.Status != metav1.ConditionFalse ||
+		(now.Reason != acrv1beta2.ReasonRepositoryNotFound && now.Reason != acrv1beta2.ReasonScopeDenied) {
 		return "", "", false
 	}
 	was := meta.FindStatusCondition(before, acrv1beta2.ConditionVerified)

@@ -117,7 +117,8 @@ func TestVerifiedConditionRemovedWhenOff(t *testing.T) {
 	}
 }
 
-// A Warning Event marks entering a failed verification, or a new reason for it; nothing else.
+// A Warning Event marks entering a failed verification the binding's author must fix, or a new such reason; nothing
+// else.
 func TestVerifiedTransition(t *testing.T) {
 	cond := func(status metav1.ConditionStatus, reason string) []metav1.Condition {
 		return []metav1.Condition{{Type: acrv1beta2.ConditionVerified, Status: status, Reason: reason}}
@@ -131,6 +132,8 @@ func TestVerifiedTransition(t *testing.T) {
 		{cond(metav1.ConditionFalse, "RegistryUnreachable"), cond(metav1.ConditionFalse, "ScopeDenied"), true},
 		{cond(metav1.ConditionFalse, "ScopeDenied"), cond(metav1.ConditionFalse, "ScopeDenied"), false},
 		{nil, cond(metav1.ConditionTrue, "PullVerified"), false},
+		{nil, cond(metav1.ConditionFalse, "RegistryUnreachable"), false},
+		{cond(metav1.ConditionFalse, "ScopeDenied"), cond(metav1.ConditionFalse, "RegistryUnreachable"), false},
 		{nil, cond(metav1.ConditionUnknown, "RegistryWideScope"), false},
 		{cond(metav1.ConditionFalse, "ScopeDenied"), nil, false},
 	} {

@@ -160,7 +160,8 @@ type AcrPullBindingStatus struct {
 	// +optional
 	TokenAudience string `json:"tokenAudience,omitempty"`
 
-	// Conditions: Ready says whether the pull secret holds a valid credential attached to the service account.
+	// Conditions: Ready says whether the pull secret holds a valid credential attached to the service account;
+	// Verified, whether the registry let that credential read the scope's repository.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -178,6 +179,7 @@ type AcrPullBindingStatus struct {
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.serviceAccountName`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Verified",type=string,JSONPath=`.status.conditions[?(@.type=="Verified")].reason`
 // +kubebuilder:printcolumn:name="Last Refresh",type=date,JSONPath=`.status.lastTokenRefreshTime`,priority=1
 // +kubebuilder:printcolumn:name="Expiration",type=string,JSONPath=`.status.tokenExpirationTime`
 // +kubebuilder:printcolumn:name="Error",type=string,JSONPath=`.status.error`,priority=1

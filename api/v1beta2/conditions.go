@@ -53,3 +53,27 @@ const ReasonSecretConflict = "SecretConflict"
 // let the binding's namespace use the managed identity; no token was requested, and an existing secret is no longer
 // refreshed.
 const ReasonIdentityNotAllowed = "IdentityNotAllowed"
+
+// ConditionVerified says whether the registry let the credential last written to the pull secret read the repository
+// of the binding's scope: after each new credential the controller asks the registry for one tag of that repository
+// with it (once per credential, however many bindings share it). It is absent when pull verification is off
+// (--verify-pull=false) or no credential was written yet.
+const ConditionVerified = "Verified"
+
+// Reasons of the Verified condition.
+const (
+	// ReasonPullVerified (Verified=True): the registry listed the repository's tags with the credential.
+	ReasonPullVerified = "PullVerified"
+	// ReasonRepositoryNotFound: the credential may read the repository, but the registry has no repository of that
+	// name (a typo in the scope, or nothing pushed yet).
+	ReasonRepositoryNotFound = "RepositoryNotFound"
+	// ReasonScopeDenied: the registry refused the credential for the repository (the identity has no pull right on
+	// it), or the scope asks for no pull action.
+	ReasonScopeDenied = "ScopeDenied"
+	// ReasonRegistryUnreachable: the registry gave no answer about the repository (no response, a 5xx, throttling, a
+	// redirect, which is not followed with a token); checked again at the next refresh.
+	ReasonRegistryUnreachable = "RegistryUnreachable"
+	// ReasonRegistryWideScope (Verified=Unknown): a registry-wide credential (a v1beta1 binding without scope) names
+	// no repository to check; the registry accepted the identity when it issued the credential.
+	ReasonRegistryWideScope = "RegistryWideScope"
+)

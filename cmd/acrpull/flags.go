@@ -79,6 +79,8 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 	fs.StringVar(&c.ACRAudience, "acr-token-audience", azauth.ACRAudience,
 		"Entra ID audience tried first for registry tokens; empty uses the cloud's ARM audience only.")
 	fs.Float64Var(&c.TTLRotationFraction, "ttl-rotation-fraction", 0.5, "Share of a v1beta2 token's lifetime after which it is replaced (0 < f < 1).")
+	fs.BoolVar(&c.VerifyPull, "verify-pull", true,
+		"After each new credential, ask the registry once (GET /v2/<repository>/tags/list?n=1, with that credential) whether it can read the scope's repository, and report it as the Verified condition.")
 	fs.StringVar(&selector, "label-selector", "", "Serve only bindings matching this label selector (sharding).")
 	fs.Var(&suffixes, "allowed-acr-server-suffixes", "Registry host suffixes tokens may be sent to (comma-separated, repeatable); empty allows all.")
 	fs.StringVar(&authorities, "allowed-authority-hosts", "", "Comma-separated Entra ID authorities AirgappedCloud bindings may name besides the Azure clouds': https URLs (a path, e.g. /adfs/, must then match exactly) or host[:port] names, meaning https://host[:port]/.")

@@ -33,8 +33,8 @@ func TestFlagsKeepMsiAcrpullDefaultsAndSpellings(t *testing.T) {
 	if opts.MetricsAddr != "127.0.0.1:8080" || !opts.LeaderElection {
 		t.Errorf("legacy spellings ignored: metrics %q, leader %v", opts.MetricsAddr, opts.LeaderElection)
 	}
-	if c.ServiceAccountTokenAudience != "api://AzureCRTokenExchange" || c.TTLRotationFraction != 0.5 {
-		t.Errorf("defaults: audience %q, fraction %v", c.ServiceAccountTokenAudience, c.TTLRotationFraction)
+	if c.ServiceAccountTokenAudience != "api://AzureCRTokenExchange" || c.TTLRotationFraction != 0.5 || !c.VerifyPull {
+		t.Errorf("defaults: audience %q, fraction %v, pull verification %v", c.ServiceAccountTokenAudience, c.TTLRotationFraction, c.VerifyPull)
 	}
 	if !reflect.DeepEqual(c.AllowedServerSuffixes, []string{"azurecr.io", "azurecr.us"}) {
 		t.Errorf("suffixes normalized to %q", c.AllowedServerSuffixes)
@@ -85,5 +85,13 @@ func TestAllowedAuthorityHosts(t *testing.T) {
 				t.Errorf("%q: %s allowed %v, want %v", args, authority, err == nil, allowed)
 			}
 		}
+	}
+}
+
+// Pull verification is on unless turned off.
+func TestVerifyPullFlag(t *testing.T) {
+	opts, _, err := parseFlags(flag.NewFlagSet("test", flag.ContinueOnError), []string{"--verify-pull=false"}, func(string) string { return "" })
+	if err != nil || opts.Controller.VerifyPull {
+		t.Errorf("--verify-pull=false: on %v, err %v", opts.Controller.VerifyPull, err)
 	}
 }

@@ -73,6 +73,8 @@ type Client struct {
 	userAgent  string
 	acrClients sync.Map // server → *azcontainerregistry.AuthenticationClient
 	gates      *gates
+	// registryHTTP is httpClient refusing redirects, for the pull check: the token goes to the registry host only.
+	registryHTTP *http.Client
 }
 
 // NewClient returns a Client.
@@ -88,6 +90,9 @@ func NewClient(opts Options) *Client {
 		c.clock = clock.RealClock{}
 	}
 	c.gates = &gates{clock: c.clock}
+	noRedirects := *c.httpClient
+	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.registryHTTP = &noRedirects
 	return c
 }
 

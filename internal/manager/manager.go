@@ -106,17 +106,19 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	instrumented := &http.Client{Transport: m.Transport(transportOf(httpClient)), Timeout: httpClient.Timeout}
 	tokens := tokencache.New(opts.Clock, m)
-	minter := mint.New(azauth.NewClient(azauth.Options{HTTPClient: instrumented, Clock: opts.Clock, CallTimeout: opts.AzureCallTimeout}), tokens, opts.Clock)
+	azure := azauth.NewClient(azauth.Options{HTTPClient: instrumented, Clock: opts.Clock, CallTimeout: opts.AzureCallTimeout})
+	minter := mint.New(azure, tokens, opts.Clock)
 	if err := mgr.Add(sweeper{cache: tokens}); err != nil {
 		return nil, err
 	}
 	err = acrpullbinding.SetupWithManager(mgr, acrpullbinding.Deps{
-		Minter:   minter,
-		Metrics:  m,
-		Config:   opts.Controller,
-		Clock:    opts.Clock,
-		Workers:  opts.Workers,
-		Recorder: func(name string) events.EventRecorder { return mgr.GetEventRecorder(name) },
+		Minter:      minter,
+		PullChecker: azure,
+		Metrics:     m,
+		Config:      opts.Controller,
+		Clock:       opts.Clock,
+		Workers:     opts.Workers,
+		Recorder:    func(name string) events.EventRecorder { return mgr.GetEventRecorder(name) },
 	})
 	return mgr, err
 }

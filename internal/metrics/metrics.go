@@ -4,7 +4,7 @@ SPDX-License-Identifier: MIT
 */
 
 // Package metrics holds acrpull's own Prometheus metrics, beyond controller-runtime's: token expiry per binding,
-// mint outcomes, Azure request latency by endpoint and status, and token cache hits.
+// mint outcomes, pull checks, Azure request latency by endpoint and status, and token cache hits.
 package metrics
 
 import (
@@ -23,13 +23,11 @@ type Metrics struct {
 	mintAttempts  *prometheus.CounterVec
 	azureRequests *prometheus.HistogramVec
 	cacheLookups  *prometheus.CounterVec
-	bindings      *prometheus.GaugeVec
+	pullChecks    *prometheus.CounterVec
 
-	// states is each binding's last reported readiness, so a change moves one count from its old (ready, reason) to
-	// its new one and a deletion takes it away: the gauge holds a handful of series however many bindings exist.
-	mu     sync.Mutex
-	states map[bindingKey]bindingState
-	counts map[countKey]int
+	// readiness and verification count bindings by their Ready and Verified conditions.
+	readiness    *stateGauge
+	verification *stateGauge
 }
 
 type countKey struct {
@@ -39,7 +37,7 @@ type countKey struct {
 
 type bindingKey struct{ controller, namespace, name string }
 
-type bindingState struct{ ready, reason string }
+type bindingState struct{ status, reason string }
 
 // New creates the collectors and registers them with reg.
 func New(reg prometheus.Registerer) *Metrics {
@@ -61,49 +59,104 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "acrpull_token_cache_lookups_total",
 			Help: "Token cache lookups by layer and result (hit, miss).",
 		}, []string{"layer", "result"}),
-		bindings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "acrpull_bindings",
-			Help: bindingsHelp,
-		}, []string{"controller", "ready", "reason"}),
-		states: map[bindingKey]bindingState{},
-		counts: map[countKey]int{},
+		pullChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "acrpull_pull_checks_total",
+			Help: pullChecksHelp,
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.tokenExpiry, m.mintAttempts, m.azureRequests, m.cacheLookups, m.bindings)
+	bindings := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "acrpull_bindings",
+		Help: bindingsHelp,
+	}, []string{"controller", "ready", "reason"})
+	verified := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "acrpull_bindings_verified",
+		Help: verifiedHelp,
+	}, []string{"controller", "verified", "reason"})
+	m.readiness, m.verification = newStateGauge(bindings), newStateGauge(verified)
+	reg.MustRegister(m.tokenExpiry, m.mintAttempts, m.azureRequests, m.cacheLookups, m.pullChecks, bindings, verified)
 	return m
 }
 
 const bindingsHelp = "Bindings this controller reconciled, by their Ready condition's status and reason. " +
 	"Bindings that never minted have no expiry series: alert on this one for bindings not Ready."
 
+const verifiedHelp = "Bindings this controller reconciled, by their Verified condition's status and reason: whether " +
+	"the registry let the binding's credential read its repository. Bindings without the condition are not counted."
+
+const pullChecksHelp = "Registry requests that checked whether a new credential can read its repository, by outcome " +
+	"(the Verified condition's reason): one per distinct credential per refresh, however many bindings share it."
+
 // BindingReadiness records a binding's Ready condition (its status, "True", "False" or "Unknown", and reason).
 func (m *Metrics) BindingReadiness(controller, namespace, name, ready, reason string) {
-	key, state := bindingKey{controller, namespace, name}, bindingState{ready, reason}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	old, known := m.states[key]
+	m.readiness.set(bindingKey{controller, namespace, name}, bindingState{ready, reason})
+}
+
+// BindingVerification records a binding's Verified condition; an empty status means it has none (any more).
+func (m *Metrics) BindingVerification(controller, namespace, name, verified, reason string) {
+	key := bindingKey{controller, namespace, name}
+	if verified == "" {
+		m.verification.forget(key)
+		return
+	}
+	m.verification.set(key, bindingState{verified, reason})
+}
+
+// PullCheck counts a registry request that checked a credential, by outcome.
+func (m *Metrics) PullCheck(reason string) {
+	m.pullChecks.WithLabelValues(reason).Inc()
+}
+
+// stateGauge counts bindings by (status, reason) of one condition. It remembers each binding's last reported state,
+// so a change moves one count from its old state to its new one and a deletion takes it away: the gauge holds a
+// handful of series however many bindings exist.
+type stateGauge struct {
+	vec    *prometheus.GaugeVec
+	mu     sync.Mutex
+	states map[bindingKey]bindingState
+	counts map[countKey]int
+}
+
+func newStateGauge(vec *prometheus.GaugeVec) *stateGauge {
+	return &stateGauge{vec: vec, states: map[bindingKey]bindingState{}, counts: map[countKey]int{}}
+}
+
+func (g *stateGauge) set(key bindingKey, state bindingState) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old, known := g.states[key]
 	if known && old == state {
 		return
 	}
 	if known {
-		m.decrement(controller, old)
+		g.decrement(key.controller, old)
 	}
-	m.states[key] = state
-	ck := countKey{controller, state}
-	m.counts[ck]++
-	m.bindings.WithLabelValues(controller, ready, reason).Set(float64(m.counts[ck]))
+	g.states[key] = state
+	ck := countKey{key.controller, state}
+	g.counts[ck]++
+	g.vec.WithLabelValues(key.controller, state.status, state.reason).Set(float64(g.counts[ck]))
+}
+
+// forget takes a binding out of the counts.
+func (g *stateGauge) forget(key bindingKey) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if old, known := g.states[key]; known {
+		delete(g.states, key)
+		g.decrement(key.controller, old)
+	}
 }
 
 // decrement takes one binding from a count, dropping the series when none is left so reasons no binding has any
 // more do not linger as zeros. The caller holds mu.
-func (m *Metrics) decrement(controller string, s bindingState) {
+func (g *stateGauge) decrement(controller string, s bindingState) {
 	ck := countKey{controller, s}
-	m.counts[ck]--
-	if m.counts[ck] > 0 {
-		m.bindings.WithLabelValues(controller, s.ready, s.reason).Set(float64(m.counts[ck]))
+	g.counts[ck]--
+	if g.counts[ck] > 0 {
+		g.vec.WithLabelValues(controller, s.status, s.reason).Set(float64(g.counts[ck]))
 		return
 	}
-	delete(m.counts, ck)
-	m.bindings.DeleteLabelValues(controller, s.ready, s.reason)
+	delete(g.counts, ck)
+	g.vec.DeleteLabelValues(controller, s.status, s.reason)
 }
 
 // TokenExpiry records when a binding's token expires.
@@ -111,16 +164,12 @@ func (m *Metrics) TokenExpiry(controller, namespace, name string, expires time.T
 	m.tokenExpiry.WithLabelValues(controller, namespace, name).Set(float64(expires.Unix()))
 }
 
-// ForgetBinding drops a deleted binding's series and its place in the readiness counts.
+// ForgetBinding drops a deleted binding's series and its place in the readiness and verification counts.
 func (m *Metrics) ForgetBinding(controller, namespace, name string) {
 	m.tokenExpiry.DeleteLabelValues(controller, namespace, name)
 	key := bindingKey{controller, namespace, name}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if old, known := m.states[key]; known {
-		delete(m.states, key)
-		m.decrement(controller, old)
-	}
+	m.readiness.forget(key)
+	m.verification.forget(key)
 }
 
 // MintAttempt counts a mint by outcome.
@@ -172,6 +221,8 @@ func endpointOf(req *http.Request) string {
 		return "acr-exchange"
 	case p == "/oauth2/token":
 		return "acr-token"
+	case strings.HasPrefix(p, "/v2/"):
+		return "acr-registry"
 	}
 	return "other"
 }

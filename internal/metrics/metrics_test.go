@@ -62,3 +62,34 @@ acrpull_bindings{controller="AcrPullBinding",ready="True",reason="TokenMinted"} 
 	m.ForgetBinding("AcrPullBinding", "d", "new")
 	expect("all deleted", "")
 }
+
+// The verification gauge counts like the readiness one, and a binding whose Verified condition goes away (pull
+// verification turned off) leaves it, as a deleted binding does.
+func TestBindingVerificationCounts(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	expect := func(step, want string) {
+		t.Helper()
+		header := "# HELP acrpull_bindings_verified " + verifiedHelp + "\n# TYPE acrpull_bindings_verified gauge\n"
+		if want == "" {
+			header = ""
+		}
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(header+want), "acrpull_bindings_verified"); err != nil {
+			t.Errorf("%s: %v", step, err)
+		}
+	}
+	m.BindingVerification("c", "a", "one", "True", "PullVerified")
+	m.BindingVerification("c", "a", "two", "False", "ScopeDenied")
+	m.BindingVerification("c", "a", "three", "False", "ScopeDenied")
+	expect("three bindings", `
+acrpull_bindings_verified{controller="c",reason="PullVerified",verified="True"} 1
+acrpull_bindings_verified{controller="c",reason="ScopeDenied",verified="False"} 2
+`)
+	m.BindingVerification("c", "a", "two", "", "")
+	m.ForgetBinding("c", "a", "three")
+	expect("one loses its condition, one is deleted", `
+acrpull_bindings_verified{controller="c",reason="PullVerified",verified="True"} 1
+`)
+	m.BindingVerification("c", "a", "one", "", "")
+	expect("none left", "")
+}

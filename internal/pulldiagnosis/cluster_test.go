@@ -98,7 +98,7 @@ func createBinding(t *testing.T, ns, name, account, scope string, ready metav1.C
 	ready.Type, ready.LastTransitionTime = acrv1beta2.ConditionReady, metav1.Now()
 	b.Status.Conditions = []metav1.Condition{ready}
 	if verified != nil {
-		verified.Type, verified.LastTransitionTime = "Verified", metav1.Now()
+		verified.Type, verified.LastTransitionTime = acrv1beta2.ConditionVerified, metav1.Now()
 		b.Status.Conditions = append(b.Status.Conditions, *verified)
 	}
 	if ready.Status == metav1.ConditionTrue {
@@ -146,7 +146,7 @@ func TestWhyHealthyPod(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	createAccount(t, ns, "app")
-	b := createBinding(t, ns, "app-pull", "app", "repository:hello:pull", minted, &metav1.Condition{Status: metav1.ConditionTrue, Reason: "Verified"})
+	b := createBinding(t, ns, "app-pull", "app", "repository:hello:pull", minted, &metav1.Condition{Status: metav1.ConditionTrue, Reason: acrv1beta2.ReasonPullVerified})
 	attachSecret(t, b, "acrpull.microsoft.com/v1beta2", "AcrPullBinding", "acr-pull-app-pull", "app")
 	pod := createPod(t, ns, "web", "app", registry+"/hello:v1")
 	g.Expect(pod.Spec.ImagePullSecrets).To(ConsistOf(corev1.LocalObjectReference{Name: "acr-pull-app-pull"}))

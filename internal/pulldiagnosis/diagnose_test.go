@@ -121,7 +121,7 @@ func TestDiagnoseDecisions(t *testing.T) {
 			f.Bindings[0].Verified = &metav1.Condition{Type: conditionVerified, Status: metav1.ConditionFalse, Reason: "ScopeDenied"}
 		}, ReasonNotVerified, "give the identity pull on the repositories"},
 		"verified true is fine": {func(f *podFacts) {
-			f.Bindings[0].Verified = &metav1.Condition{Type: conditionVerified, Status: metav1.ConditionTrue, Reason: "Verified"}
+			f.Bindings[0].Verified = &metav1.Condition{Type: conditionVerified, Status: metav1.ConditionTrue, Reason: acrv1beta2.ReasonPullVerified}
 		}, ReasonHealthy, "none"},
 		"scope misses repository": {func(f *podFacts) { f.Images = []string{"demo.azurecr.io/private:v1"} },
 			ReasonScopeMissesRepository, "add repository:private:pull to the scope of binding app"},

@@ -22,8 +22,8 @@ import (
 )
 
 // conditionVerified is the condition type a binding carries once the controller has tried its credential against the
-// registry. Read by its string so the plugin works with controllers that do not set it.
-const conditionVerified = "Verified"
+// registry. Controllers that do not set it (older acrpull, msi-acrpull) leave it absent, which the plugin tolerates.
+const conditionVerified = acrv1beta2.ConditionVerified
 
 // bindingLabel marks the secrets the controller manages (the controller's own constant; the plugin does not link the
 // controller).

@@ -150,6 +150,7 @@ labelSelector: shard in (a,b)
 logLevel: 3
 allowedACRServerSuffixes: [azurecr.io, azurecr.us]
 ttlRotationFraction: 0.01
+verifyPull: false
 kubeAPIQPS: 12.5
 v1beta1: {acrServer: legacy.azurecr.io, managedIdentityClientID: 11111111-1111-1111-1111-111111111111}
 `)},
@@ -183,6 +184,7 @@ image: {repository: registry.example/acrpull, tag: v9.9.9, pullPolicy: Always}
 replicas: 3
 tokenAudience: api://custom-exchange
 ttlRotationFraction: 0.25
+verifyPull: false
 allowedACRServerSuffixes: [azurecr.io, azurecr.us]
 allowedAuthorityHosts: [login.airgap.example, "https://adfs.airgap.example:8443/adfs/"]
 labelSelector: shard=a
@@ -213,7 +215,7 @@ podDisruptionBudget: {enabled: true, maxUnavailable: null, minAvailable: 2}
 	g.Expect(c.Image).To(Equal("registry.example/acrpull:v9.9.9"))
 	g.Expect(c.ImagePullPolicy).To(Equal(corev1.PullAlways))
 	g.Expect(c.Args).To(ContainElements("--leader-election-namespace=pull-system",
-		"--service-account-token-audience=api://custom-exchange", "--ttl-rotation-fraction=0.25",
+		"--service-account-token-audience=api://custom-exchange", "--ttl-rotation-fraction=0.25", "--verify-pull=false",
 		"--allowed-acr-server-suffixes=azurecr.io,azurecr.us", "--label-selector=shard=a",
 		"--allowed-authority-hosts=login.airgap.example,https://adfs.airgap.example:8443/adfs/", "--workers=4",
 		"--kube-api-qps=50", "--kube-api-burst=100", "--zap-log-level=debug", "--acr-token-audience="))

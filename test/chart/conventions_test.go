@@ -293,8 +293,10 @@ func TestKubectlGetAcrpullListsBothGroups(t *testing.T) {
 	g.Expect(env.Client.Create(ctx, v2)).To(Succeed())
 	g.Expect(env.Client.Create(ctx, v1)).To(Succeed())
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, v2); _ = env.Client.Delete(ctx, v1) })
-	v2.Status.Conditions = []metav1.Condition{ready}
-	v1.Status.Conditions = []metav1.Condition{ready}
+	verified := metav1.Condition{Type: "Verified", Status: metav1.ConditionFalse, Reason: "ScopeDenied", Message: "test",
+		LastTransitionTime: metav1.Now()}
+	v2.Status.Conditions = []metav1.Condition{ready, verified}
+	v1.Status.Conditions = []metav1.Condition{ready, verified}
 	g.Expect(env.Client.Status().Update(ctx, v2)).To(Succeed())
 	g.Expect(env.Client.Status().Update(ctx, v1)).To(Succeed())
 
@@ -311,10 +313,10 @@ func TestKubectlGetAcrpullListsBothGroups(t *testing.T) {
 	}
 	g.Expect(headers).To(HaveLen(2), "one table per group:\n%s", out)
 	for _, h := range headers {
-		g.Expect(strings.Fields(h)).To(ContainElements("READY", "REASON", "AGE"), out)
+		g.Expect(strings.Fields(h)).To(ContainElements("READY", "REASON", "VERIFIED", "AGE"), out)
 		g.Expect(strings.Fields(h)[len(strings.Fields(h))-1]).To(Equal("AGE"), out)
 	}
 	g.Expect(rows).To(ConsistOf(
-		And(ContainSubstring("acrpullbinding.acrpull.microsoft.com/new-style"), ContainSubstring("TokenExchangeFailed")),
-		And(ContainSubstring("acrpullbinding.msi-acrpull.microsoft.com/old-style"), ContainSubstring("TokenExchangeFailed"))), out)
+		And(ContainSubstring("acrpullbinding.acrpull.microsoft.com/new-style"), ContainSubstring("TokenExchangeFailed"), ContainSubstring("ScopeDenied")),
+		And(ContainSubstring("acrpullbinding.msi-acrpull.microsoft.com/old-style"), ContainSubstring("TokenExchangeFailed"), ContainSubstring("ScopeDenied"))), out)
 }

@@ -128,6 +128,9 @@ func (r *reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 		// only here.
 		return ctrl.Result{}, s.conflicted(err)
 	}
+	// Only now, with the secret written, is the registry asked whether the credential pulls: in the background, and
+	// before siblings get their secrets, so that their passes find the check to wait for.
+	r.startPullCheck(ctx, s, cred.Token)
 	s.shared = r.shareCredential(ctx, s, cred, inputs)
 	at := s.desired.refresh.refreshAt(cred.Token.IssuedAt, cred.Token.ExpiresAt, spread)
 	return ctrl.Result{RequeueAfter: max(at.Sub(s.now), time.Second)}, nil

@@ -45,6 +45,10 @@ type MetricsSink interface {
 	MintAttempt(kind, reason string)
 	// BindingReadiness is told every binding's Ready condition after each pass; the sink counts what changed.
 	BindingReadiness(kind, namespace, name, ready, reason string)
+	// BindingVerification is told every binding's Verified condition after each pass ("" when it has none).
+	BindingVerification(kind, namespace, name, verified, reason string)
+	// PullCheck counts a registry request that checked a credential, by outcome.
+	PullCheck(reason string)
 }
 
 // Config is the controller-wide configuration, from flags and environment.
@@ -64,6 +68,10 @@ type Config struct {
 	LabelSelector labels.Selector
 	// V1beta1 holds msi-acrpull's controller-wide defaults.
 	V1beta1 V1beta1Defaults
+
+	// VerifyPull asks the registry, once per new credential, whether it can read the scope's repository, and reports
+	// the answer as the Verified condition (--verify-pull). Off, no Verified condition is written.
+	VerifyPull bool
 
 	// ManagedIdentityAllowList says which namespaces may use which managed identities (--managed-identity-allow-list);
 	// nil lets every namespace use every identity assigned to the nodes, as msi-acrpull did.
@@ -103,6 +111,8 @@ type reconciler struct {
 	issuer atomic.Pointer[string]
 	// served carries siblings whose secrets a pass created, to be reconciled (shareCredential).
 	served chan event.GenericEvent
+	// verifier checks new credentials against the registry; nil when Config.VerifyPull is off.
+	verifier *pullVerifier
 }
 
 // apiVersion is the adapter of one API version.
@@ -168,6 +178,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		r.attachSecret,
 		r.detachFromOtherServiceAccounts,
 		r.removeExtraneousSecrets,
+		r.verifyPull,
 	} {
 		res, err := p(ctx, s)
 		result = lowestNonZero(result, res)
@@ -190,6 +201,7 @@ func (r *reconciler) ensureFinalizer(ctx context.Context, obj client.Object) err
 // patchStatus writes the status the pass arrived at, if it differs from what the binding shows.
 func (r *reconciler) patchStatus(ctx context.Context, s *scope, reterr error) error {
 	summarizeStatus(s, reterr)
+	r.reportVerification(s)
 	obj := s.binding.object()
 	if s.status.TokenExpirationTime != nil {
 		r.Metrics.TokenExpiry(r.api.name(), obj.GetNamespace(), obj.GetName(), s.status.TokenExpirationTime.Time)

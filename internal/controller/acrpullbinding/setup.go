@@ -33,12 +33,14 @@ import (
 
 // Deps are what both reconcilers share.
 type Deps struct {
-	Minter   Minter
-	Metrics  MetricsSink
-	Config   Config
-	Clock    clock.Clock
-	Workers  int
-	Recorder func(name string) events.EventRecorder
+	Minter Minter
+	// PullChecker checks new credentials against the registry; needed when Config.VerifyPull is on.
+	PullChecker PullChecker
+	Metrics     MetricsSink
+	Config      Config
+	Clock       clock.Clock
+	Workers     int
+	Recorder    func(name string) events.EventRecorder
 }
 
 // SetupWithManager registers the field indexes and the reconcilers of every API version with mgr.
@@ -50,10 +52,18 @@ func SetupWithManager(mgr ctrl.Manager, d Deps) error {
 		d.Clock = clock.RealClock{}
 	}
 	d.Workers = max(d.Workers, 1)
+	var verifier *pullVerifier
+	if d.Config.VerifyPull {
+		if d.PullChecker == nil {
+			return errors.New("acrpullbinding: Config.VerifyPull needs a PullChecker")
+		}
+		// One for both API versions, which share credentials.
+		verifier = newPullVerifier(d.PullChecker, d.Metrics, d.Clock)
+	}
 	for _, api := range []apiVersion{v1beta2API{}, v1beta1API{}} {
 		r := &reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Minter: d.Minter, Metrics: d.Metrics,
-			Clock: d.Clock, Config: d.Config, Recorder: d.Recorder(api.name()), api: api,
+			Clock: d.Clock, Config: d.Config, Recorder: d.Recorder(api.name()), api: api, verifier: verifier,
 		}
 		if err := r.setup(mgr, d.Workers); err != nil {
 			return err

@@ -141,10 +141,12 @@ func TestLowestNonZero(t *testing.T) {
 
 type discardMetrics struct{}
 
-func (discardMetrics) TokenExpiry(string, string, string, time.Time)           {}
-func (discardMetrics) ForgetBinding(string, string, string)                    {}
-func (discardMetrics) MintAttempt(string, string)                              {}
-func (discardMetrics) BindingReadiness(string, string, string, string, string) {}
+func (discardMetrics) TokenExpiry(string, string, string, time.Time)              {}
+func (discardMetrics) ForgetBinding(string, string, string)                       {}
+func (discardMetrics) MintAttempt(string, string)                                 {}
+func (discardMetrics) BindingReadiness(string, string, string, string, string)    {}
+func (discardMetrics) BindingVerification(string, string, string, string, string) {}
+func (discardMetrics) PullCheck(string)                                           {}
 
 // The retry of a failed mint: as Azure asked, else backing off with the failure's age within [2 s, 5 min], and never
 // past a quarter of what is left of a still-valid token, so a token is retried several times before it expires.

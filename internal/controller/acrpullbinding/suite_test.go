@@ -128,6 +128,7 @@ func run(m *testing.M) int {
 			ServiceAccountTokenAudience: "api://AzureCRTokenExchange",
 			ACRAudience:                 "https://containerregistry.azure.net",
 			TTLRotationFraction:         0.5,
+			VerifyPull:                  true,
 			AllowedServerSuffixes:       []string{allowedSuffix, "airgap.example"},
 			AuthorityHosts:              mustAuthorityHosts(allowedAuthority, sovereignAuthority),
 			// Tests stage "left behind by msi-acrpull" state on paused bindings, then hand them over.

@@ -78,7 +78,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		{"push two images: " + permittedRepo + " (permitted) and " + forbiddenRepo + " (not)", d.pushImages},
 		{"start the acrpull controller binary", d.startController},
 		{"apply the seed examples (v1beta2 workload identity, v1beta2 managed identity, v1beta1)", d.applyExamples},
-		{"wait for every binding to be Ready", d.waitReady},
+		{"wait for every binding to be Ready (and each scoped one Verified by the registry)", d.waitReady},
 		{"show the bindings and secrets", d.show},
 		{"prove each secret with real pulls", d.provePulls},
 		{"watch a token refresh in place", d.proveRefresh},

@@ -30,8 +30,8 @@ func TestDemoProvesEveryStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"All proofs passed", "pulled", "denied: ", "refreshed in place", "deleted and unreferenced",
-		"Reason:  Healthy", "Reason:  PodCreatedBeforeSecret", "Action:  recreate the pod"} {
+	for _, want := range []string{"All proofs passed", "PullVerified", "pulled", "denied: ", "refreshed in place",
+		"deleted and unreferenced", "Reason:  Healthy", "Reason:  PodCreatedBeforeSecret", "Action:  recreate the pod"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

@@ -139,6 +139,10 @@ func (d *demo) waitReady(ctx context.Context) error {
 		}
 		for _, b := range v2.Items {
 			states = append(states, readinessOf(b.Name, b.Status.Conditions))
+			// The registry proved each scoped credential pulls its repository (kubectl get apb's VERIFIED column).
+			if v := meta.FindStatusCondition(b.Status.Conditions, acrv1beta2.ConditionVerified); v == nil || v.Status != metav1.ConditionTrue {
+				return fmt.Errorf("binding %s not Verified yet", b.Name)
+			}
 		}
 		v1 := &acrv1beta1.AcrPullBindingList{}
 		if err := d.env.Client.List(ctx, v1, client.InNamespace(appNamespace)); err != nil {

@@ -200,7 +200,7 @@ func TestServicePrincipalsAreSharedPerCredentialSource(t *testing.T) {
 	}
 	for _, r := range []Request{
 		sp("ns1/sp/uid1/rv1", "first"), sp("ns1/sp/uid1/rv1", "first"), // one credential, two bindings
-		sp("ns2/sp/uid2/rv7", "wrong"), // same application, another namespace's secret
+		sp("ns2/sp/uid2/rv7", "wrong"),   // same application, another namespace's secret
 		sp("ns1/sp/uid1/rv2", "rotated"), // the first secret, rotated
 	} {
 		if _, err := m.Mint(context.Background(), r); err != nil {

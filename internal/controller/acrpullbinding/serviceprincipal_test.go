@@ -252,7 +252,30 @@ func TestServicePrincipalSecretOfAnotherNamespaceIsNeverRead(t *testing.T) {
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: attacker, Name: "acr-pull-steal"}, &corev1.Secret{})).To(Satisfy(apierrors.IsNotFound))
 
 	// A Secret of that name in the attacker's own namespace is the one read, and its wrong secret is refused.
-	credentialSecret(t, attacker, "sp", true, map[string][]byte{acrpullbinding.ClientSecretKey: []byte("guess")})
+	credentialSecret(t, attacker, "sp", true, map[string][]byte{acrpullbinding.ClientSecretKey: []byte("guess~secret.value")})
 	eventuallyReady(t, b, metav1.ConditionFalse, acrv1beta2.ReasonServicePrincipalSecretInvalid)
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: attacker, Name: "acr-pull-steal"}, &corev1.Secret{})).To(Satisfy(apierrors.IsNotFound))
+}
+
+// Attack: a service-principal binding for AirgappedCloud names its author's server as the authority, where the
+// controller would post the client secret. The authority allow-list holds as for workload identity: nothing is sent.
+func TestServicePrincipalSecretIsNeverSentToAnAuthorityNotAllowed(t *testing.T) {
+	g := NewWithT(t)
+	const (
+		tenant = "5e000000-0000-4000-8000-000000000006"
+		app    = "5e000000-0000-4000-8000-0000000000a6"
+	)
+	servicePrincipal(tenant, app)
+	cloud.AddClientSecret(app, "airgap~secret.value")
+	cloud.AddAuthorityHost(attackerAuthority)
+	ns := newNamespace(t)
+	serviceAccount(t, ns, "app", "")
+	credentialSecret(t, ns, "sp", true, map[string][]byte{acrpullbinding.ClientSecretKey: []byte("airgap~secret.value")})
+	before := cloud.HostRequests(attackerAuthority)
+	b := airgapped(servicePrincipalBinding(ns, "redirected", "app", tenant, app, "sp"), "https://"+attackerAuthority+"/")
+	create(t, b)
+	deleteAtEnd(t, b)
+	eventuallyReady(t, b, metav1.ConditionFalse, acrv1beta2.ReasonAuthorityHostNotAllowed)
+	g.Expect(cloud.TenantTokenRequests(tenant)).To(BeZero(), "the client secret was posted to a token endpoint")
+	g.Expect(cloud.HostRequests(attackerAuthority)).To(Equal(before))
 }

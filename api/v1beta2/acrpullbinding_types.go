@@ -86,7 +86,7 @@ type AirgappedCloudConfiguration struct {
 }
 
 // AuthenticationMethod selects exactly one way of obtaining an Entra ID token.
-// +kubebuilder:validation:XValidation:rule="(has(self.managedIdentity) ? 1 : 0) + (has(self.workloadIdentity) ? 1 : 0) == 1",message="exactly one of managedIdentity or workloadIdentity must be set"
+// +kubebuilder:validation:XValidation:rule="(has(self.managedIdentity) ? 1 : 0) + (has(self.workloadIdentity) ? 1 : 0) + (has(self.servicePrincipal) ? 1 : 0) == 1",message="exactly one of managedIdentity, workloadIdentity or servicePrincipal must be set"
 type AuthenticationMethod struct {
 	// ManagedIdentity uses a user-assigned identity assigned to the nodes the controller runs on (through IMDS).
 	// +optional
@@ -95,6 +95,11 @@ type AuthenticationMethod struct {
 	// WorkloadIdentity federates a service account of the binding's namespace with an identity. Preferred.
 	// +optional
 	WorkloadIdentity *WorkloadIdentityAuth `json:"workloadIdentity,omitempty"`
+
+	// ServicePrincipal authenticates as an application with a client secret or a certificate kept in a Secret of the
+	// binding's namespace: for clusters outside Azure, which have neither IMDS nor federation with Entra ID.
+	// +optional
+	ServicePrincipal *ServicePrincipalAuth `json:"servicePrincipal,omitempty"`
 }
 
 // ManagedIdentityAuth names a user-assigned managed identity by exactly one of its IDs.
@@ -136,6 +141,40 @@ type WorkloadIdentityAuth struct {
 	// +kubebuilder:validation:MaxLength=36
 	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
 	TenantID string `json:"tenantID,omitempty"`
+}
+
+// ServicePrincipalAuth names an application (service principal) and the Secret holding its credential.
+type ServicePrincipalAuth struct {
+	// TenantID of the application's home tenant, a GUID.
+	// +required
+	// +kubebuilder:validation:MaxLength=36
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	TenantID string `json:"tenantID"`
+
+	// ClientID is the application's client (application) ID, a GUID.
+	// +required
+	// +kubebuilder:validation:MaxLength=36
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	ClientID string `json:"clientID"`
+
+	// SecretRef names the Secret, in the binding's namespace, that holds the credential. The Secret must carry the
+	// label acr.microsoft.com/service-principal: "true", and exactly one of: clientSecret (a client secret);
+	// tls.crt and tls.key (a PEM certificate and its RSA private key, as in a kubernetes.io/tls Secret); or
+	// certificate.pfx (a PKCS#12 bundle of the certificate and its RSA key), with its password in password when it
+	// has one.
+	// +required
+	SecretRef ServicePrincipalSecretReference `json:"secretRef"`
+}
+
+// ServicePrincipalSecretReference names a Secret of the binding's own namespace: it has no namespace field, so a
+// binding can never make the controller read another namespace's Secret.
+type ServicePrincipalSecretReference struct {
+	// Name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
 }
 
 // AcrPullBindingStatus reports the credential the controller last wrote and why it is or is not usable.

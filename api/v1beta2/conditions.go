@@ -77,3 +77,16 @@ const (
 	// no repository to check; the registry accepted the identity when it issued the credential.
 	ReasonRegistryWideScope = "RegistryWideScope"
 )
+
+// Reasons of service-principal bindings (spec.auth.servicePrincipal) whose Secret cannot be used. Nothing is sent to
+// Entra ID, and an existing pull secret is kept until its token expires.
+const (
+	// ReasonServicePrincipalSecretNotFound: spec.auth.servicePrincipal.secretRef names no Secret of the binding's
+	// namespace.
+	ReasonServicePrincipalSecretNotFound = "ServicePrincipalSecretNotFound"
+	// ReasonServicePrincipalSecretInvalid: the Secret lacks the acr.microsoft.com/service-principal label, holds
+	// none or more than one of the credential keys, holds a certificate that does not open (or whose key is not RSA
+	// or does not match it), or Entra ID refused the credential (a wrong or expired client secret, a certificate not
+	// registered on the application).
+	ReasonServicePrincipalSecretInvalid = "ServicePrincipalSecretInvalid"
+)

@@ -15,8 +15,9 @@ var rationale = map[string]string{
 	"groups=core resources=secrets verbs=create,delete,get,list,patch,watch": `Pull secrets (acr-pull-<binding>,
 <binding>-msi-acrpull-secret): create them, merge-patch each refreshed token in place, delete the ones a binding no longer
 needs. get/list/watch feed the controller's cache, which holds secret metadata only (labelled secrets) and reads legacy
-unlabelled ones by name; RBAC cannot grant metadata without data, so these verbs can read any Secret. update and * are
-not granted. The secret ValidatingAdmissionPolicy limits create/patch to dockerconfigjson secrets owned by one
+unlabelled ones by name; get also reads, live, the Secret a service-principal binding names in its own namespace
+(labelled acr.microsoft.com/service-principal=true, whose metadata a second cache watches). RBAC cannot grant metadata
+without data, so these verbs can read any Secret. update and * are not granted. The secret ValidatingAdmissionPolicy limits create/patch to dockerconfigjson secrets owned by one
 AcrPullBinding, and delete to secrets owned by an AcrPullBinding.`,
 
 	"groups=core resources=serviceaccounts verbs=get,list,patch,watch": `Attach a pull secret to the binding's target

@@ -13,6 +13,7 @@ package azauth
 
 import (
 	"context"
+	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
 	"net/http"
@@ -174,16 +175,9 @@ func (c *Client) ClientSecretToken(ctx context.Context, azCloud Cloud, tenantID,
 // x5c chain, which is what a certificate registered on the application needs; an x5c is only for subject name and
 // issuer authentication, which acrpull does not use.
 func (c *Client) ClientCertificateToken(ctx context.Context, azCloud Cloud, tenantID, clientID string, pkcs12 []byte, password, audience string) (Token, error) {
-	certs, key, err := azidentity.ParseCertificates(pkcs12, []byte(password))
+	certs, key, err := parseClientCertificate(pkcs12, password)
 	if err != nil {
-		// The parser's message never holds the password, but it is dropped all the same: only the kind remains.
-		return Token{}, unreadableCertificate(err)
-	}
-	// MSAL signs with RSA only, and with the key of the certificate the assertion names.
-	rsaKey, ok := key.(*rsa.PrivateKey)
-	if !ok || !slices.ContainsFunc(certs, func(cert *x509.Certificate) bool { return rsaKey.PublicKey.Equal(cert.PublicKey) }) {
-		return Token{}, &Error{Kind: IdentityNotFound, Endpoint: EndpointEntra,
-			Detail: "client certificate unusable: it needs an RSA key matching one of its certificates"}
+		return Token{}, err
 	}
 	cred, err := azidentity.NewClientCertificateCredential(tenantID, clientID, certs, key, &azidentity.ClientCertificateCredentialOptions{
 		ClientOptions:            c.clientOptions(azCloud.AuthorityHost),
@@ -193,6 +187,29 @@ func (c *Client) ClientCertificateToken(ctx context.Context, azCloud Cloud, tena
 		return Token{}, unconstructed("an invalid tenant ID or authority host")
 	}
 	return c.entraToken(ctx, EndpointEntra, EndpointEntra+"|"+strings.ToLower(azCloud.AuthorityHost), cred, audience)
+}
+
+// CheckClientCertificate says whether data is a client certificate ClientCertificateToken can use (PEM with the
+// certificate and its RSA key, or PKCS#12 protected by password), without sending it anywhere. Its error is an
+// *Error whose message names only what is wrong, never the data or the password.
+func CheckClientCertificate(data []byte, password string) error {
+	_, _, err := parseClientCertificate(data, password)
+	return err
+}
+
+func parseClientCertificate(data []byte, password string) ([]*x509.Certificate, crypto.PrivateKey, error) {
+	certs, key, err := azidentity.ParseCertificates(data, []byte(password))
+	if err != nil {
+		// The parser's message never holds the password, but it is dropped all the same: only the kind remains.
+		return nil, nil, unreadableCertificate(err)
+	}
+	// MSAL signs with RSA only, and with the key of the certificate the assertion names.
+	rsaKey, ok := key.(*rsa.PrivateKey)
+	if !ok || !slices.ContainsFunc(certs, func(cert *x509.Certificate) bool { return rsaKey.PublicKey.Equal(cert.PublicKey) }) {
+		return nil, nil, &Error{Kind: IdentityNotFound, Endpoint: EndpointEntra,
+			Detail: "client certificate unusable: it needs an RSA key matching one of its certificates"}
+	}
+	return certs, key, nil
 }
 
 func (c *Client) entraToken(ctx context.Context, endpoint, gateKey string, cred azcore.TokenCredential, audience string) (Token, error) {

@@ -108,6 +108,7 @@ var federationCodes = map[string]FailureKind{
 	"AADSTS700016":  IdentityNotFound,     // application (client ID) not found in the tenant
 	"AADSTS90002":   IdentityNotFound,     // tenant not found
 	"AADSTS7000215": IdentityNotFound,     // invalid client secret
+	"AADSTS7000222": IdentityNotFound,     // client secret expired
 	"AADSTS700027":  IdentityNotFound,     // certificate not registered on the application, expired, or bad signature
 	"AADSTS700021":  IdentityNotFound,     // certificate assertion's iss or sub is not the client ID
 	"AADSTS700023":  IdentityNotFound,     // certificate assertion's audience is not the tenant's token endpoint
@@ -119,6 +120,7 @@ var entraDetails = map[string]string{
 	"AADSTS700016":  "application not found in the tenant (not provisioned or consented there)",
 	"AADSTS90002":   "tenant not found",
 	"AADSTS7000215": "invalid client secret",
+	"AADSTS7000222": "client secret expired",
 	"AADSTS700027":  "client certificate not registered on the application, expired, or not matching its key",
 	"AADSTS700021":  "client certificate assertion does not name the client ID",
 	"AADSTS700023":  "client certificate assertion is not for this tenant's token endpoint",

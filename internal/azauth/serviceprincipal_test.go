@@ -197,6 +197,21 @@ func TestClientCertificateToken(t *testing.T) {
 	}
 	checkToken(t, tok, home, certApp, vault)
 
+	// The same certificate and key in PEM, as a kubernetes.io/tls Secret holds them, need no password.
+	key, err := cert.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBundle := append(cert.CertificatePEM(), key...)
+	if err := azauth.CheckClientCertificate(pemBundle, ""); err != nil {
+		t.Fatalf("PEM certificate and key refused: %v", err)
+	}
+	tok, err = c.ClientCertificateToken(ctx, azauth.PublicCloud, home, certApp, pemBundle, "", vault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkToken(t, tok, home, certApp, vault)
+
 	// A certificate the application does not know, in a bundle as good as the first.
 	unknown, err := certtest.New("unregistered")
 	if err != nil {
@@ -228,8 +243,14 @@ func TestClientCertificateTokenUnreadable(t *testing.T) {
 		{"no password", "", "wrong password", bundle},
 		{"not PKCS#12", password, "not a PKCS#12 bundle", []byte("-----BEGIN NONSENSE-----" + password)},
 		{"truncated", password, "not a PKCS#12 bundle", bundle[:len(bundle)/2]},
+		{"PEM certificate without its key", "", "not a PKCS#12 bundle, nor PEM", cert.CertificatePEM()},
 	}
 	for _, tc := range cases {
+		// CheckClientCertificate, which the controller asks before minting, says the same without a request.
+		checked := failedWith(t, azauth.CheckClientCertificate(tc.data, tc.password), azauth.IdentityNotFound, "", 0, password)
+		if checked != nil && !strings.Contains(checked.Detail, tc.want) {
+			t.Errorf("%s: CheckClientCertificate detail %q, want it to say %q", tc.name, checked.Detail, tc.want)
+		}
 		_, err := c.ClientCertificateToken(ctx, azauth.PublicCloud, home, certApp, tc.data, tc.password, vault)
 		azErr := failedWith(t, err, azauth.IdentityNotFound, "", 0, password)
 		if azErr != nil && !strings.Contains(azErr.Detail, tc.want) {

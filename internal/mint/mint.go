@@ -4,12 +4,14 @@ SPDX-License-Identifier: MIT
 */
 
 // Package mint turns an identity, a registry and a scope into a registry credential: an Entra ID token (managed
-// identity through IMDS, or workload identity through a service-account assertion), exchanged for the registry's
+// identity through IMDS, workload identity through a service-account assertion, or a service principal with its
+// client secret or certificate), exchanged for the registry's
 // refresh token, then, for a scoped binding, for an access token. Every layer is shared through the token cache.
 package mint
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +39,8 @@ type AzureClient interface {
 	WorkloadIdentityToken(ctx context.Context, cloud azauth.Cloud, id azauth.WorkloadIdentity, audience string) (azauth.Token, error)
 	ExchangeForRefreshToken(ctx context.Context, server string, entraToken azauth.Token) (azauth.Token, error)
 	AccessToken(ctx context.Context, server, scope string, refreshToken azauth.Token) (azauth.Token, error)
+	ClientSecretToken(ctx context.Context, cloud azauth.Cloud, tenantID, clientID, secret, audience string) (azauth.Token, error)
+	ClientCertificateToken(ctx context.Context, cloud azauth.Cloud, tenantID, clientID string, certificate []byte, password, audience string) (azauth.Token, error)
 }
 
 // Request says which credential to mint.
@@ -49,9 +53,10 @@ type Request struct {
 	Cloud azauth.Cloud
 	// Audiences are the Entra ID token audiences to try, in order; the registry may refuse one and accept the next.
 	Audiences []string
-	// Exactly one of ManagedIdentity and WorkloadIdentity is set.
+	// Exactly one of ManagedIdentity, WorkloadIdentity and ServicePrincipal is set.
 	ManagedIdentity  *azauth.ManagedIdentity
 	WorkloadIdentity *WorkloadIdentity
+	ServicePrincipal *ServicePrincipal
 	// Fresh says whether an already-minted credential is still fresh enough for this caller; a cached one that is
 	// not gets replaced.
 	Fresh func(azauth.Token) bool
@@ -62,6 +67,27 @@ type WorkloadIdentity struct {
 	azauth.WorkloadIdentity
 	// ServiceAccount is namespace/name of the federated account; tokens are shared per account and identity.
 	ServiceAccount string
+}
+
+// ServicePrincipal is an application authenticating with a client secret or with a certificate. Its credential is
+// secret: never log or format it (String leaves it out).
+type ServicePrincipal struct {
+	TenantID string
+	ClientID string
+	// Source names where the credential came from and its version, for example a Secret's namespace, name, UID and
+	// resourceVersion. Tokens are shared only between requests with the same source: two bindings naming the same
+	// application with different secrets never share one, and a rotated secret is used at once.
+	Source string
+	// Exactly one of ClientSecret and Certificate is set. Certificate is PEM (certificate and RSA key) or PKCS#12,
+	// protected by Password.
+	ClientSecret string
+	Certificate  []byte
+	Password     string
+}
+
+// String names the application and the credential's source, never the credential.
+func (sp ServicePrincipal) String() string {
+	return fmt.Sprintf("service principal %s in tenant %s (credential from %s)", sp.ClientID, sp.TenantID, sp.Source)
 }
 
 // Credential is a minted registry token and the audience the registry accepted.
@@ -151,6 +177,12 @@ func (m *Minter) entraToken(ctx context.Context, req Request, audience string) (
 	if req.WorkloadIdentity != nil {
 		return m.azure.WorkloadIdentityToken(ctx, req.Cloud, req.WorkloadIdentity.WorkloadIdentity, audience)
 	}
+	if sp := req.ServicePrincipal; sp != nil {
+		if sp.Certificate != nil {
+			return m.azure.ClientCertificateToken(ctx, req.Cloud, sp.TenantID, sp.ClientID, sp.Certificate, sp.Password, audience)
+		}
+		return m.azure.ClientSecretToken(ctx, req.Cloud, sp.TenantID, sp.ClientID, sp.ClientSecret, audience)
+	}
 	return m.azure.ManagedIdentityToken(ctx, *req.ManagedIdentity, audience)
 }
 
@@ -173,8 +205,13 @@ func (m *Minter) validFor(d time.Duration) func(azauth.Token) bool {
 }
 
 // identityKey names the identity a request uses. Workload identities are keyed by their federated service account
-// too, because Entra ID issues per assertion subject.
+// too, because Entra ID issues per assertion subject; service principals by their credential's source and version,
+// because only the same credential may share a token.
 func identityKey(req Request) string {
+	if sp := req.ServicePrincipal; sp != nil {
+		return "sp|" + strings.ToLower(req.Cloud.AuthorityHost) + "|" + strings.ToLower(sp.TenantID) + "|" +
+			strings.ToLower(sp.ClientID) + "|" + sp.Source
+	}
 	if wi := req.WorkloadIdentity; wi != nil {
 		return "wi|" + strings.ToLower(req.Cloud.AuthorityHost) + "|" + strings.ToLower(wi.TenantID) + "|" +
 			strings.ToLower(wi.ClientID) + "|" + wi.ServiceAccount

@@ -7,6 +7,8 @@ package mint
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,6 +56,20 @@ func (f *fakeAzure) ManagedIdentityToken(_ context.Context, _ azauth.ManagedIden
 }
 
 func (f *fakeAzure) WorkloadIdentityToken(_ context.Context, _ azauth.Cloud, _ azauth.WorkloadIdentity, audience string) (azauth.Token, error) {
+	return f.entra(audience), nil
+}
+
+func (f *fakeAzure) ClientSecretToken(_ context.Context, _ azauth.Cloud, _, _, secret, audience string) (azauth.Token, error) {
+	f.mu.Lock()
+	f.calls["secret:"+secret]++
+	f.mu.Unlock()
+	return f.entra(audience), nil
+}
+
+func (f *fakeAzure) ClientCertificateToken(_ context.Context, _ azauth.Cloud, _, _ string, _ []byte, _, audience string) (azauth.Token, error) {
+	f.mu.Lock()
+	f.calls["certificate"]++
+	f.mu.Unlock()
 	return f.entra(audience), nil
 }
 
@@ -167,5 +183,36 @@ func TestWorkloadIdentitiesAreSharedPerFederatedServiceAccount(t *testing.T) {
 	}
 	if az.count("entra") != 2 {
 		t.Fatalf("entra calls = %d, want one per federated service account", az.count("entra"))
+	}
+}
+
+// Bindings naming the same application share its tokens only while they use the same credential, as its source says:
+// another Secret, or the same Secret rotated, is asked for with its own credential.
+func TestServicePrincipalsAreSharedPerCredentialSource(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	az := newFakeAzure(clk)
+	m := New(az, tokencache.New(clk, nil), clk)
+	sp := func(source, secret string) Request {
+		r := request("repository:app:pull")
+		r.ManagedIdentity = nil
+		r.ServicePrincipal = &ServicePrincipal{TenantID: "t", ClientID: "c", Source: source, ClientSecret: secret}
+		return r
+	}
+	for _, r := range []Request{
+		sp("ns1/sp/uid1/rv1", "first"), sp("ns1/sp/uid1/rv1", "first"), // one credential, two bindings
+		sp("ns2/sp/uid2/rv7", "wrong"),   // same application, another namespace's secret
+		sp("ns1/sp/uid1/rv2", "rotated"), // the first secret, rotated
+	} {
+		if _, err := m.Mint(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for secret, want := range map[string]int{"first": 1, "wrong": 1, "rotated": 1} {
+		if got := az.count("secret:" + secret); got != want {
+			t.Errorf("Entra ID asked with secret %q %d times, want %d", secret, got, want)
+		}
+	}
+	if got := fmt.Sprint(*sp("ns1/sp/uid1/rv1", "first").ServicePrincipal); strings.Contains(got, "first") {
+		t.Errorf("String() shows the client secret: %s", got)
 	}
 }

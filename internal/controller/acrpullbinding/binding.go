@@ -29,6 +29,9 @@ type binding interface {
 	targetServiceAccount() string
 	// serviceAccountNames are the accounts the binding depends on, for the watch index.
 	serviceAccountNames() []string
+	// credentialSecretName is the Secret of the binding's namespace holding its service principal's credential, for
+	// the watch index; "" when it uses none.
+	credentialSecretName() string
 	getStatus() bindingStatus
 	setStatus(bindingStatus)
 }
@@ -50,9 +53,10 @@ type desiredState struct {
 	cloud  azauth.Cloud
 	// audiences are the Entra ID audiences to try, in order.
 	audiences []string
-	// Exactly one of managedIdentity and workload is set.
-	managedIdentity *azauth.ManagedIdentity
-	workload        *workloadRef
+	// Exactly one of managedIdentity, workload and servicePrincipal is set.
+	managedIdentity  *azauth.ManagedIdentity
+	workload         *workloadRef
+	servicePrincipal *servicePrincipalRef
 	// targetServiceAccount receives the secret.
 	targetServiceAccount string
 	refresh              refreshPolicy
@@ -84,6 +88,11 @@ func (d desiredState) inputs() []string {
 	if wi := d.workload; wi != nil {
 		parts = append(parts, "wi.sa="+wi.serviceAccount, "wi.client="+strings.ToLower(wi.clientID),
 			"wi.tenant="+strings.ToLower(wi.tenantID))
+	}
+	if sp := d.servicePrincipal; sp != nil {
+		// The Secret's version is in: rotating the credential mints a new token at once.
+		parts = append(parts, "sp.client="+strings.ToLower(sp.clientID), "sp.tenant="+strings.ToLower(sp.tenantID),
+			"sp.secret="+sp.secretName, "sp.version="+sp.version)
 	}
 	return parts
 }

@@ -52,6 +52,9 @@ func (b v1beta1Binding) serviceAccountNames() []string { return []string{b.targe
 
 // desired applies the controller defaults to empty fields. Unlike msi-acrpull, an identity named in the spec always
 // wins over one from the environment, whichever kind of ID each is.
+// credentialSecretName: v1beta1 bindings use managed identities only.
+func (v1beta1Binding) credentialSecretName() string { return "" }
+
 func (b v1beta1Binding) desired(cfg Config) (desiredState, error) {
 	spec, defaults := b.Spec, cfg.V1beta1
 	d := desiredState{

@@ -44,6 +44,13 @@ func (b v1beta2Binding) serviceAccountNames() []string {
 	return names
 }
 
+func (b v1beta2Binding) credentialSecretName() string {
+	if sp := b.Spec.Auth.ServicePrincipal; sp != nil {
+		return sp.SecretRef.Name
+	}
+	return ""
+}
+
 func (b v1beta2Binding) desired(cfg Config) (desiredState, error) {
 	spec := b.Spec
 	d := desiredState{
@@ -72,22 +79,38 @@ func (b v1beta2Binding) desired(cfg Config) (desiredState, error) {
 	}
 	d.audiences = audiencesFor(cfg, d.cloud.ARMAudience)
 	switch auth := spec.Auth; {
-	case auth.ManagedIdentity != nil && auth.WorkloadIdentity == nil:
+	case countSet(auth.ManagedIdentity != nil, auth.WorkloadIdentity != nil, auth.ServicePrincipal != nil) != 1:
+		return d, fmt.Errorf("%w: exactly one of auth.managedIdentity, auth.workloadIdentity and auth.servicePrincipal must be set", errInvalidSpec)
+	case auth.ManagedIdentity != nil:
 		mi := auth.ManagedIdentity
 		if (mi.ClientID == "") == (mi.ResourceID == "") {
 			return d, fmt.Errorf("%w: managedIdentity needs exactly one of clientID and resourceID", errInvalidSpec)
 		}
 		d.managedIdentity = &azauth.ManagedIdentity{ClientID: mi.ClientID, ResourceID: mi.ResourceID}
-	case auth.WorkloadIdentity != nil && auth.ManagedIdentity == nil:
+	case auth.WorkloadIdentity != nil:
 		wi := auth.WorkloadIdentity
 		d.workload = &workloadRef{serviceAccount: wi.ServiceAccountName, clientID: wi.ClientID, tenantID: wi.TenantID}
 	default:
-		return d, fmt.Errorf("%w: exactly one of auth.managedIdentity and auth.workloadIdentity must be set", errInvalidSpec)
+		sp := auth.ServicePrincipal
+		if sp.TenantID == "" || sp.ClientID == "" || sp.SecretRef.Name == "" {
+			return d, fmt.Errorf("%w: servicePrincipal needs tenantID, clientID and secretRef.name", errInvalidSpec)
+		}
+		d.servicePrincipal = &servicePrincipalRef{tenantID: sp.TenantID, clientID: sp.ClientID, secretName: sp.SecretRef.Name}
 	}
 	if d.server == "" || d.scope == "" || d.targetServiceAccount == "" {
 		return d, fmt.Errorf("%w: server, scope and serviceAccountName are required", errInvalidSpec)
 	}
 	return d, nil
+}
+
+func countSet(set ...bool) int {
+	n := 0
+	for _, s := range set {
+		if s {
+			n++
+		}
+	}
+	return n
 }
 
 func (b v1beta2Binding) getStatus() bindingStatus {

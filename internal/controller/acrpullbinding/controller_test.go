@@ -314,10 +314,25 @@ func TestCRDRejectsWhatCanNeverWork(t *testing.T) {
 		message string
 	}{
 		"no auth": {func(b *acrv1beta2.AcrPullBinding) { b.Spec.Auth = acrv1beta2.AuthenticationMethod{} },
-			"exactly one of managedIdentity or workloadIdentity must be set"},
+			"exactly one of managedIdentity, workloadIdentity or servicePrincipal must be set"},
 		"both auths": {func(b *acrv1beta2.AcrPullBinding) {
 			b.Spec.Auth.WorkloadIdentity = &acrv1beta2.WorkloadIdentityAuth{ServiceAccountName: "x"}
-		}, "exactly one of managedIdentity or workloadIdentity must be set"},
+		}, "exactly one of managedIdentity, workloadIdentity or servicePrincipal must be set"},
+		"MI and SP": {func(b *acrv1beta2.AcrPullBinding) {
+			b.Spec.Auth.ServicePrincipal = &acrv1beta2.ServicePrincipalAuth{TenantID: tenantID, ClientID: pullerClientID,
+				SecretRef: acrv1beta2.ServicePrincipalSecretReference{Name: "sp"}}
+		}, "exactly one of managedIdentity, workloadIdentity or servicePrincipal must be set"},
+		"SP without a secret": {func(b *acrv1beta2.AcrPullBinding) {
+			b.Spec.Auth = acrv1beta2.AuthenticationMethod{ServicePrincipal: &acrv1beta2.ServicePrincipalAuth{TenantID: tenantID, ClientID: pullerClientID}}
+		}, "spec.auth.servicePrincipal.secretRef.name"},
+		"SP secret in another namespace": {func(b *acrv1beta2.AcrPullBinding) {
+			b.Spec.Auth = acrv1beta2.AuthenticationMethod{ServicePrincipal: &acrv1beta2.ServicePrincipalAuth{TenantID: tenantID, ClientID: pullerClientID,
+				SecretRef: acrv1beta2.ServicePrincipalSecretReference{Name: "victim/sp"}}}
+		}, "spec.auth.servicePrincipal.secretRef.name"},
+		"SP tenant not a GUID": {func(b *acrv1beta2.AcrPullBinding) {
+			b.Spec.Auth = acrv1beta2.AuthenticationMethod{ServicePrincipal: &acrv1beta2.ServicePrincipalAuth{TenantID: "contoso.onmicrosoft.com", ClientID: pullerClientID,
+				SecretRef: acrv1beta2.ServicePrincipalSecretReference{Name: "sp"}}}
+		}, "spec.auth.servicePrincipal.tenantID"},
 		"both MI ids": {func(b *acrv1beta2.AcrPullBinding) { b.Spec.Auth.ManagedIdentity.ResourceID = pullerResourceID },
 			"exactly one of clientID or resourceID must be set"},
 		"WI client without tenant": {func(b *acrv1beta2.AcrPullBinding) {

@@ -39,6 +39,14 @@ func (r *reconciler) mintRequest(ctx context.Context, s *scope) (*mint.Request, 
 		ManagedIdentity: d.managedIdentity,
 		Fresh:           freshFor(d.refresh, r.Clock.Now),
 	}
+	if d.servicePrincipal != nil {
+		sp, err := r.servicePrincipal(ctx, s)
+		if sp == nil || err != nil {
+			return nil, err
+		}
+		req.ServicePrincipal = sp
+		return req, nil
+	}
 	if d.workload == nil {
 		return req, nil
 	}
@@ -96,6 +104,7 @@ func (r *reconciler) mintFailed(s *scope, err error) ctrl.Result {
 	if reason == string(azauth.IdentityNotFederated) && s.desired.workload != nil {
 		message += "; " + r.federationHint(s)
 	}
+	reason, message = servicePrincipalFailure(s, reason, message, err)
 	r.Metrics.MintAttempt(r.api.name(), reason)
 	s.failBecause(reason, message, err)
 

@@ -7,9 +7,11 @@ package acrpullbinding_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,6 +23,7 @@ import (
 
 	acrv1beta1 "github.com/acrpull/acrpull/api/v1beta1"
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
+	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
 	"github.com/acrpull/acrpull/internal/dockerconfig"
 )
 
@@ -87,6 +90,15 @@ func tokensPublished(ctx context.Context) error {
 		return errors.New("the controller logged almost nothing; the scan would prove nothing")
 	}
 	all := strings.Join(published, "\n")
+	credentials, err := servicePrincipalCredentials(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range credentials {
+		if strings.Contains(all, c) {
+			return errors.New("a service principal's credential (or part of one) was published in the log, an Event or a status")
+		}
+	}
 	for _, tok := range tokens {
 		// Any 40-character piece of a token is as good as a leak.
 		for _, piece := range []string{tok, tok[len(tok)-40:], tok[len(tok)/2 : len(tok)/2+40]} {
@@ -96,6 +108,37 @@ func tokensPublished(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// deletedCredentials are client secrets the service-principal tests put in Secrets they later change or delete.
+var deletedCredentials = []string{"first~secret.value", "not~the.secret"}
+
+// servicePrincipalCredentials are the credentials (client secrets, passwords, and pieces of keys and PKCS#12
+// bundles) of every service-principal Secret the suite left, and of those it changed or deleted.
+func servicePrincipalCredentials(ctx context.Context) ([]string, error) {
+	secrets := &corev1.SecretList{}
+	if err := k8s.List(ctx, secrets, client.HasLabels{acrpullbinding.ServicePrincipalLabel}); err != nil {
+		return nil, err
+	}
+	out := slices.Clone(deletedCredentials)
+	for _, s := range secrets.Items {
+		for key, value := range s.Data {
+			switch {
+			case key == corev1.TLSCertKey:
+				// The certificate is public.
+			case len(value) > 200:
+				// Any 40 characters from inside a key or bundle (base64 of it, as a log would quote bytes).
+				encoded := base64.StdEncoding.EncodeToString(value)
+				out = append(out, string(value[len(value)/2:len(value)/2+40]), encoded[len(encoded)/2:len(encoded)/2+40])
+			default:
+				out = append(out, string(value))
+			}
+		}
+	}
+	if len(out) < 6 {
+		return nil, fmt.Errorf("the suite left %d service-principal credentials; the scan needs some to prove anything", len(out))
+	}
+	return out, nil
 }
 
 func registriesIn(payload []byte) map[string]struct{} {

@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -60,21 +61,34 @@ func SetupWithManager(mgr ctrl.Manager, d Deps) error {
 		// One for both API versions, which share credentials.
 		verifier = newPullVerifier(d.PullChecker, d.Metrics, d.Clock)
 	}
+	credentials, err := credentialSecretsCache(mgr)
+	if err != nil {
+		return err
+	}
 	for _, api := range []apiVersion{v1beta2API{}, v1beta1API{}} {
 		r := &reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Minter: d.Minter, Metrics: d.Metrics,
 			Clock: d.Clock, Config: d.Config, Recorder: d.Recorder(api.name()), api: api, verifier: verifier,
 		}
-		if err := r.setup(mgr, d.Workers); err != nil {
+		if err := r.setup(mgr, d.Workers, credentials); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (r *reconciler) setup(mgr ctrl.Manager, workers int) error {
+func (r *reconciler) setup(mgr ctrl.Manager, workers int, credentials cache.Cache) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), r.api.newObject(), serviceAccountIndex,
 		func(o client.Object) []string { return r.api.wrap(o).serviceAccountNames() }); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), r.api.newObject(), credentialSecretIndex,
+		func(o client.Object) []string {
+			if name := r.api.wrap(o).credentialSecretName(); name != "" {
+				return []string{name}
+			}
+			return nil
+		}); err != nil {
 		return err
 	}
 	r.served = make(chan event.GenericEvent, 1024)
@@ -85,6 +99,7 @@ func (r *reconciler) setup(mgr ctrl.Manager, workers int) error {
 		// Secrets are watched as metadata only: the controller never needs to read a token back.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(secretChangedByOthers)).
 		Watches(&corev1.ServiceAccount{}, r.serviceAccountEvents()).
+		WatchesRawSource(source.Kind(credentials, secretMetadata(), r.credentialSecretEvents())).
 		WatchesRawSource(source.Channel(r.served, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, RecoverPanic: ptrTo(true)}).
 		Complete(r)

@@ -100,6 +100,12 @@ func (r *reconciler) awaitsCredential(ctx context.Context, sibling binding, s *s
 		resolved := w.resolvedFrom(s.federatedSA)
 		d.workload = &resolved
 	}
+	// A sibling reading the same credential Secret uses the version this pass read.
+	if sp, own := d.servicePrincipal, s.desired.servicePrincipal; sp != nil && own != nil && sp.secretName == own.secretName {
+		resolved := *sp
+		resolved.version = own.version
+		d.servicePrincipal = &resolved
+	}
 	if serverAllowed(d.server, r.Config.AllowedServerSuffixes) != nil || r.identityAllowed(obj.GetNamespace(), d) != nil ||
 		inputsHash(d.inputs()...) != inputs {
 		return desiredState{}, false

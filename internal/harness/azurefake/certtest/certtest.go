@@ -77,3 +77,12 @@ func (c *Certificate) PKCS12(password string) ([]byte, error) {
 func (c *Certificate) CertificatePEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Cert.Raw})
 }
+
+// KeyPEM is the private key in PKCS#8 PEM, as `kubectl create secret tls` takes it beside CertificatePEM.
+func (c *Certificate) KeyPEM() ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(c.Key)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}

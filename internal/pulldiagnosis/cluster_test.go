@@ -155,7 +155,7 @@ func TestWhyHealthyPod(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(out).To(ContainSubstring("Account: app (pull secrets acr-pull-app-pull)"))
 	g.Expect(out).To(ContainSubstring("Secrets: acr-pull-app-pull on the pod"))
-	g.Expect(out).To(MatchRegexp(`Binding: acrpullbindings.acrpull.microsoft.com app-pull for demo.azurecr.io, Ready=True \(TokenMinted\), Verified=True \(Verified\), secret acr-pull-app-pull, expires \S+ \(in 179m\)`))
+	g.Expect(out).To(MatchRegexp(`Binding: acrpullbindings.acrpull.microsoft.com app-pull for demo.azurecr.io, Ready=True \(TokenMinted\), Verified=True \(PullVerified\), secret acr-pull-app-pull, expires \S+ \(in 17\dm\)`))
 	g.Expect(out).To(ContainSubstring("Image:   " + registry + "/hello:v1 needs " + registry + ": covered by acr-pull-app-pull"))
 	g.Expect(out).To(ContainSubstring("Reason:  Healthy: "))
 	g.Expect(out).To(ContainSubstring("Action:  none for the pull secrets"))

@@ -66,7 +66,7 @@ func TestUpstreamChartCommandLinesParse(t *testing.T) {
 		wantIgnored string
 	}{
 		{"defaults", upstreamChartDefaults, "enableScaleFeatures"},
-		{"all values", upstreamChartAllValues, "MICNamespace enableScaleFeatures"},
+		{"all values", upstreamChartAllValues, "enableScaleFeatures"},
 		{"old image", upstreamChartOldImage, "enableScaleFeatures host-ip"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,7 +89,8 @@ func TestUpstreamChartCommandLinesParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.agent.UserAgentSuffix != "contoso-aks/1.0" || !s.agent.Config.ForceNamespaced || s.redirectInterval != 30*time.Second ||
-		!s.allowKubenet || !s.agent.Config.RetryAfterOnNoIdentity || !s.agent.Config.BlockInstanceMetadata {
+		!s.allowKubenet || !s.agent.Config.RetryAfterOnNoIdentity || !s.agent.Config.BlockInstanceMetadata ||
+		s.agent.Config.MICNamespace != "kube-system" {
 		t.Errorf("upstream's meaning not taken: %+v", s)
 	}
 	var o zap.Options
@@ -265,7 +266,7 @@ func TestUpstreamChartCommandLineStartsTheAgent(t *testing.T) {
 	out := logs.String()
 	for _, want := range []string{
 		"Ignoring upstream flag --enableScaleFeatures=true: ",
-		"Ignoring upstream flag --MICNamespace=kube-system: ",
+		`"msg":"Pods controlled by a ReplicaSet mic-* get the node's identities from its IMDS (--MICNamespace)","namespace":"kube-system"`,
 	} {
 		if n := strings.Count(out, want); n != 1 {
 			t.Errorf("%q logged %d times, want once:\n%s", want, n, out)

@@ -291,7 +291,7 @@ func TestMigrationFromMSIAcrpullManifests(t *testing.T) {
 		g.Expect(crd.Annotations).To(HaveKeyWithValue("meta.helm.sh/release-name", release), name)
 	}
 	ctl := startChartController(t, ns)
-	before = m.refreshedFrom(before, ctl, "after the install")
+	m.refreshedFrom(before, ctl, "after the install")
 
 	// Step 3: the README's removal block. The old install is gone; the CRDs, bindings and secrets are not.
 	runShell(t, migrationBlock(t, "remove"))

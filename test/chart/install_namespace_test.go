@@ -60,6 +60,10 @@ func TestHelmInstallWithoutCreateNamespace(t *testing.T) {
 	_, err = helm("uninstall", release, "--namespace", "default", "--kubeconfig", env.KubeconfigPath)
 	g.Expect(err).NotTo(HaveOccurred())
 
+	// createNamespace=false renders no Namespace, whatever `namespace` says; true always renders it.
+	g.Expect(ofKind(mustTemplate(t, "--set", "namespace=elsewhere", "--set", "createNamespace=false"), "Namespace")).To(BeEmpty())
+	g.Expect(ofKind(mustTemplate(t, "--set", "createNamespace=true"), "Namespace")).To(HaveLen(1))
+
 	// -n <missing> without --create-namespace: helm's refusal names the namespace; no object of the release exists.
 	release, ns = fresh("no-create"), fresh("no-create-ns")
 	_, err = helm(append([]string{"install", release, chartDir, "--namespace", ns}, kube...)...)

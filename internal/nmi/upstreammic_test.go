@@ -117,7 +117,9 @@ func TestMICNamespaceExemptionIsNotATenants(t *testing.T) {
 	} {
 		before := cloud.Count(azurefake.IMDSToken)
 		r := get(t, tc.ip+":1", micTokenPath(), nil)
-		if r.status != http.StatusNotFound {
+		if r.status == http.StatusOK {
+			t.Errorf("%s: 200, a node token (not shown), want 404", tc.who)
+		} else if r.status != http.StatusNotFound {
 			t.Errorf("%s: %d %s, want 404", tc.who, r.status, r.body)
 		}
 		if n := cloud.Count(azurefake.IMDSToken) - before; n != 0 {

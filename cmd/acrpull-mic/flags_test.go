@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acrpull/acrpull/internal/harness/upstreamcli"
 	"github.com/acrpull/acrpull/internal/mic"
 )
 
@@ -58,7 +59,7 @@ func TestUpstreamArgumentsAreAccepted(t *testing.T) {
 	}
 	want := []string{"enableProfile", "leader-election-instance", "logtostderr", "syncRetryDuration",
 		"update-user-msi-retry-interval"}
-	if got := ignoredNames(s.ignoredFlags); !slices.Equal(got, want) {
+	if got := upstreamcli.IgnoredNames(s.ignoredFlags); !slices.Equal(got, want) {
 		t.Errorf("ignored flags reported %q, want %q", got, want)
 	}
 }

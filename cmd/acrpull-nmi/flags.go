@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/acrpull/acrpull/internal/azauth"
 	"github.com/acrpull/acrpull/internal/imdsredirect"
 	"github.com/acrpull/acrpull/internal/nmi"
@@ -45,7 +47,7 @@ var upstreamFlags = append([]upstreamflag.Flag{
 	{Name: "custom-user-agent", Disposition: upstreamflag.Same, Why: "appended to the User-Agent of Entra ID and apiserver requests"},
 	{Name: "version", Bool: true, Default: "false", Disposition: upstreamflag.Same, Why: "prints acrpull's version"},
 	{Name: "log-format", Default: "text", Disposition: upstreamflag.Same, Why: "text is zap's console encoding; without the flag, JSON; --zap-encoder wins"},
-	{Name: "MICNamespace", Default: "default", Disposition: upstreamflag.Ignored, Why: "upstream gave its MIC's pods the node's identity without a binding; acrpull's assignment controller does not get tokens through the agent (exempt other pods with an AzurePodIdentityException)"},
+	{Name: "MICNamespace", Default: "default", Disposition: upstreamflag.Same, Why: "pods of this namespace controlled by a ReplicaSet `mic-*` (upstream's MIC) reach the node's IMDS; default empty here (none), so upstream's manifests' MIC in `default` needs `--MICNamespace=default`; matched case-insensitively as upstream; see docs/security.md"},
 	{Name: "enableScaleFeatures", Bool: true, Default: "true", Disposition: upstreamflag.Ignored, Why: "the agent always caches only this node's pods and assignment records"},
 	{Name: "enableProfile", Bool: true, Default: "false", Disposition: upstreamflag.Ignored, Why: "no profiling endpoint is served"},
 	{Name: "host-ip", Disposition: upstreamflag.Ignored, Why: "upstream's chart rendered it for nmi images up to v1.6.1"},
@@ -97,6 +99,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 		retryAttemptsCreated, retryAttempts int
 		findInterval                        int
 		allowedAuthorityHosts               string
+		micNamespace                        string
 	)
 	fs.StringVar(&s.agent.NodeName, "node", getenv("NODE_NAME"), "Name of this node (env NODE_NAME).")
 	fs.StringVar(&listenIP, "nmi-listen-address", "127.0.0.1", "Address the token endpoint listens on.")
@@ -132,6 +135,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	// Credential destinations a tenant's AzureIdentity may not choose by itself.
 	fs.StringVar(&allowedAuthorityHosts, "allowed-authority-hosts", "", "Comma-separated Entra ID authorities identities' spec.adEndpoint may name besides the Azure clouds' and --authority-host: https URLs (a path, e.g. /adfs/, must then match exactly) or host[:port] names, meaning https://host[:port]/.")
 	fs.BoolVar(&s.agent.AllowCrossNamespaceSecrets, "allow-cross-namespace-secrets", false, "Let identities' spec.clientPassword name Secrets in other namespaces, as upstream did; by default only the identity's own namespace is read.")
+	fs.StringVar(&micNamespace, "MICNamespace", "", "Namespace of upstream's MIC during a migration: its pods controlled by a ReplicaSet mic-* get the node's identities from its IMDS without a binding. Only a namespace only administrators write; empty (default) lets none through.")
 	fs.StringVar(&s.agent.UserAgentSuffix, "custom-user-agent", "", "Suffix of the User-Agent of Entra ID and apiserver requests.")
 	fs.BoolVar(&s.printVersion, "version", false, "Print the version and exit.")
 	s.logging = upstreamflag.RegisterLogging(fs)
@@ -164,6 +168,11 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 		return s, fmt.Errorf("--operation-mode %q: use %s or %s", mode, modeStandard, modeManaged)
 	}
 	s.agent.Config.ForceNamespaced = forceNamespaced
+	micNS, err := canonicalNamespace(micNamespace)
+	if err != nil {
+		return s, fmt.Errorf("--MICNamespace: %w", err)
+	}
+	s.agent.Config.MICNamespace = micNS
 	cloud, ok := azauth.CloudNamed(cloudName)
 	if !ok && authorityHost == "" {
 		return s, fmt.Errorf("--cloud %q is not known: use PublicCloud, USGovernmentCloud or ChinaCloud, or set --authority-host", cloudName)
@@ -196,6 +205,20 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	s.rules = &imdsredirect.Rules{Chain: "aad-metadata", MetadataIP: metadataIP, MetadataPort: metadataPort, TargetIP: listenIP, TargetPort: nmiPort}
 	s.redirectInterval = time.Duration(max(iptUpdateSeconds, 1)) * time.Second
 	return s, nil
+}
+
+// canonicalNamespace is the one spelling of a namespace name the agent compares pods' namespaces with: upstream
+// compared case-insensitively, and namespace names are lowercase, so the value is lowercased and must then be a
+// namespace name; empty stays empty.
+func canonicalNamespace(name string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	lower := strings.ToLower(name)
+	if errs := validation.IsDNS1123Label(lower); len(errs) > 0 {
+		return "", fmt.Errorf("%q is not a namespace name: %s", name, strings.Join(errs, "; "))
+	}
+	return lower, nil
 }
 
 func portAddr(port int) string {

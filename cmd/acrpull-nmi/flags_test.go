@@ -59,6 +59,27 @@ func TestUpstreamArgumentsAreAccepted(t *testing.T) {
 	}
 }
 
+// --MICNamespace has one spelling, the namespace name: upstream compared case-insensitively, so the value is
+// lowercased; anything that is then not a namespace name is refused; unset, no namespace is let through.
+func TestMICNamespaceCanonicalForm(t *testing.T) {
+	for _, tc := range []struct{ arg, want string }{
+		{"--MICNamespace=default", "default"},
+		{"--MICNamespace=Kube-System", "kube-system"},
+		{"--node=n", ""},
+		{"--MICNamespace=", ""},
+	} {
+		s, err := parse(t, nil, "--node=n", tc.arg)
+		if err != nil || s.agent.Config.MICNamespace != tc.want {
+			t.Errorf("%s: namespace %q (%v), want %q", tc.arg, s.agent.Config.MICNamespace, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"kube-system ", "a/b", "*", "kube_system", "-x", strings.Repeat("a", 64)} {
+		if _, err := parse(t, nil, "--node=n", "--MICNamespace="+bad); err == nil || !strings.Contains(err.Error(), "--MICNamespace") {
+			t.Errorf("--MICNamespace=%q: %v, want an error naming the flag", bad, err)
+		}
+	}
+}
+
 func TestManagedModeIsNamespacedAndUsesIMDS(t *testing.T) {
 	s, err := parse(t, nil, "--node=n", "--operation-mode=managed")
 	if err != nil {

@@ -50,6 +50,9 @@ func main() {
 	for _, ignored := range f.ignored {
 		log.Info("Ignoring upstream flag " + ignored)
 	}
+	if ns := f.agent.Config.MICNamespace; ns != "" {
+		log.Info("Pods controlled by a ReplicaSet mic-* get the node's identities from its IMDS (--MICNamespace)", "namespace", ns)
+	}
 	if err := buildinfo.Register(ctrlmetrics.Registry, program); err != nil {
 		log.Error(err, "Failed to register the build_info metric")
 		os.Exit(1)

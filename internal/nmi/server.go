@@ -33,6 +33,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -61,6 +62,12 @@ type Config struct {
 	// HostTokenAudiences are the audiences a /host/token caller's service-account token may carry; empty accepts
 	// the apiserver's own audiences.
 	HostTokenAudiences []string
+	// MICNamespace (upstream's --MICNamespace) lets upstream's MIC, running beside this agent during a migration,
+	// keep reaching the node's IMDS as upstream's NMI let it: pods of this namespace whose controller is a ReplicaSet
+	// named mic-* (upstream's Deployment "mic") get the node's tokens without a binding. Empty (the default here;
+	// upstream's was "default") lets no pod through this way. Whoever may create pods in this namespace gets every
+	// identity on the node, so it must be a namespace only cluster administrators write.
+	MICNamespace string
 }
 
 // Server answers the instance metadata API for pods.
@@ -341,12 +348,21 @@ func (s *Server) identityFor(ctx context.Context, pod *corev1.Pod, clientID, res
 		return podidentity.Match{}, refuse(http.StatusForbidden, "identities bound in several other namespaces match pod %s/%s (label %s=%q): "+
 			"name one with client_id or msi_res_id, or bind the identity in the pod's namespace", pod.Namespace, pod.Name, aadv1.PodLabel, pod.Labels[aadv1.PodLabel])
 	}
-	herr := refuse(http.StatusNotFound, "no AzureIdentity matches pod %s/%s (label %s=%q, client_id %q, msi_res_id %q)",
-		pod.Namespace, pod.Name, aadv1.PodLabel, pod.Labels[aadv1.PodLabel], clientID, resourceID)
+	herr := refuse(http.StatusNotFound, "no AzureIdentity matches pod %s/%s (label %s=%q, client_id %q, msi_res_id %q)%s",
+		pod.Namespace, pod.Name, aadv1.PodLabel, pod.Labels[aadv1.PodLabel], clientID, resourceID, s.micHint(pod))
 	if s.Config.RetryAfterOnNoIdentity {
 		herr.status, herr.retryAfter = http.StatusServiceUnavailable, 20*time.Second
 	}
 	return podidentity.Match{}, herr
+}
+
+// micHint tells a pod that looks like upstream's MIC, refused because --MICNamespace does not name its namespace,
+// which flag lets it through.
+func (s *Server) micHint(pod *corev1.Pod) string {
+	if !isUpstreamMIC(pod) || pod.Namespace == s.Config.MICNamespace {
+		return ""
+	}
+	return fmt.Sprintf("; if this is upstream's MIC, start the agent with --MICNamespace=%s (chart value podIdentity.micNamespace)", pod.Namespace)
 }
 
 func bindingNamespaces(matches []podidentity.Match) []string {
@@ -360,11 +376,22 @@ func bindingNamespaces(matches []podidentity.Match) []string {
 }
 
 func (s *Server) excepted(ctx context.Context, pod *corev1.Pod) (bool, error) {
+	if s.Config.MICNamespace != "" && pod.Namespace == s.Config.MICNamespace && isUpstreamMIC(pod) {
+		return true, nil
+	}
 	var exceptions aadv1.AzurePodIdentityExceptionList
 	if err := s.Objects.List(ctx, &exceptions, client.InNamespace(pod.Namespace)); err != nil {
 		return false, fmt.Errorf("listing exceptions: %w", err)
 	}
 	return podidentity.Excepted(pod, exceptions.Items), nil
+}
+
+// isUpstreamMIC: a ReplicaSet named mic-* controls pod, as upstream's manifests' Deployment "mic" makes its pods.
+// Upstream matched any ReplicaSet owner reference whose name began with "mic"; the controller reference of
+// apps/v1 and the dash are what its manifests produce.
+func isUpstreamMIC(pod *corev1.Pod) bool {
+	owner := metav1.GetControllerOf(pod)
+	return owner != nil && owner.APIVersion == "apps/v1" && owner.Kind == "ReplicaSet" && strings.HasPrefix(owner.Name, "mic-")
 }
 
 // tokenRefusal maps a failed token fetch to upstream's statuses: 403 when Azure or the identity's configuration

@@ -101,14 +101,15 @@ func run(m *testing.M) int {
 	return code
 }
 
-// agentOptions is the agent under test: node-a, the fake cloud, /metadata/instance blocked.
+// agentOptions is the agent under test: node-a, the fake cloud, /metadata/instance blocked, upstream's MIC expected
+// in micNamespace.
 func agentOptions() nmi.Options {
 	return nmi.Options{
 		NodeName:          nodeName,
 		ListenAddr:        "127.0.0.1:0",
 		MetricsAddr:       "0",
 		ProbeAddr:         "0",
-		Config:            nmi.Config{MetadataHeaderRequired: true, BlockInstanceMetadata: true},
+		Config:            nmi.Config{MetadataHeaderRequired: true, BlockInstanceMetadata: true, MICNamespace: micNamespace},
 		DefaultTenantID:   tenantID,
 		AzureHTTPClient:   cloud.HTTPClient(),
 		AzureCallTimeout:  5 * time.Second,

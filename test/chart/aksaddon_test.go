@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 )
@@ -28,4 +29,20 @@ func TestAKSAddonExceptionRendersUpstreamsObject(t *testing.T) {
 	off := mustTemplate(t, "--set", "podIdentity.enabled=true", "--set", "podIdentity.aksAddonException=false")
 	g.Expect(find(off, "AzurePodIdentityException", "aks-addon-exception")).To(BeNil())
 	g.Expect(find(mustTemplate(t), "AzurePodIdentityException", "aks-addon-exception")).To(BeNil())
+}
+
+// podIdentity.micNamespace (upstream's nmi.micNamespace) renders --MICNamespace only when set, as upstream's chart;
+// the schema takes only a namespace name, so a typo fails the install instead of the agent's start.
+func TestMICNamespaceValue(t *testing.T) {
+	g := NewWithT(t)
+	args := func(flags ...string) []string {
+		objs := mustTemplate(t, append([]string{"--set", "podIdentity.enabled=true"}, flags...)...)
+		return mustFind[appsv1.DaemonSet](t, objs, "DaemonSet", "acrpull-nmi").Spec.Template.Spec.Containers[0].Args
+	}
+	g.Expect(args()).NotTo(ContainElement(HavePrefix("--MICNamespace")))
+	g.Expect(args("--set", "podIdentity.micNamespace=default")).To(ContainElement("--MICNamespace=default"))
+	for _, bad := range []string{"Default", "a/b", "kube system"} {
+		_, err := template(releaseName, "--set", "podIdentity.enabled=true", "--set", "podIdentity.micNamespace="+bad)
+		g.Expect(err).To(MatchError(ContainSubstring("micNamespace")), bad)
+	}
 }

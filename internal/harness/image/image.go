@@ -236,8 +236,7 @@ func Build(ctx context.Context, o Options) (v1.Image, error) {
 	return img, nil
 }
 
-// imageFormat names how Build assembles an image from its binaries and packages; a change to that changes it, so
-// no image of the old recipe is taken from the cache.
+// imageFormat names the cache's layout of keys; the recipe itself is keyed by this package's source.
 const imageFormat = "acrpull-image/2"
 
 // keptImages is how many built images the cache keeps (the newest): a few commits' worth.
@@ -307,9 +306,9 @@ func writeCached(images, dir string, img v1.Image) error {
 	return nil
 }
 
-// binariesInputs writes to key what the binaries are built from: the compiled archive of every package they link
-// (`go list -export` compiles them, or finds them in the Go build cache, whose file names are hashes of their
-// content) and the commit the go command stamps into them.
+// binariesInputs writes to key what the image is built from besides the Debian packages: the compiled archive of
+// every package the binaries link (`go list -export` compiles them, or finds them in the Go build cache, whose file
+// names are hashes of their content), the commit the go command stamps into them, and the code that assembles it.
 func binariesInputs(ctx context.Context, o Options, buildFlags, goEnv []string, key io.Writer) error {
 	args := append([]string{"list", "-deps", "-export", "-f", "{{.ImportPath}} {{.Export}}"}, buildFlags...)
 	for _, name := range Binaries {
@@ -327,6 +326,21 @@ func binariesInputs(ctx context.Context, o Options, buildFlags, goEnv []string, 
 	head, _ := exec.CommandContext(ctx, "git", "-C", o.ModuleRoot, "rev-parse", "HEAD").Output()
 	status, _ := exec.CommandContext(ctx, "git", "-C", o.ModuleRoot, "status", "--porcelain").Output()
 	fmt.Fprintf(key, "vcs %s modified=%t\n", bytes.TrimSpace(head), len(status) > 0)
+	// And how the image is assembled: this package's code, so that an edit to it is never answered from the cache.
+	recipe, err := filepath.Glob(filepath.Join(o.ModuleRoot, "internal/harness/image/*.go"))
+	if err != nil {
+		return err
+	}
+	for _, file := range recipe {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(key, "%s %x\n", filepath.Base(file), sha256.Sum256(data))
+	}
 	return nil
 }
 

@@ -138,9 +138,10 @@ func Build(ctx context.Context, o Options) (v1.Image, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	// Builds running at once (the tests of several packages) take turns: the first compiles and fills the Go build
-	// cache, downloads and caches the image, and the others then only link, and find the image cached.
-	unlock, err := lockFile(filepath.Join(o.CacheDir, "build.lock"))
+	// Builds of one architecture and kind running at once (the tests of several packages) take turns: the first
+	// compiles and fills the Go build cache, downloads and caches the image, and the others find the image cached.
+	// A build for another architecture, or a release build, compiles other packages and goes on beside them.
+	unlock, err := lockFile(filepath.Join(o.CacheDir, fmt.Sprintf("build-%s-trimpath=%t.lock", o.Arch, o.Trimpath)))
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ build: ## Build bin/acrpull, bin/acrpull-nmi, bin/acrpull-mic, bin/kubectl-acrpu
 
 IMAGE_FLAGS ?=
 .PHONY: image
-image: ## Build the container image into bin/acrpull-image.tar without a container engine (IMAGE_FLAGS='-tag REF -push' pushes it).
+image: ## Build the container image into bin/acrpull-image.tar with only Go and a Debian mirror (IMAGE_FLAGS='-arch arm64', '-tag REF -push').
 	go run ./hack/imagebuild $(IMAGE_FLAGS)
 
 .PHONY: demo

@@ -18,15 +18,16 @@ GOGC=${GOGC:-400} GOMEMLIMIT=${GOMEMLIMIT:-3GiB} go vet ./...
 GOGC=${GOGC:-400} GOMEMLIMIT=${GOMEMLIMIT:-3GiB} go run honnef.co/go/tools/cmd/staticcheck ./...
 
 # What ships links only what it uses. No shipped program links the test harness. The two products share only what
-# the shared list names: the API types, the Azure seam (internal/azauth), the token cache, the scheme and the build
-# information; each program links nothing else but its own product's packages, so a new package has to be placed in
-# one list on purpose. The
+# the shared list names: the API types, the Azure seam (internal/azauth), the token cache, the scheme, the build
+# information and the process plumbing every program's manager is built with (internal/processmanager: metrics
+# server, probes, leader election, cache options, token-cache sweeping; no product logic); each program links nothing
+# else but its own product's packages, so a new package has to be placed in one list on purpose. The
 # node agent and the assignment controller thus never link the binding controller, nor it them. Resource Manager is
 # the assignment controller's alone: the binding controller and the node agent link neither
 # internal/azauth/armidentity nor the Resource Manager SDK.
 module=github.com/acrpull/acrpull
 harness='/internal/harness/|/hack/'
-shared="^$module/(api/.+|internal/(azauth|tokencache|scheme|buildinfo))$"
+shared="^$module/(api/.+|internal/(azauth|tokencache|scheme|buildinfo|processmanager))$"
 declare -A product=(
   [acrpull]="^$module/(cmd/acrpull|internal/(controller|manager|mint|dockerconfig|identityallowlist|metrics)(/.+)?)$"
   [acrpull-nmi]="^$module/(cmd/acrpull-nmi|internal/(nmi|imdsredirect|imdspath|podidentity|healthprobe|upstreamflag)(/.+)?)$"

@@ -233,8 +233,8 @@ func readEnvironmentFile(path string) (azauth.Cloud, string, error) {
 // ARMBuilder builds an ARM client from settings.
 type ARMBuilder func(ARMSettings) (ARM, error)
 
-// ARMClientBuilder builds azauth ARM clients that make their calls through c, polling long-running updates every
-// pollEvery.
+// ARMClientBuilder builds Resource Manager clients (armidentity) that make their calls through c, polling
+// long-running updates every pollEvery.
 func ARMClientBuilder(c *azauth.Client, pollEvery time.Duration) ARMBuilder {
 	return func(s ARMSettings) (ARM, error) {
 		a, err := armidentity.New(c, s.Cloud, s.ARMEndpoint, s.Credential, pollEvery)

@@ -8,8 +8,10 @@ package processmanager
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
 func TestManagerOptions(t *testing.T) {
@@ -185,4 +189,91 @@ func TestOrDefaults(t *testing.T) {
 	if c, r := OrDefaults(fake, registry); c != fake || r != registry {
 		t.Errorf("given clock and registry replaced: %T, registry kept %v", c, r == registry)
 	}
+}
+
+// On a running manager over a real apiserver, the probe address answers the checks the options name and those added
+// later, through controller-runtime's probe server or through a ProbeHandler, and a failing readiness check fails
+// /readyz.
+func TestRunningManagerAnswersProbes(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	upstream := func(live, ready map[string]healthz.Checker) http.Handler {
+		mux := http.NewServeMux()
+		mux.Handle("/healthz", http.StripPrefix("/healthz", &healthz.Handler{Checks: live}))
+		mux.Handle("/readyz", http.StripPrefix("/readyz", &healthz.Handler{Checks: ready}))
+		return mux
+	}
+	for name, handler := range map[string]func(live, ready map[string]healthz.Checker) http.Handler{"controller-runtime": nil, "handler": upstream} {
+		t.Run(name, func(t *testing.T) {
+			addr := freeAddress(t)
+			var ready atomic.Bool
+			mgr, err := New(env.Config, Options{MetricsAddr: "0", ProbeAddr: addr, ProbeHandler: handler,
+				Healthz: map[string]healthz.Checker{"ping": healthz.Ping}, TokenCache: make(sweepCounter, 1), SweepEvery: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := mgr.AddReadyzCheck("serving", func(*http.Request) error {
+				if !ready.Load() {
+					return errors.New("not yet")
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- mgr.Start(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("manager stopped with %v", err)
+				}
+			}()
+			// The probe server starts with the manager: wait until it answers at all (failing rather than hanging if
+			// it never does), then ask.
+			giveUp := time.After(2 * time.Minute)
+			for {
+				if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+					resp.Body.Close()
+					break
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("the manager stopped before serving probes: %v", err)
+				case <-giveUp:
+					t.Fatal("nothing answers on the probe address")
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			for _, probe := range []struct {
+				path  string
+				ready bool
+				want  int
+			}{{"/healthz", false, http.StatusOK}, {"/readyz", false, http.StatusInternalServerError}, {"/readyz", true, http.StatusOK}} {
+				ready.Store(probe.ready)
+				resp, err := http.Get("http://" + addr + probe.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != probe.want {
+					t.Errorf("%s with the serving check %v: %d, want %d", probe.path, probe.ready, resp.StatusCode, probe.want)
+				}
+			}
+		})
+	}
+}
+
+// freeAddress is a loopback address no listener holds right now.
+func freeAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -17,25 +17,47 @@ GOGC=${GOGC:-400} GOMEMLIMIT=${GOMEMLIMIT:-3GiB} go vet ./...
 # the packages vet just compiled and keeps its results in its own cache.
 GOGC=${GOGC:-400} GOMEMLIMIT=${GOMEMLIMIT:-3GiB} go run honnef.co/go/tools/cmd/staticcheck ./...
 
-# What ships links only what it uses: no shipped program links the test harness, and the two products share only the
-# API types, the token layers and the Azure seam (the node agent and the assignment controller never link the binding
-# controller, nor it them). The kubectl plugin only reads the cluster: it links neither product.
+# What ships links only what it uses. No shipped program links the test harness. The two products share only what
+# the shared list names: the API types, the Azure seam (internal/azauth), the token cache, the scheme, the build
+# information and the process plumbing every program's manager is built with (internal/processmanager: metrics
+# server, probes, leader election, cache options, token-cache sweeping; no product logic); each program links nothing
+# else but its own product's packages, so a new package has to be placed in one list on purpose. The
+# node agent and the assignment controller thus never link the binding controller, nor it them. Resource Manager is
+# the assignment controller's alone: the binding controller and the node agent link neither
+# internal/azauth/armidentity nor the Resource Manager SDK. The kubectl plugin only reads the cluster: it links the API
+# types, the scheme, the build information and its own package, and neither product.
+module=github.com/acrpull/acrpull
 harness='/internal/harness/|/hack/'
+shared="^$module/(api/.+|internal/(azauth|tokencache|scheme|buildinfo|processmanager))$"
+declare -A product=(
+  [acrpull]="^$module/(cmd/acrpull|internal/(controller|manager|mint|dockerconfig|identityallowlist|metrics)(/.+)?)$"
+  [acrpull-nmi]="^$module/(cmd/acrpull-nmi|internal/(nmi|imdsredirect|imdspath|podidentity|healthprobe|upstreamflag)(/.+)?)$"
+  [acrpull-mic]="^$module/(cmd/acrpull-mic|internal/(mic|podidentity|healthprobe|upstreamflag|azauth/armidentity)(/.+)?)$"
+)
+# The plugin's list replaces the shared one: it may not link the Azure seam, the token layers or the process plumbing.
+readonly plugin="^$module/(api/.+|cmd/kubectl-acrpull|internal/(scheme|buildinfo|pulldiagnosis))$"
+arm="^$module/internal/azauth/armidentity\$|^github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/"
 layering_errors=()
 for program in acrpull acrpull-nmi acrpull-mic kubectl-acrpull; do
-  deps=$(go list -deps ./cmd/$program | grep '^github.com/acrpull/acrpull/' || true)
+  all=$(go list -deps ./cmd/$program)
+  deps=$(grep "^$module/" <<<"$all" || true)
   if linked=$(grep -E "$harness" <<<"$deps"); then
     layering_errors+=("cmd/$program links test harness packages: $(echo $linked)")
+  elif [[ $program == kubectl-acrpull ]] && linked=$(grep -Ev "$plugin" <<<"$deps"); then
+    layering_errors+=("cmd/$program links packages beyond the API types, the scheme and its own: $(echo $linked)")
+  elif [[ $program != kubectl-acrpull ]] && linked=$(grep -Ev "$shared|${product[$program]}" <<<"$deps"); then
+    layering_errors+=("cmd/$program links packages that are neither shared nor its product's (the lists are in hack/verify.sh): $(echo $linked)")
   fi
-  case $program in
-  acrpull) other='/internal/(nmi|mic|imdsredirect|imdspath|podidentity)($|/)' ;;
-  kubectl-acrpull) other='/internal/(controller|manager|mint|tokencache|azauth|nmi|mic|imdsredirect|imdspath|podidentity)($|/)' ;;
-  *) other='/internal/(controller|manager|mint|dockerconfig|identityallowlist)($|/)' ;;
-  esac
-  if linked=$(grep -E "$other" <<<"$deps"); then
-    layering_errors+=("cmd/$program links the other product's packages: $(echo $linked)")
+  if linked=$(grep -E "$arm" <<<"$all") && [[ $program != acrpull-mic ]]; then
+    layering_errors+=("cmd/$program links Resource Manager code, which only the assignment controller uses: $(echo $linked)")
   fi
 done
+# internal/azauth and its subpackages are the only door to Azure: no other package's own code imports an Azure SDK.
+# (Tests may: the node agent's run an unmodified azidentity client, the fake cloud's check it against the SDKs.)
+if sdk_users=$(go list -f '{{$p := .ImportPath}}{{range .Imports}}{{$p}} {{.}}{{"\n"}}{{end}}' ./... |
+  grep ' github.com/Azure/azure-sdk-for-go/' | grep -v '^github.com/acrpull/acrpull/internal/azauth[/ ]'); then
+  layering_errors+=("only internal/azauth and its subpackages may import the Azure SDKs: $(echo $sdk_users)")
+fi
 if ((${#layering_errors[@]})); then
   printf '%s\n' "${layering_errors[@]}"; exit 1
 fi

@@ -4,7 +4,9 @@ SPDX-License-Identifier: MIT
 */
 
 // Package azauth is acrpull's only door to Azure: Entra ID tokens for managed and workload identities, and the ACR
-// token exchange. It wraps azidentity and azcontainerregistry; nothing else in acrpull imports an Azure SDK.
+// token exchange. It wraps azidentity and azcontainerregistry; nothing else in acrpull imports an Azure SDK but its
+// subpackage armidentity, which holds the assignment controller's Resource Manager calls so that the programs that
+// make none do not link the Resource Manager SDK.
 //
 // Every call goes through one HTTP client, so the standard proxy and CA settings (HTTPS_PROXY, SSL_CERT_FILE) and
 // the metrics transport apply to all of them. SDK retries are off: the controller owns backoff and honours
@@ -97,7 +99,10 @@ func NewClient(opts Options) *Client {
 	return c
 }
 
-func (c *Client) clientOptions(authorityHost string) azcore.ClientOptions {
+// SDKClientOptions are the options every Azure SDK client of c's is built with: c's HTTP client, no SDK retries, the
+// User-Agent suffix, and authorityHost's cloud when given. They are exported for azauth's subpackages (armidentity),
+// which build SDK clients of their own; nothing outside internal/azauth imports an Azure SDK to use them.
+func (c *Client) SDKClientOptions(authorityHost string) azcore.ClientOptions {
 	opts := azcore.ClientOptions{
 		Transport: c.httpClient,
 		Retry:     policy.RetryOptions{MaxRetries: -1},
@@ -125,7 +130,7 @@ func (s userAgentSuffix) Do(req *policy.Request) (*http.Response, error) {
 
 // ManagedIdentityToken gets an Entra ID token for audience from the node's instance metadata service.
 func (c *Client) ManagedIdentityToken(ctx context.Context, id ManagedIdentity, audience string) (Token, error) {
-	opts := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: c.clientOptions("")}
+	opts := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: c.SDKClientOptions("")}
 	switch {
 	case id.ClientID != "":
 		opts.ID = azidentity.ClientID(id.ClientID)
@@ -143,7 +148,7 @@ func (c *Client) ManagedIdentityToken(ctx context.Context, id ManagedIdentity, a
 func (c *Client) WorkloadIdentityToken(ctx context.Context, azCloud Cloud, id WorkloadIdentity, audience string) (Token, error) {
 	cred, err := azidentity.NewClientAssertionCredential(id.TenantID, id.ClientID, id.Assertion,
 		&azidentity.ClientAssertionCredentialOptions{
-			ClientOptions: c.clientOptions(azCloud.AuthorityHost),
+			ClientOptions: c.SDKClientOptions(azCloud.AuthorityHost),
 			// Instance discovery asks the public cloud about the authority; sovereign and air-gapped authorities
 			// are known already, and the controller must not call hosts it was not configured with.
 			DisableInstanceDiscovery: true,
@@ -159,7 +164,7 @@ func (c *Client) WorkloadIdentityToken(ctx context.Context, azCloud Cloud, id Wo
 // calls it once per tenant with the same secret: each tenant issues its own token, from its own endpoint.
 func (c *Client) ClientSecretToken(ctx context.Context, azCloud Cloud, tenantID, clientID, secret, audience string) (Token, error) {
 	cred, err := azidentity.NewClientSecretCredential(tenantID, clientID, secret, &azidentity.ClientSecretCredentialOptions{
-		ClientOptions: c.clientOptions(azCloud.AuthorityHost),
+		ClientOptions: c.SDKClientOptions(azCloud.AuthorityHost),
 		// As for workload identity: the authority is known, and only hosts acrpull was configured with are called.
 		DisableInstanceDiscovery: true,
 	})
@@ -180,7 +185,7 @@ func (c *Client) ClientCertificateToken(ctx context.Context, azCloud Cloud, tena
 		return Token{}, err
 	}
 	cred, err := azidentity.NewClientCertificateCredential(tenantID, clientID, certs, key, &azidentity.ClientCertificateCredentialOptions{
-		ClientOptions:            c.clientOptions(azCloud.AuthorityHost),
+		ClientOptions:            c.SDKClientOptions(azCloud.AuthorityHost),
 		DisableInstanceDiscovery: true,
 	})
 	if err != nil {
@@ -240,7 +245,7 @@ func (c *Client) acrClient(server string) (*azcontainerregistry.AuthenticationCl
 		return v.(*azcontainerregistry.AuthenticationClient), nil
 	}
 	ac, err := azcontainerregistry.NewAuthenticationClient("https://"+server,
-		&azcontainerregistry.AuthenticationClientOptions{ClientOptions: c.clientOptions("")})
+		&azcontainerregistry.AuthenticationClientOptions{ClientOptions: c.SDKClientOptions("")})
 	if err != nil {
 		return nil, err
 	}

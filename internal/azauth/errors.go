@@ -163,6 +163,10 @@ func classifyEntra(endpoint string, err error) error {
 	return out
 }
 
+// SignInError classifies a failure to sign in to Entra ID (or IMDS) that a subpackage's SDK client met before its
+// own service answered, as the token calls here classify theirs.
+func SignInError(err error) error { return classifyEntra(EndpointEntra, err) }
+
 // classifyACR turns an azcontainerregistry failure into an Error.
 func classifyACR(endpoint string, err error) error {
 	if err == nil {
@@ -210,6 +214,10 @@ func unconstructed(causes string) error {
 func invalidToken(endpoint string, err error) error {
 	return &Error{Kind: TokenInvalid, Endpoint: endpoint, Detail: "unusable token: " + err.Error()}
 }
+
+// RetryAfterOfResponse is how long resp's Retry-After asks callers to wait, bounded as for every Azure call; 0 if
+// it asks for nothing. For azauth's subpackages, which classify their own services' answers.
+func RetryAfterOfResponse(resp *http.Response) time.Duration { return retryAfter(resp) }
 
 // retryAfter reads Retry-After in seconds or as an HTTP date; Azure uses seconds.
 func retryAfter(resp *http.Response) time.Duration {

@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/azauth/armidentity"
 	"github.com/acrpull/acrpull/internal/harness/azurefake"
 	"github.com/acrpull/acrpull/internal/harness/azurefake/certtest"
 )
@@ -287,7 +288,7 @@ func TestUserAgentSuffixReachesEveryAzureCall(t *testing.T) {
 		if _, err := azure.ClientSecretToken(ctx, azauth.PublicCloud, home, secretApp, secret, "https://vault.azure.net"); err != nil {
 			t.Fatal(err)
 		}
-		arm, err := azure.NewARMClient(azauth.PublicCloud, "", azauth.ARMCredential{TenantID: home, ClientID: secretApp, ClientSecret: secret}, time.Second)
+		arm, err := armidentity.New(azure, azauth.PublicCloud, "", armidentity.Credential{TenantID: home, ClientID: secretApp, ClientSecret: secret}, time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

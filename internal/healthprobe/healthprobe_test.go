@@ -27,11 +27,10 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 // /healthz answers upstream's body while the checks pass, and fails naming the check that does not.
 func TestHealthzAnswersActiveOnlyWhileChecksPass(t *testing.T) {
 	var broken error
-	c := Checks{
-		Healthz: map[string]healthz.Checker{"ping": healthz.Ping, "redirect": func(*http.Request) error { return broken }},
-		Readyz:  map[string]healthz.Checker{"serving": func(*http.Request) error { return errors.New("not yet") }},
-	}
-	h := c.Handler()
+	h := Handler(
+		map[string]healthz.Checker{"ping": healthz.Ping, "redirect": func(*http.Request) error { return broken }},
+		map[string]healthz.Checker{"serving": func(*http.Request) error { return errors.New("not yet") }},
+	)
 	if code, body := get(t, h, "/healthz"); code != http.StatusOK || body != "Active" {
 		t.Errorf("/healthz: %d %q, want 200 Active", code, body)
 	}

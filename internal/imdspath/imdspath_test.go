@@ -8,6 +8,7 @@ package imdspath_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -221,6 +222,64 @@ func FuzzRequestPath(f *testing.F) {
 			}
 			if strings.HasPrefix(strings.ToLower(got.routed), "/metadata/identity") {
 				t.Fatalf("%q: IMDS routed the forwarded request to %q", raw, got.routed)
+			}
+		}
+	})
+}
+
+// FuzzTokenQuery drives the node agent's real handler with any query on its token endpoint, from an address no pod
+// has. Whatever the query: nothing reaches IMDS; the refusal follows the query's parsed resource parameter (400
+// invalid_request without one, 500 server_error for the unknown caller with one) in IMDS's JSON error shape; and no
+// metric series is labelled with the refused request's resource, which would let callers mint unbounded label sets.
+func FuzzTokenQuery(f *testing.F) {
+	for _, q := range []string{"api-version=2018-02-01&resource=https://vault.azure.net", "resource=", "resource=%zz&resource=x",
+		"client_id=c&msi_res_id=/subscriptions/s&resource=https%3A%2F%2Fmanagement.azure.com%2F", "resource=a;resource=b",
+		"mi_res_id=x&resource=" + strings.Repeat("r", 300), ""} {
+		f.Add(q)
+	}
+	imds := &recordingIMDS{}
+	server := httptest.NewServer(imds)
+	f.Cleanup(server.Close)
+	agent := agentWithoutCluster(f, server.URL)
+	registry := prometheus.NewRegistry()
+	agent.Metrics = nmi.NewMetrics(registry)
+	handler := agent.Handler()
+
+	f.Fuzz(func(t *testing.T, rawQuery string) {
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(
+			"GET /metadata/identity/oauth2/token?" + rawQuery + " HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\n\r\n")))
+		if err != nil {
+			return // net/http refuses it before any handler sees it
+		}
+		req.RemoteAddr = "10.0.0.1:40000"
+		before := imds.count()
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		if received := imds.since(before); len(received) > 0 {
+			t.Fatalf("query %q: the token request reached IMDS as %v", rawQuery, received)
+		}
+		wantStatus, wantCode := http.StatusInternalServerError, "server_error"
+		if req.URL.Query().Get("resource") == "" {
+			wantStatus, wantCode = http.StatusBadRequest, "invalid_request"
+		}
+		var body struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); rec.Code != wantStatus || err != nil || body.Error != wantCode || body.Description == "" {
+			t.Fatalf("query %q: %d %s, want %d with error %q", rawQuery, rec.Code, rec.Body, wantStatus, wantCode)
+		}
+		families, err := registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, family := range families {
+			for _, m := range family.GetMetric() {
+				for _, label := range m.GetLabel() {
+					if label.GetName() == "resource" && label.GetValue() != "" {
+						t.Fatalf("query %q: %s has a series for resource %q of a refused request", rawQuery, family.GetName(), label.GetValue())
+					}
+				}
 			}
 		}
 	})

@@ -8,7 +8,6 @@ SPDX-License-Identifier: MIT
 package manager
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -23,10 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	acrv1beta1 "github.com/acrpull/acrpull/api/v1beta1"
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
@@ -34,7 +29,7 @@ import (
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
 	"github.com/acrpull/acrpull/internal/metrics"
 	"github.com/acrpull/acrpull/internal/mint"
-	"github.com/acrpull/acrpull/internal/scheme"
+	"github.com/acrpull/acrpull/internal/processmanager"
 	"github.com/acrpull/acrpull/internal/tokencache"
 )
 
@@ -67,50 +62,51 @@ type Options struct {
 	MetricsRegistry prometheus.Registerer
 }
 
-// New builds a manager for cfg with the reconcilers registered.
-func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
-	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
-	}
-	if opts.MetricsRegistry == nil {
-		opts.MetricsRegistry = ctrlmetrics.Registry
-	}
+// withDefaults fills in what opts leave unset: the real clock, controller-runtime's metrics registry (which the
+// metrics server serves) and one worker.
+func (opts Options) withDefaults() Options {
+	opts.Clock, opts.MetricsRegistry = processmanager.OrDefaults(opts.Clock, opts.MetricsRegistry)
 	if opts.Workers <= 0 {
 		opts.Workers = 1
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme.New(),
-		Metrics:                       metricsOptions(opts),
-		HealthProbeBindAddress:        opts.ProbeAddr,
-		PprofBindAddress:              opts.PprofAddr,
-		LeaderElection:                opts.LeaderElection,
-		LeaderElectionID:              LeaderElectionID,
-		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cacheOptions(opts.Controller.LabelSelector),
-	})
+	return opts
+}
+
+// processOptions are how the binding controller's process serves and elects: controller-runtime's probe server with
+// one ping check each, msi-acrpull's Lease, and caches sized for clusters with many unrelated objects.
+func (opts Options) processOptions(tokens *tokencache.Cache) processmanager.Options {
+	return processmanager.Options{
+		MetricsAddr:   opts.MetricsAddr,
+		MetricsSecure: opts.MetricsSecure,
+		PprofAddr:     opts.PprofAddr,
+		ProbeAddr:     opts.ProbeAddr,
+		Healthz:       map[string]healthz.Checker{"healthz": healthz.Ping},
+		Readyz:        map[string]healthz.Checker{"readyz": healthz.Ping},
+		LeaderElection: processmanager.LeaderElection{
+			Enabled: opts.LeaderElection, ID: LeaderElectionID, Namespace: opts.LeaderElectionNamespace,
+		},
+		Cache:      cacheOptions(opts.Controller.LabelSelector),
+		TokenCache: tokens,
+		SweepEvery: 10 * time.Minute,
+	}
+}
+
+// New builds a manager for cfg with the reconcilers registered.
+func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	opts = opts.withDefaults()
+	m := metrics.New(opts.MetricsRegistry)
+	tokens := tokencache.New(opts.Clock, m)
+	mgr, err := processmanager.New(cfg, opts.processOptions(tokens))
 	if err != nil {
 		return nil, err
 	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return nil, err
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		return nil, err
-	}
-
-	m := metrics.New(opts.MetricsRegistry)
 	httpClient := opts.AzureHTTPClient
 	if httpClient == nil {
 		httpClient = &http.Client{Transport: http.DefaultTransport}
 	}
 	instrumented := &http.Client{Transport: m.Transport(transportOf(httpClient)), Timeout: httpClient.Timeout}
-	tokens := tokencache.New(opts.Clock, m)
 	azure := azauth.NewClient(azauth.Options{HTTPClient: instrumented, Clock: opts.Clock, CallTimeout: opts.AzureCallTimeout})
 	minter := mint.New(azure, tokens, opts.Clock)
-	if err := mgr.Add(sweeper{cache: tokens}); err != nil {
-		return nil, err
-	}
 	err = acrpullbinding.SetupWithManager(mgr, acrpullbinding.Deps{
 		Minter:      minter,
 		PullChecker: azure,
@@ -142,34 +138,4 @@ func cacheOptions(bindings labels.Selector) cache.Options {
 		byObject[&acrv1beta1.AcrPullBinding{}] = cache.ByObject{Label: bindings}
 	}
 	return cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
-}
-
-// sweeper drops expired tokens from the cache now and then.
-type sweeper struct{ cache *tokencache.Cache }
-
-func (s sweeper) Start(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			s.cache.Sweep()
-		}
-	}
-}
-
-// NeedLeaderElection: every replica keeps its own cache tidy.
-func (sweeper) NeedLeaderElection() bool { return false }
-
-var _ manager.LeaderElectionRunnable = sweeper{}
-
-func metricsOptions(opts Options) metricsserver.Options {
-	m := metricsserver.Options{BindAddress: opts.MetricsAddr}
-	if opts.MetricsSecure {
-		// A self-signed certificate: Prometheus scrapes in-cluster with the pod's address, which no CA can name.
-		m.SecureServing, m.FilterProvider = true, filters.WithAuthenticationAndAuthorization
-	}
-	return m
 }

@@ -23,6 +23,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/azauth/armidentity"
 )
 
 // EnvironmentFileVariable names a go-autorest environment file, which describes a cloud with no built-in table (Azure
@@ -125,7 +126,7 @@ type ARMSettings struct {
 	Cloud azauth.Cloud
 	// ARMEndpoint is the cloud's Resource Manager; empty is the public cloud's.
 	ARMEndpoint string
-	Credential  azauth.ARMCredential
+	Credential  armidentity.Credential
 }
 
 // knownClouds are go-autorest's environment names, which azure.json's "cloud" holds, compared case-insensitively as
@@ -169,7 +170,7 @@ func (c AzureConfig) ARMSettings(getenv func(string) string) (ARMSettings, error
 
 	if c.UseManagedIdentityExtension {
 		// AKS writes aadClientId and aadClientSecret "msi" with a managed identity: they mean nothing then.
-		s.Credential = azauth.ARMCredential{ManagedIdentity: true, ClientID: c.UserAssignedIdentityID}
+		s.Credential = armidentity.Credential{ManagedIdentity: true, ClientID: c.UserAssignedIdentityID}
 		return s, nil
 	}
 	var missing []string
@@ -184,7 +185,7 @@ func (c AzureConfig) ARMSettings(getenv func(string) string) (ARMSettings, error
 		return s, fmt.Errorf("the Azure configuration names no usable credential: a service principal needs %s, or set useManagedIdentityExtension (USE_MSI) to use the node's managed identity",
 			strings.Join(missing, ", "))
 	}
-	s.Credential = azauth.ARMCredential{TenantID: c.TenantID, ClientID: c.ClientID, ClientSecret: c.ClientSecret}
+	s.Credential = armidentity.Credential{TenantID: c.TenantID, ClientID: c.ClientID, ClientSecret: c.ClientSecret}
 	return s, nil
 }
 
@@ -232,11 +233,11 @@ func readEnvironmentFile(path string) (azauth.Cloud, string, error) {
 // ARMBuilder builds an ARM client from settings.
 type ARMBuilder func(ARMSettings) (ARM, error)
 
-// ARMClientBuilder builds azauth ARM clients that make their calls through c, polling long-running updates every
-// pollEvery.
+// ARMClientBuilder builds Resource Manager clients (armidentity) that make their calls through c, polling
+// long-running updates every pollEvery.
 func ARMClientBuilder(c *azauth.Client, pollEvery time.Duration) ARMBuilder {
 	return func(s ARMSettings) (ARM, error) {
-		a, err := c.NewARMClient(s.Cloud, s.ARMEndpoint, s.Credential, pollEvery)
+		a, err := armidentity.New(c, s.Cloud, s.ARMEndpoint, s.Credential, pollEvery)
 		if err != nil {
 			return nil, err
 		}

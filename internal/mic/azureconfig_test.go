@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/azauth/armidentity"
 	"github.com/acrpull/acrpull/internal/harness/azurefake"
 	"github.com/acrpull/acrpull/internal/mic"
 )
@@ -45,7 +46,7 @@ func TestAzureConfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Credential != (azauth.ARMCredential{ManagedIdentity: true, ClientID: "kubelet-client-id"}) || s.Cloud != azauth.PublicCloud || s.ARMEndpoint != "" {
+	if s.Credential != (armidentity.Credential{ManagedIdentity: true, ClientID: "kubelet-client-id"}) || s.Cloud != azauth.PublicCloud || s.ARMEndpoint != "" {
 		t.Errorf("settings %+v", s)
 	}
 	if c.ClusterIdentityClientID() != "kubelet-client-id" || c.SubscriptionID != "s" || c.VMType != "vmss" {
@@ -59,7 +60,7 @@ func TestAzureConfigFile(t *testing.T) {
 	if s, err = c.ARMSettings(noEnv); err != nil {
 		t.Fatal(err)
 	}
-	if s.Credential != (azauth.ARMCredential{TenantID: "t", ClientID: "sp", ClientSecret: "hunter2"}) ||
+	if s.Credential != (armidentity.Credential{TenantID: "t", ClientID: "sp", ClientSecret: "hunter2"}) ||
 		s.Cloud != azauth.USGovernmentCloud || s.ARMEndpoint != "https://management.usgovcloudapi.net/" {
 		t.Errorf("settings %+v", s)
 	}
@@ -85,7 +86,7 @@ func TestAzureConfigFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Credential != (azauth.ARMCredential{TenantID: "t", ClientID: "c", ClientSecret: "x"}) || s.Cloud != azauth.ChinaCloud ||
+	if s.Credential != (armidentity.Credential{TenantID: "t", ClientID: "c", ClientSecret: "x"}) || s.Cloud != azauth.ChinaCloud ||
 		s.ARMEndpoint != "https://management.chinacloudapi.cn/" || c.ResourceGroup != "rg" || c.VMType != "standard" {
 		t.Errorf("config %v settings %+v", c, s.Cloud)
 	}
@@ -94,7 +95,7 @@ func TestAzureConfigFromEnvironment(t *testing.T) {
 	if c, err = mic.LoadAzureConfig("", func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = c.ARMSettings(noEnv); err != nil || s.Credential != (azauth.ARMCredential{ManagedIdentity: true}) {
+	if s, err = c.ARMSettings(noEnv); err != nil || s.Credential != (armidentity.Credential{ManagedIdentity: true}) {
 		t.Errorf("system-assigned identity: %+v %v", s.Credential, err)
 	}
 	env = map[string]string{"USE_MSI": "yes please"}
@@ -230,7 +231,7 @@ func TestReloadingARMUsesARotatedSecret(t *testing.T) {
 	// The secret is rotated in Entra ID first: the running client keeps its token, the old secret gets no new one.
 	cloud.AddClientSecret(spClientID, "second")
 	stale, err := mic.ARMClientBuilder(azure, time.Second)(mic.ARMSettings{Cloud: azauth.PublicCloud,
-		Credential: azauth.ARMCredential{TenantID: tenantID, ClientID: spClientID, ClientSecret: "first"}})
+		Credential: armidentity.Credential{TenantID: tenantID, ClientID: spClientID, ClientSecret: "first"}})
 	if err != nil {
 		t.Fatal(err)
 	}

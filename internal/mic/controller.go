@@ -32,10 +32,11 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/azauth/armidentity"
 )
 
 // ARM is the part of Azure Resource Manager the controller uses: the user-assigned identities of a VM or scale set,
-// read and changed. azauth.ARMClient implements it.
+// read and changed. armidentity.Client implements it.
 type ARM interface {
 	// HostIdentities returns the lowercased resource IDs of the user-assigned identities on the host.
 	HostIdentities(ctx context.Context, hostID string) ([]string, error)
@@ -453,13 +454,13 @@ func (r *Reconciler) patch(ctx context.Context, host Host, present, add, remove 
 				r.remember(host, batch)
 				break
 			}
-			if azauth.KindOf(err) == azauth.HostDeleting {
+			if azauth.KindOf(err) == armidentity.HostDeleting {
 				// Nothing was sent: the host is going away. Its records stay as they are and are tried again next
 				// cycle, as upstream's MIC left them; other hosts' steps do not wait for it.
 				return present, 0, fmt.Errorf("updating identities: %w", err)
 			}
 			r.Metrics.armError(host, true)
-			bad := azauth.DeniedResourceIDsOf(err)
+			bad := armidentity.DeniedResourceIDsOf(err)
 			if len(bad) == 0 || attempt >= max(r.Config.UpdateRetries, 1) {
 				return present, azauth.RetryAfterOf(err), fmt.Errorf("updating identities: %w", err)
 			}

@@ -6,7 +6,6 @@ SPDX-License-Identifier: MIT
 package mic
 
 import (
-	"cmp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,17 +14,14 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/healthprobe"
-	"github.com/acrpull/acrpull/internal/scheme"
+	"github.com/acrpull/acrpull/internal/processmanager"
 )
 
 // LeaderElectionID is upstream MIC's lock name, now a Lease: an old MIC (Endpoints lock) and acrpull's must not run
@@ -49,51 +45,45 @@ type Options struct {
 	MetricsRegistry prometheus.Registerer
 }
 
-// NewManager builds the assignment controller: leader-elected, caching only pods that carry the binding label.
-func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
-	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
-	}
-	if opts.MetricsRegistry == nil {
-		opts.MetricsRegistry = ctrlmetrics.Registry
+// withDefaults fills in what opts leave unset: the real clock, controller-runtime's metrics registry, upstream's
+// lock name and 20 record writers.
+func (opts Options) withDefaults() Options {
+	opts.Clock, opts.MetricsRegistry = processmanager.OrDefaults(opts.Clock, opts.MetricsRegistry)
+	if opts.LeaderElectionID == "" {
+		opts.LeaderElectionID = LeaderElectionID
 	}
 	if opts.Config.RecordWriters <= 0 {
 		opts.Config.RecordWriters = 20
 	}
-	labelled, err := labels.NewRequirement(aadv1.PodLabel, selection.Exists, nil)
-	if err != nil {
-		return nil, err
-	}
-	orDefault := func(d *time.Duration) *time.Duration {
-		if *d > 0 {
-			return d
-		}
-		return nil
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme.New(),
-		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress:        "0", // healthprobe.Serve answers /healthz as upstream's MIC did
-		LeaderElection:                opts.LeaderElection,
-		LeaderElectionID:              cmp.Or(opts.LeaderElectionID, LeaderElectionID),
-		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 orDefault(&opts.LeaseDuration),
-		RenewDeadline:                 orDefault(&opts.RenewDeadline),
-		RetryPeriod:                   orDefault(&opts.RetryPeriod),
+	return opts
+}
+
+// processOptions are how the assignment controller's process serves and elects: /healthz answered as upstream's MIC
+// did, its Lease, and only the pods that carry the binding label cached.
+func (opts Options) processOptions() processmanager.Options {
+	labelled, _ := labels.NewRequirement(aadv1.PodLabel, selection.Exists, nil)
+	return processmanager.Options{
+		MetricsAddr:  opts.MetricsAddr,
+		ProbeAddr:    opts.ProbeAddr,
+		Healthz:      map[string]healthz.Checker{"ping": healthz.Ping},
+		Readyz:       map[string]healthz.Checker{"ping": healthz.Ping},
+		ProbeHandler: healthprobe.Handler,
+		LeaderElection: processmanager.LeaderElection{
+			Enabled: opts.LeaderElection, ID: opts.LeaderElectionID, Namespace: opts.LeaderElectionNamespace,
+			LeaseDuration: opts.LeaseDuration, RenewDeadline: opts.RenewDeadline, RetryPeriod: opts.RetryPeriod,
+		},
 		Cache: cache.Options{
 			ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: labels.NewSelector().Add(*labelled)}},
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
-	})
+	}
+}
+
+// NewManager builds the assignment controller: leader-elected, caching only pods that carry the binding label.
+func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
+	opts = opts.withDefaults()
+	mgr, err := processmanager.New(cfg, opts.processOptions())
 	if err != nil {
-		return nil, err
-	}
-	probes := healthprobe.Checks{
-		Healthz: map[string]healthz.Checker{"ping": healthz.Ping},
-		Readyz:  map[string]healthz.Checker{"ping": healthz.Ping},
-	}
-	if err := healthprobe.Serve(mgr, opts.ProbeAddr, probes); err != nil {
 		return nil, err
 	}
 	metrics := NewMetrics(opts.MetricsRegistry)

@@ -25,6 +25,7 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/azauth/armidentity"
 	"github.com/acrpull/acrpull/internal/harness/azurefake"
 	"github.com/acrpull/acrpull/internal/harness/testenv"
 	"github.com/acrpull/acrpull/internal/mic"
@@ -67,7 +68,7 @@ func run(m *testing.M) int {
 	cloud.AddClientSecret(micClientID, micSecret)
 
 	azure := azauth.NewClient(azauth.Options{HTTPClient: cloud.HTTPClient(), CallTimeout: 10 * time.Second})
-	arm, err := azure.NewARMClient(azauth.PublicCloud, "", azauth.ARMCredential{TenantID: tenantID, ClientID: micClientID, ClientSecret: micSecret}, time.Second)
+	arm, err := armidentity.New(azure, azauth.PublicCloud, "", armidentity.Credential{TenantID: tenantID, ClientID: micClientID, ClientSecret: micSecret}, time.Second)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "arm client:", err)
 		return 1

@@ -29,13 +29,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azauth"
 	"github.com/acrpull/acrpull/internal/healthprobe"
-	"github.com/acrpull/acrpull/internal/scheme"
+	"github.com/acrpull/acrpull/internal/processmanager"
 	"github.com/acrpull/acrpull/internal/tokencache"
 )
 
@@ -89,44 +87,21 @@ type Options struct {
 }
 
 // Agent is the node agent: a controller-runtime manager holding caches of this node's pods and of the pod identity
-// objects, with the metadata API server as one of its runnables.
+// objects, with the metadata API server as one of its runnables. Its AddReadyzCheck adds to the checks its probe
+// server answers /readyz with (upstream's, internal/healthprobe); call it before Start.
 type Agent struct {
 	manager.Manager
 	// Handler is the metadata API, also served on the listener once the caches have synced.
 	Handler http.Handler
-	// readyz are the checks the probe server's /readyz runs (healthprobe, not the manager's own probe server).
-	readyz map[string]healthz.Checker
 }
 
-// AddReadyzCheck adds a readiness check to the agent's probe server; call it before Start.
-func (a *Agent) AddReadyzCheck(name string, check healthz.Checker) error {
-	if _, ok := a.readyz[name]; ok {
-		return fmt.Errorf("readiness check %q added twice", name)
-	}
-	a.readyz[name] = check
-	return nil
-}
-
-// New builds the agent.
-func New(cfg *rest.Config, opts Options) (*Agent, error) {
-	if opts.NodeName == "" {
-		return nil, errors.New("the node name is required (--node, or env NODE_NAME from the downward API)")
-	}
-	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
-	}
-	if opts.MetricsRegistry == nil {
-		opts.MetricsRegistry = ctrlmetrics.Registry
-	}
+// withDefaults fills in what opts leave unset: the real clock and controller-runtime's metrics registry, the auto
+// token source, upstream's assignment waits, the federation audience, the public cloud, the node's IMDS address and
+// four pod lookups 300 ms apart.
+func (opts Options) withDefaults() Options {
+	opts.Clock, opts.MetricsRegistry = processmanager.OrDefaults(opts.Clock, opts.MetricsRegistry)
 	if opts.Type0Source == "" {
 		opts.Type0Source = SourceAuto
-	}
-	if opts.Type0Source != SourceAuto && opts.Type0Source != SourceFederation && opts.Type0Source != SourceIMDS {
-		return nil, fmt.Errorf("unknown token source %q: use %s, %s or %s", opts.Type0Source, SourceAuto, SourceFederation, SourceIMDS)
-	}
-	if opts.Config.MaxConcurrentRequestsPerPod < 0 {
-		return nil, fmt.Errorf("the bound on a pod's requests in flight (--max-concurrent-requests-per-pod) is %d: use 0 for none, or more",
-			opts.Config.MaxConcurrentRequestsPerPod)
 	}
 	if opts.AssignmentCreatedWait == 0 {
 		opts.AssignmentCreatedWait = 80 * time.Second
@@ -143,33 +118,42 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 	if opts.Cloud.AuthorityHost == "" {
 		opts.Cloud = azauth.PublicCloud
 	}
-	authorities, err := azauth.NewAuthorityHosts(append(slices.Clone(opts.AllowedAuthorityHosts), opts.Cloud.AuthorityHost)...)
-	if err != nil {
-		return nil, err
-	}
 	if opts.IMDSEndpoint == "" {
 		opts.IMDSEndpoint = "http://169.254.169.254"
-	}
-	imds, err := url.Parse(opts.IMDSEndpoint)
-	if err != nil {
-		return nil, fmt.Errorf("IMDS endpoint %q: %w", opts.IMDSEndpoint, err)
 	}
 	if opts.PodLookupAttempts == 0 {
 		opts.PodLookupAttempts, opts.PodLookupInterval = 4, 300*time.Millisecond
 	}
-	httpClient := opts.AzureHTTPClient
-	if httpClient == nil {
-		httpClient = &http.Client{Transport: http.DefaultTransport}
+	if opts.AzureHTTPClient == nil {
+		opts.AzureHTTPClient = &http.Client{Transport: http.DefaultTransport}
 	}
+	return opts
+}
 
-	if opts.UserAgentSuffix != "" {
-		cfg = rest.CopyConfig(cfg)
-		cfg.UserAgent = cmp.Or(cfg.UserAgent, rest.DefaultKubernetesUserAgent()) + " " + opts.UserAgentSuffix
+// validate refuses options the agent cannot run with, saying which flag to fix.
+func (opts Options) validate() error {
+	if opts.NodeName == "" {
+		return errors.New("the node name is required (--node, or env NODE_NAME from the downward API)")
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme.New(),
-		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress: "0", // healthprobe.Serve answers /healthz as upstream's NMI did
+	if opts.Type0Source != SourceAuto && opts.Type0Source != SourceFederation && opts.Type0Source != SourceIMDS {
+		return fmt.Errorf("unknown token source %q: use %s, %s or %s", opts.Type0Source, SourceAuto, SourceFederation, SourceIMDS)
+	}
+	if opts.Config.MaxConcurrentRequestsPerPod < 0 {
+		return fmt.Errorf("the bound on a pod's requests in flight (--max-concurrent-requests-per-pod) is %d: use 0 for none, or more",
+			opts.Config.MaxConcurrentRequestsPerPod)
+	}
+	return nil
+}
+
+// processOptions are how the agent's process serves: /healthz answered as upstream's NMI did (New adds the
+// readiness check), no leader election (one agent a node), caches of this node's pods and records only, Secrets
+// never cached, and the token cache swept every minute.
+func (opts Options) processOptions(tokens processmanager.Sweeper) processmanager.Options {
+	return processmanager.Options{
+		MetricsAddr:  opts.MetricsAddr,
+		ProbeAddr:    opts.ProbeAddr,
+		Healthz:      map[string]healthz.Checker{"ping": healthz.Ping},
+		ProbeHandler: healthprobe.Handler,
 		Cache: cache.Options{
 			ByObject: map[client.Object]cache.ByObject{
 				// Only this node's pods and assignment records: the agent's memory does not grow with the cluster.
@@ -181,18 +165,41 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 			// Secrets are read by name when an identity needs one, never cached: no list or watch of Secrets.
 			DisableFor: []client.Object{&corev1.Secret{}},
 		}},
-	})
+		// Tokens of pods long gone would otherwise stay in memory.
+		TokenCache: tokens,
+		SweepEvery: time.Minute,
+	}
+}
+
+// New builds the agent.
+func New(cfg *rest.Config, opts Options) (*Agent, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	authorities, err := azauth.NewAuthorityHosts(append(slices.Clone(opts.AllowedAuthorityHosts), opts.Cloud.AuthorityHost)...)
+	if err != nil {
+		return nil, err
+	}
+	imds, err := url.Parse(opts.IMDSEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("IMDS endpoint %q: %w", opts.IMDSEndpoint, err)
+	}
+	if opts.UserAgentSuffix != "" {
+		cfg = rest.CopyConfig(cfg)
+		cfg.UserAgent = cmp.Or(cfg.UserAgent, rest.DefaultKubernetesUserAgent()) + " " + opts.UserAgentSuffix
+	}
+	tokens := tokencache.New(opts.Clock, nil)
+	mgr, err := processmanager.New(cfg, opts.processOptions(tokens))
 	if err != nil {
 		return nil, err
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, PodIPIndex, IndexPodIPs); err != nil {
 		return nil, err
 	}
-
 	metrics := NewMetrics(opts.MetricsRegistry)
-	azure := azauth.NewClient(azauth.Options{HTTPClient: httpClient, CallTimeout: opts.AzureCallTimeout, Clock: opts.Clock,
+	azure := azauth.NewClient(azauth.Options{HTTPClient: opts.AzureHTTPClient, CallTimeout: opts.AzureCallTimeout, Clock: opts.Clock,
 		UserAgentSuffix: opts.UserAgentSuffix})
-	tokens := tokencache.New(opts.Clock, nil)
 	srv := &Server{
 		Config: opts.Config,
 		Pods: &PodLocator{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Node: opts.NodeName, Attempts: opts.PodLookupAttempts, Interval: opts.PodLookupInterval,
@@ -211,7 +218,7 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 		Log:           ctrl.Log.WithName("nmi"),
 		Clock:         opts.Clock,
 		IMDS:          imds,
-		IMDSTransport: httpClient.Transport,
+		IMDSTransport: opts.AzureHTTPClient.Transport,
 	}
 	informed := []client.Object{&aadv1.AzureIdentity{}, &aadv1.AzureIdentityBinding{}, &aadv1.AzurePodIdentityException{}}
 	if opts.FollowAssignments {
@@ -233,35 +240,16 @@ func New(cfg *rest.Config, opts Options) (*Agent, error) {
 	if err := mgr.Add(server); err != nil {
 		return nil, err
 	}
-	probes := healthprobe.Checks{
-		Healthz: map[string]healthz.Checker{"ping": healthz.Ping},
-		// Ready once the metadata API answers: before that, pods' requests would be refused or dropped.
-		Readyz: map[string]healthz.Checker{"serving": func(*http.Request) error {
-			if !server.serving.Load() {
-				return errors.New("the metadata API is not serving yet")
-			}
-			return nil
-		}},
-	}
-	if err := healthprobe.Serve(mgr, opts.ProbeAddr, probes); err != nil {
-		return nil, err
-	}
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		// Tokens of pods long gone would otherwise stay in memory.
-		t := time.NewTicker(time.Minute)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-				tokens.Sweep()
-			}
+	// Ready once the metadata API answers: before that, pods' requests would be refused or dropped.
+	if err := mgr.AddReadyzCheck("serving", func(*http.Request) error {
+		if !server.serving.Load() {
+			return errors.New("the metadata API is not serving yet")
 		}
-	})); err != nil {
+		return nil
+	}); err != nil {
 		return nil, err
 	}
-	return &Agent{Manager: mgr, Handler: handler, readyz: probes.Readyz}, nil
+	return &Agent{Manager: mgr, Handler: handler}, nil
 }
 
 // httpRunnable serves the metadata API once the caches have synced, so the first request finds its pod.

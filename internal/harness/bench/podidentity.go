@@ -32,6 +32,7 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/azauth/armidentity"
 	"github.com/acrpull/acrpull/internal/harness/azurefake"
 	"github.com/acrpull/acrpull/internal/harness/testenv"
 	"github.com/acrpull/acrpull/internal/mic"
@@ -579,7 +580,7 @@ func (b *bench) standardMode(ctx context.Context, o PodIdentityOptions, modeInde
 	b.cloud.AddIdentity(azurefake.Identity{ClientID: micClientID, TenantID: tenantID})
 	b.cloud.AddClientSecret(micClientID, micSecret)
 	azure := azauth.NewClient(azauth.Options{HTTPClient: b.cloud.HTTPClient(), CallTimeout: 30 * time.Second})
-	armClient, err := azure.NewARMClient(azauth.PublicCloud, "", azauth.ARMCredential{TenantID: tenantID, ClientID: micClientID, ClientSecret: micSecret}, time.Second)
+	armClient, err := armidentity.New(azure, azauth.PublicCloud, "", armidentity.Credential{TenantID: tenantID, ClientID: micClientID, ClientSecret: micSecret}, time.Second)
 	if err != nil {
 		return nil, err
 	}

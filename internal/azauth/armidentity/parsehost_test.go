@@ -3,7 +3,7 @@ Copyright 2026 The acrpull Authors.
 SPDX-License-Identifier: MIT
 */
 
-package azauth
+package armidentity
 
 import (
 	"strings"

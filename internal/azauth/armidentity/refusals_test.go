@@ -3,23 +3,64 @@ Copyright 2026 The acrpull Authors.
 SPDX-License-Identifier: MIT
 */
 
-package azauth_test
+package armidentity_test
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/azauth/armidentity"
 	"github.com/acrpull/acrpull/internal/harness/azurefake"
 )
 
-func armClient(t *testing.T) *azauth.ARMClient {
+// The service principal these tests sign in to Resource Manager as, in a fake cloud reached only through its proxy,
+// as production reaches Azure through HTTPS_PROXY.
+const (
+	home      = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	secretApp = "5ec7e700-0000-4000-8000-000000000001"
+	secret    = "s3cret~Value.only-Entra-knows"
+)
+
+var fake *azurefake.Cloud
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	if fake, err = azurefake.New(azurefake.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := fake.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer fake.Close()
+	fake.AddIdentity(azurefake.Identity{ClientID: secretApp, TenantID: home})
+	fake.AddClientSecret(secretApp, secret)
+	return m.Run()
+}
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func armClient(t *testing.T) *armidentity.Client {
 	t.Helper()
 	azure := azauth.NewClient(azauth.Options{HTTPClient: fake.HTTPClient(), CallTimeout: 10 * time.Second})
-	arm, err := azure.NewARMClient(azauth.PublicCloud, "", azauth.ARMCredential{TenantID: home, ClientID: secretApp, ClientSecret: secret}, time.Second)
+	arm, err := armidentity.New(azure, azauth.PublicCloud, "", armidentity.Credential{TenantID: home, ClientID: secretApp, ClientSecret: secret}, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +85,10 @@ func TestFailedIdentityOperationNamesEveryMissingIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = arm.UpdateHostIdentities(ctx, vm, current, append([]string{present}, missing...), nil)
-	if azauth.KindOf(err) != azauth.AssignDenied {
-		t.Fatalf("error %v (kind %s), want %s", err, azauth.KindOf(err), azauth.AssignDenied)
+	if azauth.KindOf(err) != armidentity.AssignDenied {
+		t.Fatalf("error %v (kind %s), want %s", err, azauth.KindOf(err), armidentity.AssignDenied)
 	}
-	got := azauth.DeniedResourceIDsOf(err)
+	got := armidentity.DeniedResourceIDsOf(err)
 	var want []string
 	for _, m := range missing {
 		want = append(want, strings.ToLower(m))
@@ -74,8 +115,8 @@ func TestUpdateSkipsAHostBeingDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	patches := fake.ARMCount(http.MethodPatch, azurefake.ARMKindVM)
-	if err := arm.UpdateHostIdentities(ctx, vm, current, []string{id}, nil); azauth.KindOf(err) != azauth.HostDeleting {
-		t.Fatalf("error %v, want kind %s", err, azauth.HostDeleting)
+	if err := arm.UpdateHostIdentities(ctx, vm, current, []string{id}, nil); azauth.KindOf(err) != armidentity.HostDeleting {
+		t.Fatalf("error %v, want kind %s", err, armidentity.HostDeleting)
 	}
 	if n := fake.ARMCount(http.MethodPatch, azurefake.ARMKindVM) - patches; n != 0 {
 		t.Fatalf("%d PATCHes sent to a VM being deleted", n)

@@ -3,7 +3,12 @@ Copyright 2026 The acrpull Authors.
 SPDX-License-Identifier: MIT
 */
 
-package azauth
+// Package armidentity reads and changes the user-assigned identities of VMs and VM scale sets through Azure Resource
+// Manager: the assignment controller's (internal/mic) only use of ARM. It sits under azauth because it is Azure
+// access (azauth's HTTP client, proxy, User-Agent, error kinds), and apart from it because only the assignment
+// controller uses it: the binding controller and the node agent link azauth without the Resource Manager SDK
+// (armcompute), which hack/verify.sh checks.
+package armidentity
 
 import (
 	"context"
@@ -23,24 +28,26 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v7"
+
+	"github.com/acrpull/acrpull/internal/azauth"
 )
 
 // Endpoint kinds of Azure Resource Manager, as named in errors.
 const (
-	EndpointARMRead  = "arm-read"
-	EndpointARMWrite = "arm-write"
+	EndpointRead  = "arm-read"
+	EndpointWrite = "arm-write"
 )
 
 // AssignDenied says ARM refused to assign identities the caller may not use (LinkedAuthorizationFailed), or that
 // the managed identity service could not find (FailedIdentityOperation).
-const AssignDenied FailureKind = "IdentityAssignDenied"
+const AssignDenied azauth.FailureKind = "IdentityAssignDenied"
 
 // HostDeleting says a VM or scale set is being deleted: its identities are not changed, as upstream's MIC left them.
-const HostDeleting FailureKind = "HostDeleting"
+const HostDeleting azauth.FailureKind = "HostDeleting"
 
-// ARMCredential is how the assignment controller signs in to Azure Resource Manager: a service principal with a
+// Credential is how the assignment controller signs in to Azure Resource Manager: a service principal with a
 // secret, or a managed identity of the node it runs on (by client ID, or the system-assigned one).
-type ARMCredential struct {
+type Credential struct {
 	TenantID     string
 	ClientID     string
 	ClientSecret string
@@ -48,8 +55,8 @@ type ARMCredential struct {
 	ManagedIdentity bool
 }
 
-// ARMClient reads and changes the user-assigned identities of VMs and VM scale sets.
-type ARMClient struct {
+// Client reads and changes the user-assigned identities of VMs and VM scale sets.
+type Client struct {
 	cred    azcore.TokenCredential
 	options *arm.ClientOptions
 	// identityTypes remembers each host's identity type from its last read, so an update keeps a system-assigned
@@ -61,9 +68,10 @@ type ARMClient struct {
 	pollEvery time.Duration
 }
 
-// NewARMClient returns a client for the cloud's Resource Manager. pollEvery is how often a long-running update is
+// New returns a client for the cloud's Resource Manager that makes its calls through azure's HTTP client, so the
+// proxy, CA and User-Agent settings of the other Azure calls apply. pollEvery is how often a long-running update is
 // polled (at least a second, the SDK's floor).
-func (c *Client) NewARMClient(azCloud Cloud, armEndpoint string, cred ARMCredential, pollEvery time.Duration) (*ARMClient, error) {
+func New(azure *azauth.Client, azCloud azauth.Cloud, armEndpoint string, cred Credential, pollEvery time.Duration) (*Client, error) {
 	cfg := cloud.AzurePublic
 	cfg.ActiveDirectoryAuthorityHost = azCloud.AuthorityHost
 	if armEndpoint != "" {
@@ -76,14 +84,14 @@ func (c *Client) NewARMClient(azCloud Cloud, armEndpoint string, cred ARMCredent
 			cloud.ResourceManager: {Endpoint: armEndpoint, Audience: audience},
 		}
 	}
-	opts := c.clientOptions(azCloud.AuthorityHost)
+	opts := azure.SDKClientOptions(azCloud.AuthorityHost)
 	opts.Cloud = cfg
 	var (
 		tc  azcore.TokenCredential
 		err error
 	)
 	if cred.ManagedIdentity {
-		miOpts := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: c.clientOptions("")}
+		miOpts := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: azure.SDKClientOptions("")}
 		if cred.ClientID != "" {
 			miOpts.ID = azidentity.ClientID(cred.ClientID)
 		}
@@ -93,9 +101,9 @@ func (c *Client) NewARMClient(azCloud Cloud, armEndpoint string, cred ARMCredent
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
 	}
 	if err != nil {
-		return nil, &Error{Kind: IdentityNotFound, Endpoint: EndpointEntra, Detail: "the controller's Azure credential is incomplete"}
+		return nil, &azauth.Error{Kind: azauth.IdentityNotFound, Endpoint: azauth.EndpointEntra, Detail: "the controller's Azure credential is incomplete"}
 	}
-	return &ARMClient{cred: tc, options: &arm.ClientOptions{ClientOptions: opts}, pollEvery: max(pollEvery, time.Second)}, nil
+	return &Client{cred: tc, options: &arm.ClientOptions{ClientOptions: opts}, pollEvery: max(pollEvery, time.Second)}, nil
 }
 
 // armHost is a parsed VM or scale-set resource ID.
@@ -123,7 +131,7 @@ func parseHost(id string) (armHost, error) {
 }
 
 // HostIdentities returns the lowercased resource IDs of the user-assigned identities on a VM or scale set.
-func (a *ARMClient) HostIdentities(ctx context.Context, hostID string) ([]string, error) {
+func (a *Client) HostIdentities(ctx context.Context, hostID string) ([]string, error) {
 	h, err := parseHost(hostID)
 	if err != nil {
 		return nil, err
@@ -138,7 +146,7 @@ func (a *ARMClient) HostIdentities(ctx context.Context, hostID string) ([]string
 		}
 		resp, err := c.Get(ctx, h.group, h.name, nil)
 		if err != nil {
-			return nil, classifyARM(EndpointARMRead, err)
+			return nil, classifyARM(EndpointRead, err)
 		}
 		if resp.Identity != nil {
 			identity, assigned = resp.Identity.Type, resp.Identity.UserAssignedIdentities
@@ -153,7 +161,7 @@ func (a *ARMClient) HostIdentities(ctx context.Context, hostID string) ([]string
 		}
 		resp, err := c.Get(ctx, h.group, h.name, nil)
 		if err != nil {
-			return nil, classifyARM(EndpointARMRead, err)
+			return nil, classifyARM(EndpointRead, err)
 		}
 		if resp.Identity != nil {
 			identity, assigned = resp.Identity.Type, resp.Identity.UserAssignedIdentities
@@ -182,7 +190,7 @@ func (a *ARMClient) HostIdentities(ctx context.Context, hostID string) ([]string
 // UpdateHostIdentities adds and removes user-assigned identities in one PATCH and waits for the operation. current
 // is what HostIdentities last returned for the host; with it and the identity type that read saw, the PATCH keeps a
 // system-assigned identity and sets the type by whether user-assigned ones remain, without reading the host again.
-func (a *ARMClient) UpdateHostIdentities(ctx context.Context, hostID string, current, add, remove []string) error {
+func (a *Client) UpdateHostIdentities(ctx context.Context, hostID string, current, add, remove []string) error {
 	h, err := parseHost(hostID)
 	if err != nil {
 		return err
@@ -195,7 +203,7 @@ func (a *ARMClient) UpdateHostIdentities(ctx context.Context, hostID string, cur
 		prev, _ = a.identityTypes.Load(strings.ToLower(hostID))
 	}
 	if _, gone := a.deleting.Load(strings.ToLower(hostID)); gone {
-		return &Error{Kind: HostDeleting, Endpoint: EndpointARMWrite, Detail: "the VM or scale set is being deleted; its identities are left as they are"}
+		return &azauth.Error{Kind: HostDeleting, Endpoint: EndpointWrite, Detail: "the VM or scale set is being deleted; its identities are left as they are"}
 	}
 	remaining := map[string]bool{}
 	for _, id := range current {
@@ -258,7 +266,7 @@ func awaitUpdate[T any](ctx context.Context, poll *runtime.PollUntilDoneOptions,
 		_, err = poller.PollUntilDone(ctx, poll)
 	}
 	if err != nil {
-		return classifyARM(EndpointARMWrite, err)
+		return classifyARM(EndpointWrite, err)
 	}
 	return nil
 }
@@ -271,20 +279,20 @@ var linkedScopes = regexp.MustCompile(`linked scope\(s\) '([^']+)'`)
 // no identity's). Upstream's MIC took only the first quoted run; every ID named is dropped here.
 var quotedIdentityIDs = regexp.MustCompile(`(?i)'(/subscriptions/[^/']+/resourcegroups/[^/']+/providers/microsoft\.managedidentity/userassignedidentities/[^/',\s]+)'`)
 
-// classifyARM turns a Resource Manager failure into an Error: throttling with its Retry-After, assignment refusals
+// classifyARM turns a Resource Manager failure into an azauth.Error: throttling with its Retry-After, assignment refusals
 // with the refused identities, the rest by status.
 func classifyARM(endpoint string, err error) error {
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {
 		// No answer from ARM: the controller's own sign-in failed (Entra refused its credential, or IMDS did), or
 		// the connection did. Entra's classification says which, without quoting what it was sent.
-		return classifyEntra(EndpointEntra, err)
+		return azauth.SignInError(err)
 	}
-	e := &Error{Endpoint: endpoint, StatusCode: re.StatusCode, Code: re.ErrorCode}
+	e := &azauth.Error{Endpoint: endpoint, StatusCode: re.StatusCode, Code: re.ErrorCode}
 	switch {
 	case re.StatusCode == http.StatusTooManyRequests:
-		e.Kind, e.Detail = Throttled, "Resource Manager is throttling the controller"
-		e.RetryAfter = retryAfter(re.RawResponse)
+		e.Kind, e.Detail = azauth.Throttled, "Resource Manager is throttling the controller"
+		e.RetryAfter = azauth.RetryAfterOfResponse(re.RawResponse)
 	case re.ErrorCode == "LinkedAuthorizationFailed":
 		e.Kind, e.Detail = AssignDenied, "the controller may not assign some identities"
 		if m := linkedScopes.FindStringSubmatch(re.Error()); m != nil {
@@ -302,18 +310,18 @@ func classifyARM(endpoint string, err error) error {
 			}
 		}
 	case re.StatusCode == http.StatusNotFound:
-		e.Kind, e.Detail = IdentityNotFound, "the VM or scale set does not exist"
+		e.Kind, e.Detail = azauth.IdentityNotFound, "the VM or scale set does not exist"
 	case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
-		e.Kind, e.Detail = IdentityNotFound, "Resource Manager refused the controller's credential"
+		e.Kind, e.Detail = azauth.IdentityNotFound, "Resource Manager refused the controller's credential"
 	default:
-		e.Kind, e.Detail = Unavailable, "Resource Manager failed"
+		e.Kind, e.Detail = azauth.Unavailable, "Resource Manager failed"
 	}
 	return e
 }
 
 // DeniedResourceIDsOf returns the identities ARM refused to assign, if err is such a refusal.
 func DeniedResourceIDsOf(err error) []string {
-	var e *Error
+	var e *azauth.Error
 	if errors.As(err, &e) && e.Kind == AssignDenied {
 		return e.Denied
 	}

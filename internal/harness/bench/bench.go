@@ -135,6 +135,9 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 				return nil, err
 			}
 		}
+		if b.ready, err = b.startReadiness(ctx); err != nil {
+			return nil, err
+		}
 		b.logf("starting controller: %s", strings.Join(b.controllerArgs(), " "))
 		if err := b.startController(); err != nil {
 			return nil, err
@@ -186,6 +189,8 @@ type bench struct {
 	exited     chan struct{}
 	metricsURL string
 	profiles   *profiler
+	// ready watches bindings, their secrets and service accounts, for any controller's readiness.
+	ready *readiness
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -227,6 +232,9 @@ func (b *bench) needsController() bool {
 }
 
 func (b *bench) cleanup() {
+	if b.ready != nil {
+		b.ready.stop()
+	}
 	if b.controller != nil && b.controller.Process != nil {
 		_ = b.controller.Process.Signal(os.Interrupt)
 		select {

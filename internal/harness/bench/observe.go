@@ -290,6 +290,7 @@ func printTable(w io.Writer, r *Results) {
 	fmt.Fprintf(w, "\n%-44s %s\n", "machine", fmt.Sprintf("%d cores, %.1f GiB, %s, kube %s", r.Machine.Cores,
 		float64(r.Machine.MemoryBytes)/(1<<30), r.Machine.GoVersion, r.Machine.Kubernetes))
 	fmt.Fprintf(w, "%-44s %s\n", "controller", r.Machine.Controller)
+	fmt.Fprintf(w, "%-44s %s\n", "chart", chartFigure(r.Options))
 	row := func(k string, format string, args ...any) {
 		fmt.Fprintf(w, "%-44s %s\n", k, fmt.Sprintf(format, args...))
 	}
@@ -328,6 +329,17 @@ func printTable(w io.Writer, r *Results) {
 		row("throttled: max rate after first 429", "%.1f/s per endpoint (configured %.1f/s)", t.MaxRatePerSecond, t.ConfiguredRate)
 	}
 	printPodIdentity(row, r.PodIdentity)
+}
+
+// chartFigure says which of the chart's cluster objects the run had, and whether that is the chart's default.
+func chartFigure(options map[string]any) string {
+	if policies, _ := options["chartPolicies"].(bool); !policies {
+		return "no admission policies (--chart-policies=false)"
+	}
+	if finalizer, _ := options["finalizerOnCreate"].(bool); finalizer {
+		return "admission policies, finalizerOnCreate on (opt-in; the chart's default is off)"
+	}
+	return "admission policies, finalizerOnCreate off (the chart's defaults)"
 }
 
 // readyConditionFigure says when every burst binding had acrpull's Ready condition, or how many had it.

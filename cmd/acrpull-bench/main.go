@@ -24,9 +24,11 @@ import (
 
 func main() {
 	var o bench.Options
-	var controller, scenarios, podIdentityModes string
+	var controller, upstream, scenarios, podIdentityModes string
 	flag.StringVar(&controller, "controller", "", "Controller command line (space-separated); default: bin/acrpull with loopback metrics. "+
 		"It is run with KUBECONFIG, HTTPS_PROXY, HTTP_PROXY, NO_PROXY and SSL_CERT_FILE set.")
+	flag.StringVar(&upstream, "upstream", "", "A second controller's command line (msi-acrpull; see make bench-upstream), measured first in the same run "+
+		"on the same apiserver and fake cloud, then stopped and its bindings removed; scenarios burst and steady only. Figures are printed side by side.")
 	flag.IntVar(&o.Bindings, "bindings", 10000, "Bindings in the burst.")
 	flag.IntVar(&o.Namespaces, "namespaces", 1000, "Namespaces the bindings spread over.")
 	flag.IntVar(&o.Identities, "identities", 10, "Identities the bindings share.")
@@ -66,6 +68,7 @@ func main() {
 	if controller != "" {
 		o.Controller = strings.Fields(controller)
 	}
+	o.Upstream = strings.Fields(upstream)
 	o.Scenarios = strings.Split(scenarios, ",")
 	o.PodIdentity.Modes = strings.Split(podIdentityModes, ",")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -36,6 +36,9 @@ import (
 type Options struct {
 	// Controller is the command line to run; empty runs ./bin/acrpull (built if missing).
 	Controller []string
+	// Upstream, when set, is a second controller's command line (msi-acrpull) measured in the same run, on the same
+	// apiserver and fake cloud, before Controller; the figures are printed side by side (see compare.go).
+	Upstream   []string
 	Bindings   int
 	Namespaces int
 	Identities int
@@ -81,6 +84,10 @@ type Results struct {
 	Throttled *ThrottledResult `json:"throttled,omitempty"`
 	// PodIdentity is the podidentity scenario's, which runs in-process and needs no controller command.
 	PodIdentity *PodIdentityResult `json:"podIdentity,omitempty"`
+	// ControllerPeakRSSMiB is the controller's peak resident set (VmHWM) at the end of its scenarios.
+	ControllerPeakRSSMiB float64 `json:"controllerPeakRSSMiB,omitempty"`
+	// Upstream is the second controller's figures, with --upstream.
+	Upstream *UpstreamResults `json:"upstream,omitempty"`
 }
 
 // Machine describes where the figures were taken.
@@ -106,7 +113,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		"bindings": o.Bindings, "namespaces": o.Namespaces, "identities": o.Identities, "workers": o.Workers,
 		"noiseObjects": o.NoiseObjects, "accessTokenLifetime": o.AccessTokenLifetime.String(), "steadyCycles": o.SteadyCycles,
 		"throttleRate": o.ThrottleRate, "throttleBindings": o.ThrottleBindings, "scenarios": o.Scenarios,
-		"chartPolicies": o.ChartPolicies, "finalizerOnCreate": o.FinalizerOnCreate,
+		"chartPolicies": o.ChartPolicies, "finalizerOnCreate": o.FinalizerOnCreate, "upstream": strings.Join(o.Upstream, " "),
 	}}
 	if slices.Contains(o.Scenarios, "podidentity") {
 		p := o.PodIdentity
@@ -138,15 +145,43 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		if b.ready, err = b.startReadiness(ctx); err != nil {
 			return nil, err
 		}
+		if len(o.Upstream) > 0 {
+			if res.Upstream, err = b.measureUpstream(ctx, res.Floor); err != nil {
+				return res, fmt.Errorf("upstream: %w", err)
+			}
+		}
 		b.logf("starting controller: %s", strings.Join(b.controllerArgs(), " "))
-		if err := b.startController(); err != nil {
+		if err := b.startController(b.controllerArgs()); err != nil {
 			return nil, err
 		}
 		res.Machine.Controller = strings.Join(b.controllerArgs(), " ")
 	} else {
 		res.Machine.Controller = "in-process assignment controller and node agents (internal/mic, internal/nmi)"
 	}
-	for _, s := range o.Scenarios {
+	if err := b.runScenarios(ctx, res); err != nil {
+		return res, err
+	}
+	if b.controller != nil {
+		res.ControllerPeakRSSMiB = mib(b.procStatus("VmHWM"))
+	}
+	printTable(b.out, res)
+	if res.Upstream != nil {
+		printComparison(b.out, res)
+	}
+	if o.JSONPath != "" {
+		data, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(o.JSONPath, data, 0o644); err != nil {
+			return res, err
+		}
+		fmt.Fprintf(b.out, "\nfigures written to %s\n", o.JSONPath)
+	}
+	return res, nil
+}
+
+// runScenarios runs the selected scenarios in order against the running controller, into res.
+func (b *bench) runScenarios(ctx context.Context, res *Results) error {
+	var err error
+	for _, s := range b.o.Scenarios {
 		b.logf("scenario %s", s)
 		switch s {
 		case "burst":
@@ -163,18 +198,10 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
 		if err != nil {
-			return res, fmt.Errorf("%s: %w", s, err)
+			return fmt.Errorf("%s: %w", s, err)
 		}
 	}
-	printTable(b.out, res)
-	if o.JSONPath != "" {
-		data, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(o.JSONPath, data, 0o644); err != nil {
-			return res, err
-		}
-		fmt.Fprintf(b.out, "\nfigures written to %s\n", o.JSONPath)
-	}
-	return res, nil
+	return nil
 }
 
 type bench struct {
@@ -235,14 +262,7 @@ func (b *bench) cleanup() {
 	if b.ready != nil {
 		b.ready.stop()
 	}
-	if b.controller != nil && b.controller.Process != nil {
-		_ = b.controller.Process.Signal(os.Interrupt)
-		select {
-		case <-b.exited:
-		case <-time.After(10 * time.Second):
-			_ = b.controller.Process.Kill()
-		}
-	}
+	b.stopController()
 	if b.cloud != nil {
 		b.cloud.Close()
 	}
@@ -271,9 +291,26 @@ func (b *bench) controllerArgs() []string {
 	return args
 }
 
-func (b *bench) startController() error {
-	args := b.controllerArgs()
-	if len(b.o.Controller) == 0 {
+// stopController interrupts the running controller, if any, and waits for it to exit (killing it after 10 s).
+func (b *bench) stopController() {
+	if b.controller == nil || b.controller.Process == nil {
+		return
+	}
+	_ = b.controller.Process.Signal(os.Interrupt)
+	select {
+	case <-b.exited:
+	case <-time.After(10 * time.Second):
+		_ = b.controller.Process.Kill()
+		<-b.exited
+	}
+	b.controller = nil
+}
+
+// startController runs args as the controller. The bench's own acrpull (no --controller) is built first, and its
+// metrics and profiles are read; another controller is measured from outside only.
+func (b *bench) startController(args []string) error {
+	b.metricsURL, b.profiles = "", nil
+	if len(b.o.Controller) == 0 && slices.Equal(args, b.controllerArgs()) {
 		build := exec.Command("go", "build", "-o", args[0], "./cmd/acrpull")
 		build.Dir = testenv.ModuleRoot()
 		if out, err := build.CombinedOutput(); err != nil {
@@ -298,7 +335,7 @@ func (b *bench) startController() error {
 	if err := os.WriteFile(caFile, b.cloud.CACertPEM(), 0o644); err != nil {
 		return err
 	}
-	logFile, err := os.Create(filepath.Join(b.dir, "controller.log"))
+	logFile, err := os.Create(filepath.Join(b.dir, filepath.Base(args[0])+".log"))
 	if err != nil {
 		return err
 	}
@@ -322,13 +359,19 @@ func (b *bench) startController() error {
 }
 
 // rss reads the controller's resident set size from /proc.
-func (b *bench) rss() uint64 {
+func (b *bench) rss() uint64 { return b.procStatus("VmRSS") }
+
+// procStatus reads a size in kB from the controller's /proc/<pid>/status (VmRSS, VmHWM), in bytes.
+func (b *bench) procStatus(field string) uint64 {
+	if b.controller == nil || b.controller.Process == nil {
+		return 0
+	}
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.controller.Process.Pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field+":") {
 			kb, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
 			return kb * 1024
 		}

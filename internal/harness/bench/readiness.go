@@ -152,6 +152,11 @@ func (r *readiness) observeBinding(obj any, deleted bool) {
 	}
 	if deleted || !bnd.DeletionTimestamp.IsZero() {
 		delete(r.bindings, key)
+		if deleted {
+			// A binding created again under the same name (the next controller's burst) starts afresh.
+			delete(r.usableAt, key)
+			delete(r.readyAt, key)
+		}
 	} else {
 		r.bindings[key] = bindingView{namespace: bnd.Namespace, account: bnd.Spec.ServiceAccountName,
 			expiry: bnd.Status.TokenExpirationTime, statusError: bnd.Status.Error,
@@ -261,6 +266,13 @@ func (r *readiness) counts(prefix string) (usable, ready, current int) {
 		return n
 	}
 	return count(r.usable), count(r.ready), count(r.current)
+}
+
+// live is how many bindings exist and are not being deleted.
+func (r *readiness) live() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.bindings)
 }
 
 // firstUsable and firstReady are when a binding was first seen usable or Ready.

@@ -33,11 +33,15 @@ func main() {
 	flag.IntVar(&o.Namespaces, "namespaces", 1000, "Namespaces the bindings spread over.")
 	flag.IntVar(&o.Identities, "identities", 10, "Identities the bindings share.")
 	flag.IntVar(&o.Workers, "workers", 16, "The bench client's concurrency (also the write floor's).")
-	flag.StringVar(&scenarios, "scenarios", "burst,steady,noise,throttled", "Scenarios to run, in order; podidentity (AAD Pod Identity's "+
+	flag.StringVar(&scenarios, "scenarios", "burst,steady,noise,throttled", "Scenarios to run, in order; busy (new bindings at --busy-rate among those present) and restart (the controller "+
+		"restarted with every binding current) are available but not run by default; podidentity (AAD Pod Identity's "+
 		"assignment controller and node agents, in-process) is available but not run by default.")
 	flag.IntVar(&o.NoiseObjects, "noise-objects", 50000, "Unrelated Secrets and ConfigMaps for the noise scenario.")
 	flag.DurationVar(&o.AccessTokenLifetime, "access-token-lifetime", 5*time.Minute, "Registry access token lifetime (steady's refresh cycle is half of it).")
 	flag.IntVar(&o.SteadyCycles, "steady-cycles", 3, "Refresh cycles steady observes.")
+	flag.Float64Var(&o.BusyRate, "busy-rate", 20, "busy: new bindings per second, created while the others are present and refreshing.")
+	flag.DurationVar(&o.BusyDuration, "busy-duration", time.Minute, "busy: how long new bindings keep arriving.")
+	flag.DurationVar(&o.RestartWindow, "restart-window", time.Minute, "restart: how long after the new process starts its writes and Azure requests are counted.")
 	flag.Float64Var(&o.ThrottleRate, "throttle-rate", 5, "Requests per second per Azure endpoint above which the fake answers 429.")
 	flag.IntVar(&o.ThrottleBindings, "throttle-bindings", 1000, "New bindings in the throttled scenario.")
 	flag.IntVar(&o.ThrottleIdentities, "throttle-identities", 50, "New identities (cache misses) in the throttled scenario.")

@@ -54,6 +54,10 @@ type Options struct {
 	SteadyCycles int
 	// ThrottleRate is the request rate per endpoint above which the fake answers 429.
 	ThrottleRate float64
+	// BusyRate and BusyDuration pace the busy scenario's new bindings; RestartWindow is how long restart counts.
+	BusyRate      float64
+	BusyDuration  time.Duration
+	RestartWindow time.Duration
 	// ThrottleBindings and ThrottleIdentities size the throttled scenario's new bindings.
 	ThrottleBindings   int
 	ThrottleIdentities int
@@ -82,6 +86,8 @@ type Results struct {
 	Steady    *SteadyResult    `json:"steady,omitempty"`
 	Noise     *NoiseResult     `json:"noise,omitempty"`
 	Throttled *ThrottledResult `json:"throttled,omitempty"`
+	Busy      *BusyResult      `json:"busy,omitempty"`
+	Restart   *RestartResult   `json:"restart,omitempty"`
 	// PodIdentity is the podidentity scenario's, which runs in-process and needs no controller command.
 	PodIdentity *PodIdentityResult `json:"podIdentity,omitempty"`
 	// ControllerPeakRSSMiB is the controller's peak resident set (VmHWM) at the end of its scenarios.
@@ -113,6 +119,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		"bindings": o.Bindings, "namespaces": o.Namespaces, "identities": o.Identities, "workers": o.Workers,
 		"noiseObjects": o.NoiseObjects, "accessTokenLifetime": o.AccessTokenLifetime.String(), "steadyCycles": o.SteadyCycles,
 		"throttleRate": o.ThrottleRate, "throttleBindings": o.ThrottleBindings, "scenarios": o.Scenarios,
+		"busyRate": o.BusyRate, "busyDuration": o.BusyDuration.String(), "restartWindow": o.RestartWindow.String(),
 		"chartPolicies": o.ChartPolicies, "finalizerOnCreate": o.FinalizerOnCreate, "upstream": strings.Join(o.Upstream, " "),
 	}}
 	if slices.Contains(o.Scenarios, "podidentity") {
@@ -192,6 +199,10 @@ func (b *bench) runScenarios(ctx context.Context, res *Results) error {
 			res.Noise, err = b.noise(ctx)
 		case "throttled":
 			res.Throttled, err = b.throttled(ctx)
+		case "busy":
+			res.Busy, err = b.busy(ctx)
+		case "restart":
+			res.Restart, err = b.restart(ctx)
 		case "podidentity":
 			res.PodIdentity, err = b.podIdentity(ctx)
 		default:
@@ -216,6 +227,8 @@ type bench struct {
 	exited     chan struct{}
 	metricsURL string
 	profiles   *profiler
+	// built is set once the bench's own acrpull is built, so a restart does not wait for the compiler.
+	built bool
 	// ready watches bindings, their secrets and service accounts, for any controller's readiness.
 	ready *readiness
 }
@@ -311,10 +324,13 @@ func (b *bench) stopController() {
 func (b *bench) startController(args []string) error {
 	b.metricsURL, b.profiles = "", nil
 	if len(b.o.Controller) == 0 && slices.Equal(args, b.controllerArgs()) {
-		build := exec.Command("go", "build", "-o", args[0], "./cmd/acrpull")
-		build.Dir = testenv.ModuleRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("building acrpull: %v: %s", err, out)
+		if !b.built {
+			build := exec.Command("go", "build", "-o", args[0], "./cmd/acrpull")
+			build.Dir = testenv.ModuleRoot()
+			if out, err := build.CombinedOutput(); err != nil {
+				return fmt.Errorf("building acrpull: %v: %s", err, out)
+			}
+			b.built = true
 		}
 		b.metricsURL = "http://127.0.0.1:18080/metrics"
 		if b.o.ProfileDir != "" {

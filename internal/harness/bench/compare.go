@@ -21,15 +21,17 @@ import (
 
 // UpstreamResults are the second controller's figures (--upstream), taken in the same run as the main ones.
 type UpstreamResults struct {
-	Controller string        `json:"controller"`
-	Burst      *BurstResult  `json:"burst,omitempty"`
-	Steady     *SteadyResult `json:"steady,omitempty"`
-	PeakRSSMiB float64       `json:"peakRSSMiB,omitempty"`
+	Controller string         `json:"controller"`
+	Burst      *BurstResult   `json:"burst,omitempty"`
+	Steady     *SteadyResult  `json:"steady,omitempty"`
+	Busy       *BusyResult    `json:"busy,omitempty"`
+	Restart    *RestartResult `json:"restart,omitempty"`
+	PeakRSSMiB float64        `json:"peakRSSMiB,omitempty"`
 }
 
 // comparableScenarios are those that leave nothing behind but bindings, their secrets and references, which
 // clearBindings removes before the next controller starts.
-var comparableScenarios = []string{"burst", "steady"}
+var comparableScenarios = []string{"burst", "steady", "busy", "restart"}
 
 // measureUpstream runs the selected scenarios against the upstream controller, then stops it and removes every
 // binding, its secrets and references, so the main controller starts on the same empty namespaces.
@@ -46,7 +48,7 @@ func (b *bench) measureUpstream(ctx context.Context, floor *FloorResult) (*Upstr
 	}
 	res := &Results{Floor: floor}
 	err := b.runScenarios(ctx, res)
-	up := &UpstreamResults{Controller: strings.Join(args, " "), Burst: res.Burst, Steady: res.Steady, PeakRSSMiB: mib(b.procStatus("VmHWM"))}
+	up := &UpstreamResults{Controller: strings.Join(args, " "), Burst: res.Burst, Steady: res.Steady, Busy: res.Busy, Restart: res.Restart, PeakRSSMiB: mib(b.procStatus("VmHWM"))}
 	b.stopController()
 	if err != nil {
 		return up, err
@@ -131,6 +133,16 @@ func printComparison(w io.Writer, r *Results) {
 		row("steady: apiserver writes", float64(sum(us.ControllerWrites)), float64(sum(as.ControllerWrites)), "%.0f")
 		row("steady: Azure requests", float64(sum(us.AzureRequests)), float64(sum(as.AzureRequests)), "%.0f")
 		row("steady: most secret updates in one second", float64(us.MaxSecretUpdatesPerSec), float64(as.MaxSecretUpdatesPerSec), "%.0f")
+	}
+	if ub, ab := up.Busy, r.Busy; ub != nil && ab != nil {
+		row("busy: create-to-usable p50, s", ub.P50Seconds, ab.P50Seconds, "%.2f")
+		row("busy: create-to-usable p99, s", ub.P99Seconds, ab.P99Seconds, "%.2f")
+	}
+	if ur, ar := up.Restart, r.Restart; ur != nil && ar != nil {
+		row("restart: apiserver writes in the window", float64(sum(ur.Writes)), float64(sum(ar.Writes)), "%.0f")
+		row("restart: token refreshes in the window", float64(ur.TokenRefreshes), float64(ar.TokenRefreshes), "%.0f")
+		row("restart: Azure requests in the window", float64(sum(ur.AzureRequests)), float64(sum(ar.AzureRequests)), "%.0f")
+		row("restart: peak RSS of the new process, MiB", ur.PeakRSSMiB, ar.PeakRSSMiB, "%.0f")
 	}
 	row("controller peak RSS, MiB", up.PeakRSSMiB, r.ControllerPeakRSSMiB, "%.0f")
 	if up.Burst != nil {

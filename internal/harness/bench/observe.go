@@ -328,6 +328,21 @@ func printTable(w io.Writer, r *Results) {
 		row("throttled: 429s caused", "%d (requests %s)", t.Throttled, sortedMap(t.Requests))
 		row("throttled: max rate after first 429", "%.1f/s per endpoint (configured %.1f/s)", t.MaxRatePerSecond, t.ConfiguredRate)
 	}
+	if bz := r.Busy; bz != nil {
+		row("busy: new bindings", "%d at %.0f/s among %d present (%d of them refreshed meanwhile)", bz.Created, bz.Rate, bz.Present, bz.Refreshes)
+		row("busy: create-to-usable p50 / p99 / max", "%.2f s / %.2f s / %.2f s", bz.P50Seconds, bz.P99Seconds, bz.MaxSeconds)
+		row("busy: create-to-secret p50 / p99", "%.2f s / %.2f s", bz.SecretP50Seconds, bz.SecretP99Seconds)
+	}
+	if rs := r.Restart; rs != nil {
+		row("restart: bindings, all current before", "%d; all current %.1f s after the new process started (the bench looks from 2 s); "+
+			"at least %d current at each second of the window", rs.Bindings, rs.CurrentSeconds, rs.LeastCurrent)
+		row("restart: apiserver writes", "%s in %.0f s (%d token refreshes came due meanwhile)", orNone(sortedMap(rs.Writes)), rs.WindowSeconds, rs.TokenRefreshes)
+		row("restart: Azure requests", "%s", orNone(sortedMap(rs.AzureRequests)))
+		row("restart: peak RSS of the new process", "%.0f MiB", rs.PeakRSSMiB)
+	}
+	if r.ControllerPeakRSSMiB > 0 {
+		row("controller peak RSS (VmHWM)", "%.0f MiB", r.ControllerPeakRSSMiB)
+	}
 	printPodIdentity(row, r.PodIdentity)
 }
 
@@ -348,6 +363,13 @@ func readyConditionFigure(b *BurstResult) string {
 		return fmt.Sprintf("all at %.1f s", b.ReadyConditionSeconds)
 	}
 	return fmt.Sprintf("%d had it when all were usable (msi-acrpull writes no conditions)", b.ReadyCondition)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // sortedMap prints a map's entries sorted by key; seconds with one decimal.

@@ -166,6 +166,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		res.Machine.Controller = "in-process assignment controller and node agents (internal/mic, internal/nmi)"
 	}
 	if err := b.runScenarios(ctx, res); err != nil {
+		// The scenarios that finished are worth printing.
+		printTable(b.out, res)
 		return res, err
 	}
 	if b.controller != nil {

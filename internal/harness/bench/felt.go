@@ -103,8 +103,8 @@ type RestartResult struct {
 	// secret update and status write are among Writes.
 	TokenRefreshes int64            `json:"tokenRefreshes"`
 	AzureRequests  map[string]int64 `json:"azureRequestsByEndpoint"`
-	// CurrentSeconds is from the new process's start until every binding was current (status.tokenExpirationTime
-	// the secret's expiry, no error) again, or still was.
+	// CurrentSeconds is from the new process's start until every binding had been current (status.tokenExpirationTime
+	// the secret's expiry, no error) at some moment since, or still was.
 	CurrentSeconds float64 `json:"secondsUntilAllCurrent"`
 	// LeastCurrent is the fewest bindings current at any second of the window after that (refreshes coming due
 	// make a binding briefly not current).
@@ -116,8 +116,8 @@ type RestartResult struct {
 // over RestartWindow from the new process's start.
 func (b *bench) restart(ctx context.Context) (*RestartResult, error) {
 	n := b.ready.live()
-	b.logf("waiting until all %d bindings are current before the restart", n)
-	if err := b.waitCurrent(ctx, "", n, 10*time.Minute); err != nil {
+	b.logf("waiting until each of the %d bindings has been current, before the restart", n)
+	if err := b.waitCurrentSince(ctx, "", n, time.Now(), 10*time.Minute); err != nil {
 		return nil, err
 	}
 	watch, err := b.watchSecrets(ctx)
@@ -138,7 +138,7 @@ func (b *bench) restart(ctx context.Context) (*RestartResult, error) {
 	if err := b.startController(args); err != nil {
 		return nil, err
 	}
-	if err := b.waitCurrent(ctx, "", n, 10*time.Minute); err != nil {
+	if err := b.waitCurrentSince(ctx, "", n, start, 10*time.Minute); err != nil {
 		return nil, err
 	}
 	current := time.Since(start).Seconds()

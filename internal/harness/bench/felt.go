@@ -38,12 +38,7 @@ func (b *bench) busy(ctx context.Context) (*BusyResult, error) {
 	rate, d := b.o.BusyRate, b.o.BusyDuration
 	n := int(rate * d.Seconds())
 	present := b.ready.live()
-	watch, err := b.watchSecrets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer watch.stop()
-	watch.resetUpdates()
+	refreshesBefore := b.ready.refreshCount()
 	b.logf("%d bindings present; creating %d more at %.0f/s", present, n, rate)
 	created := make([]time.Time, n)
 	var wg sync.WaitGroup
@@ -81,13 +76,13 @@ func (b *bench) busy(ctx context.Context) (*BusyResult, error) {
 		if at, ok := b.ready.firstUsable(key); ok {
 			toUsable = append(toUsable, at.Sub(created[i]).Seconds())
 		}
-		if at, ok := watch.firstSeen(key); ok {
+		if at, ok := b.ready.firstSecret(key); ok {
 			toSecret = append(toSecret, at.Sub(created[i]).Seconds())
 		}
 	}
 	sort.Float64s(toUsable)
 	sort.Float64s(toSecret)
-	refreshes, _ := watch.updates()
+	refreshes := b.ready.refreshCount() - refreshesBefore
 	return &BusyResult{Present: present, Created: n, Rate: rate,
 		P50Seconds: percentile(toUsable, 0.5), P99Seconds: percentile(toUsable, 0.99), MaxSeconds: percentile(toUsable, 1),
 		SecretP50Seconds: percentile(toSecret, 0.5), SecretP99Seconds: percentile(toSecret, 0.99), Refreshes: refreshes}, nil
@@ -120,11 +115,6 @@ func (b *bench) restart(ctx context.Context) (*RestartResult, error) {
 	if err := b.waitCurrentSince(ctx, "", n, time.Now(), 10*time.Minute); err != nil {
 		return nil, err
 	}
-	watch, err := b.watchSecrets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer watch.stop()
 	args := b.controller.Args
 	b.stopController()
 	before, err := b.apiserverWrites(ctx)
@@ -132,7 +122,7 @@ func (b *bench) restart(ctx context.Context) (*RestartResult, error) {
 		return nil, err
 	}
 	b.cloud.ResetCounts()
-	watch.resetUpdates()
+	refreshesBefore := b.ready.refreshCount()
 	b.logf("restarting the controller with %d current bindings", n)
 	start := time.Now()
 	if err := b.startController(args); err != nil {
@@ -158,7 +148,7 @@ func (b *bench) restart(ctx context.Context) (*RestartResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	refreshes, _ := watch.updates()
+	refreshes := b.ready.refreshCount() - refreshesBefore
 	return &RestartResult{Bindings: n, WindowSeconds: window, Writes: diffWrites(before, after), TokenRefreshes: refreshes,
 		AzureRequests: azureCounts(b.cloud), CurrentSeconds: current, LeastCurrent: leastCurrent, PeakRSSMiB: mib(b.procStatus("VmHWM"))}, nil
 }

@@ -53,6 +53,9 @@ type readiness struct {
 	// usableAt and readyAt are when a binding was first seen usable and Ready; currentAt the last time it was seen
 	// current (so a binding that was current at some moment since T counts, though a refresh has since begun).
 	usableAt, readyAt, currentAt map[string]time.Time
+	// secretAt is when a binding's secret was first seen; refreshes counts changes of a secret's expiry annotation.
+	secretAt  map[string]time.Time
+	refreshes int64
 }
 
 type bindingView struct {
@@ -73,7 +76,7 @@ func (b *bench) startReadiness(ctx context.Context) (*readiness, error) {
 	r := &readiness{cancel: cancel, bindings: map[string]bindingView{}, secrets: map[string]map[string]secretView{},
 		accounts: map[string]map[string]bool{}, byAccount: map[string]map[string]bool{},
 		usable: map[string]bool{}, ready: map[string]bool{}, current: map[string]bool{},
-		usableAt: map[string]time.Time{}, readyAt: map[string]time.Time{}, currentAt: map[string]time.Time{}}
+		usableAt: map[string]time.Time{}, readyAt: map[string]time.Time{}, currentAt: map[string]time.Time{}, secretAt: map[string]time.Time{}}
 	fail := func(err error) (*readiness, error) { cancel(); return nil, err }
 
 	bindingCache, err := cache.New(b.env.Config, cache.Options{Scheme: b.c.Scheme()})
@@ -158,6 +161,7 @@ func (r *readiness) observeBinding(obj any, deleted bool) {
 			delete(r.usableAt, key)
 			delete(r.readyAt, key)
 			delete(r.currentAt, key)
+			delete(r.secretAt, key)
 		}
 	} else {
 		r.bindings[key] = bindingView{namespace: bnd.Namespace, account: bnd.Spec.ServiceAccountName,
@@ -186,7 +190,14 @@ func (r *readiness) observeSecret(obj any, deleted bool) {
 		if r.secrets[key] == nil {
 			r.secrets[key] = map[string]secretView{}
 		}
-		r.secrets[key][s.Name] = secretView{token: holdsToken(s), expiry: s.Annotations[expiryAnnotation]}
+		if _, seen := r.secretAt[key]; !seen {
+			r.secretAt[key] = time.Now()
+		}
+		view := secretView{token: holdsToken(s), expiry: s.Annotations[expiryAnnotation]}
+		if old, ok := r.secrets[key][s.Name]; ok && old.expiry != view.expiry {
+			r.refreshes++
+		}
+		r.secrets[key][s.Name] = view
 	}
 	r.evaluate(key, time.Now())
 }
@@ -250,10 +261,11 @@ func (r *readiness) evaluate(key string, now time.Time) {
 		}
 	}
 	set(r.usable, r.usableAt, usable)
-	set(r.current, nil, current)
-	if current {
+	// currentAt is the last moment the binding was seen current: now if it is, or now if it just stopped being.
+	if current || r.current[key] {
 		r.currentAt[key] = now
 	}
+	set(r.current, nil, current)
 	set(r.ready, r.readyAt, alive && bnd.readyCondition)
 }
 
@@ -289,6 +301,21 @@ func (r *readiness) currentSince(prefix string, t time.Time) int {
 		}
 	}
 	return n
+}
+
+// firstSecret is when a secret labelled with the binding (namespace/name) was first seen.
+func (r *readiness) firstSecret(key string) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.secretAt[key]
+	return t, ok
+}
+
+// refreshCount is how many times a watched secret's expiry annotation has changed.
+func (r *readiness) refreshCount() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refreshes
 }
 
 // live is how many bindings exist and are not being deleted.

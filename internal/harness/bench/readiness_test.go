@@ -20,7 +20,7 @@ func newReadiness() *readiness {
 	return &readiness{bindings: map[string]bindingView{}, secrets: map[string]map[string]secretView{},
 		accounts: map[string]map[string]bool{}, byAccount: map[string]map[string]bool{},
 		usable: map[string]bool{}, ready: map[string]bool{}, current: map[string]bool{},
-		usableAt: map[string]time.Time{}, readyAt: map[string]time.Time{}, currentAt: map[string]time.Time{}}
+		usableAt: map[string]time.Time{}, readyAt: map[string]time.Time{}, currentAt: map[string]time.Time{}, secretAt: map[string]time.Time{}}
 }
 
 // A binding is usable, whichever controller serves it, only once all three hold: a labelled secret with a token
@@ -82,9 +82,9 @@ func TestBindingIsUsableOnlyWithTokenAttachmentAndExpiry(t *testing.T) {
 	r.observeSecret(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pull-1", Labels: map[string]string{bindingLabel: "app-1"}},
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"other.azurecr.io":{"password":"x"}}}`)}}, false)
 	check("token for another registry", false, false)
-	since := time.Now()
 	r.observeSecret(secret, false)
 	check("token back", true, true)
+	since := time.Now()
 
 	account.ImagePullSecrets = nil
 	r.observeAccount(account, false)

@@ -102,7 +102,7 @@ type RestartResult struct {
 	// the secret's expiry, no error) at some moment since, or still was.
 	CurrentSeconds float64 `json:"secondsUntilAllCurrent"`
 	// LeastCurrent is the fewest bindings current at any second of the window after that (refreshes coming due
-	// make a binding briefly not current).
+	// make a binding briefly not current); -1 if the window ended first.
 	LeastCurrent int     `json:"leastCurrentInWindow"`
 	PeakRSSMiB   float64 `json:"peakRSSMiB"`
 }
@@ -133,7 +133,8 @@ func (b *bench) restart(ctx context.Context) (*RestartResult, error) {
 	}
 	current := time.Since(start).Seconds()
 	// Sampled each second through the window: bindings whose status the restart left behind their secret, if any.
-	leastCurrent := n
+	// -1 when the wait for "current since" outlasted the window and nothing was sampled.
+	leastCurrent := -1
 	for time.Since(start) < b.o.RestartWindow {
 		select {
 		case <-time.After(time.Second):
@@ -141,7 +142,9 @@ func (b *bench) restart(ctx context.Context) (*RestartResult, error) {
 			return nil, ctx.Err()
 		}
 		_, _, c := b.ready.counts("")
-		leastCurrent = min(leastCurrent, c)
+		if leastCurrent < 0 || c < leastCurrent {
+			leastCurrent = c
+		}
 	}
 	window := time.Since(start).Seconds()
 	after, err := b.apiserverWrites(ctx)

@@ -334,8 +334,10 @@ func printTable(w io.Writer, r *Results) {
 		row("busy: create-to-secret p50 / p99", "%.2f s / %.2f s", bz.SecretP50Seconds, bz.SecretP99Seconds)
 	}
 	if rs := r.Restart; rs != nil {
-		row("restart: bindings, all current before", "%d; each current since the new process started after %.1f s (the bench looks from 2 s); "+
-			"at least %d current at each second of the window", rs.Bindings, rs.CurrentSeconds, rs.LeastCurrent)
+		row("restart: bindings, all current before", "%d; each current since the new process started after %.1f s (the bench looks from 2 s)", rs.Bindings, rs.CurrentSeconds)
+		if rs.LeastCurrent >= 0 {
+			row("restart: fewest current in a second of the rest of the window", "%d", rs.LeastCurrent)
+		}
 		row("restart: apiserver writes", "%s in %.0f s (%d token refreshes came due meanwhile)", orNone(sortedMap(rs.Writes)), rs.WindowSeconds, rs.TokenRefreshes)
 		row("restart: Azure requests", "%s", orNone(sortedMap(rs.AzureRequests)))
 		row("restart: peak RSS of the new process", "%.0f MiB", rs.PeakRSSMiB)

@@ -24,18 +24,24 @@ import (
 
 func main() {
 	var o bench.Options
-	var controller, scenarios, podIdentityModes string
+	var controller, upstream, scenarios, podIdentityModes string
 	flag.StringVar(&controller, "controller", "", "Controller command line (space-separated); default: bin/acrpull with loopback metrics. "+
 		"It is run with KUBECONFIG, HTTPS_PROXY, HTTP_PROXY, NO_PROXY and SSL_CERT_FILE set.")
+	flag.StringVar(&upstream, "upstream", "", "A second controller's command line (msi-acrpull; see make bench-upstream), measured first in the same run "+
+		"on the same apiserver and fake cloud, then stopped and its bindings removed; scenarios burst and steady only. Figures are printed side by side.")
 	flag.IntVar(&o.Bindings, "bindings", 10000, "Bindings in the burst.")
 	flag.IntVar(&o.Namespaces, "namespaces", 1000, "Namespaces the bindings spread over.")
 	flag.IntVar(&o.Identities, "identities", 10, "Identities the bindings share.")
 	flag.IntVar(&o.Workers, "workers", 16, "The bench client's concurrency (also the write floor's).")
-	flag.StringVar(&scenarios, "scenarios", "burst,steady,noise,throttled", "Scenarios to run, in order; podidentity (AAD Pod Identity's "+
+	flag.StringVar(&scenarios, "scenarios", "burst,steady,noise,throttled", "Scenarios to run, in order; busy (new bindings at --busy-rate among those present) and restart (the controller "+
+		"restarted with every binding current) are available but not run by default; podidentity (AAD Pod Identity's "+
 		"assignment controller and node agents, in-process) is available but not run by default.")
 	flag.IntVar(&o.NoiseObjects, "noise-objects", 50000, "Unrelated Secrets and ConfigMaps for the noise scenario.")
 	flag.DurationVar(&o.AccessTokenLifetime, "access-token-lifetime", 5*time.Minute, "Registry access token lifetime (steady's refresh cycle is half of it).")
 	flag.IntVar(&o.SteadyCycles, "steady-cycles", 3, "Refresh cycles steady observes.")
+	flag.Float64Var(&o.BusyRate, "busy-rate", 20, "busy: new bindings per second, created while the others are present and refreshing.")
+	flag.DurationVar(&o.BusyDuration, "busy-duration", time.Minute, "busy: how long new bindings keep arriving.")
+	flag.DurationVar(&o.RestartWindow, "restart-window", time.Minute, "restart: how long after the new process starts its writes and Azure requests are counted.")
 	flag.Float64Var(&o.ThrottleRate, "throttle-rate", 5, "Requests per second per Azure endpoint above which the fake answers 429.")
 	flag.IntVar(&o.ThrottleBindings, "throttle-bindings", 1000, "New bindings in the throttled scenario.")
 	flag.IntVar(&o.ThrottleIdentities, "throttle-identities", 50, "New identities (cache misses) in the throttled scenario.")
@@ -53,8 +59,8 @@ func main() {
 	flag.IntVar(&o.PodIdentity.Workers, "podidentity-workers", 32, "podidentity: concurrent token requests.")
 	flag.DurationVar(&o.PodIdentity.Timeout, "podidentity-timeout", 20*time.Minute, "podidentity: bound on each mode from its first pod creation.")
 	flag.BoolVar(&o.ChartPolicies, "chart-policies", true, "Install the chart's admission policies before the scenarios, as the chart does.")
-	flag.BoolVar(&o.FinalizerOnCreate, "finalizer-on-create", true, "With --chart-policies: the chart value finalizerOnCreate (a MutatingAdmissionPolicy "+
-		"that gives new bindings the controller's finalizer, saving one write per binding; off by default in the chart).")
+	flag.BoolVar(&o.FinalizerOnCreate, "finalizer-on-create", false, "With --chart-policies: the chart value finalizerOnCreate (a MutatingAdmissionPolicy "+
+		"that gives new bindings the controller's finalizer, saving one write per binding). Off, as in the chart, so the headline is the chart's defaults.")
 	flag.StringVar(&o.ProfileDir, "profile", "", "Directory for pprof profiles: the bench's own controller's and kube-apiserver's CPU during the burst, the controller's heap after burst and noise; empty takes none.")
 	flag.DurationVar(&o.ProfileBurst, "profile-burst", time.Minute, "Length of the CPU profile taken from the start of the burst.")
 	flag.StringVar(&o.JSONPath, "out", "bench-results.json", "JSON file for every figure.")
@@ -66,6 +72,7 @@ func main() {
 	if controller != "" {
 		o.Controller = strings.Fields(controller)
 	}
+	o.Upstream = strings.Fields(upstream)
 	o.Scenarios = strings.Split(scenarios, ",")
 	o.PodIdentity.Modes = strings.Split(podIdentityModes, ",")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

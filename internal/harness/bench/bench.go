@@ -36,6 +36,9 @@ import (
 type Options struct {
 	// Controller is the command line to run; empty runs ./bin/acrpull (built if missing).
 	Controller []string
+	// Upstream, when set, is a second controller's command line (msi-acrpull) measured in the same run, on the same
+	// apiserver and fake cloud, before Controller; the figures are printed side by side (see compare.go).
+	Upstream   []string
 	Bindings   int
 	Namespaces int
 	Identities int
@@ -51,6 +54,10 @@ type Options struct {
 	SteadyCycles int
 	// ThrottleRate is the request rate per endpoint above which the fake answers 429.
 	ThrottleRate float64
+	// BusyRate and BusyDuration pace the busy scenario's new bindings; RestartWindow is how long restart counts.
+	BusyRate      float64
+	BusyDuration  time.Duration
+	RestartWindow time.Duration
 	// ThrottleBindings and ThrottleIdentities size the throttled scenario's new bindings.
 	ThrottleBindings   int
 	ThrottleIdentities int
@@ -79,8 +86,14 @@ type Results struct {
 	Steady    *SteadyResult    `json:"steady,omitempty"`
 	Noise     *NoiseResult     `json:"noise,omitempty"`
 	Throttled *ThrottledResult `json:"throttled,omitempty"`
+	Busy      *BusyResult      `json:"busy,omitempty"`
+	Restart   *RestartResult   `json:"restart,omitempty"`
 	// PodIdentity is the podidentity scenario's, which runs in-process and needs no controller command.
 	PodIdentity *PodIdentityResult `json:"podIdentity,omitempty"`
+	// ControllerPeakRSSMiB is the controller's peak resident set (VmHWM) at the end of its scenarios.
+	ControllerPeakRSSMiB float64 `json:"controllerPeakRSSMiB,omitempty"`
+	// Upstream is the second controller's figures, with --upstream.
+	Upstream *UpstreamResults `json:"upstream,omitempty"`
 }
 
 // Machine describes where the figures were taken.
@@ -106,7 +119,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		"bindings": o.Bindings, "namespaces": o.Namespaces, "identities": o.Identities, "workers": o.Workers,
 		"noiseObjects": o.NoiseObjects, "accessTokenLifetime": o.AccessTokenLifetime.String(), "steadyCycles": o.SteadyCycles,
 		"throttleRate": o.ThrottleRate, "throttleBindings": o.ThrottleBindings, "scenarios": o.Scenarios,
-		"chartPolicies": o.ChartPolicies, "finalizerOnCreate": o.FinalizerOnCreate,
+		"busyRate": o.BusyRate, "busyDuration": o.BusyDuration.String(), "restartWindow": o.RestartWindow.String(),
+		"chartPolicies": o.ChartPolicies, "finalizerOnCreate": o.FinalizerOnCreate, "upstream": strings.Join(o.Upstream, " "),
 	}}
 	if slices.Contains(o.Scenarios, "podidentity") {
 		p := o.PodIdentity
@@ -135,15 +149,48 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 				return nil, err
 			}
 		}
+		if b.ready, err = b.startReadiness(ctx); err != nil {
+			return nil, err
+		}
+		if len(o.Upstream) > 0 {
+			if res.Upstream, err = b.measureUpstream(ctx, res.Floor); err != nil {
+				return res, fmt.Errorf("upstream: %w", err)
+			}
+		}
 		b.logf("starting controller: %s", strings.Join(b.controllerArgs(), " "))
-		if err := b.startController(); err != nil {
+		if err := b.startController(b.controllerArgs()); err != nil {
 			return nil, err
 		}
 		res.Machine.Controller = strings.Join(b.controllerArgs(), " ")
 	} else {
 		res.Machine.Controller = "in-process assignment controller and node agents (internal/mic, internal/nmi)"
 	}
-	for _, s := range o.Scenarios {
+	if err := b.runScenarios(ctx, res); err != nil {
+		// The scenarios that finished are worth printing.
+		printTable(b.out, res)
+		return res, err
+	}
+	if b.controller != nil {
+		res.ControllerPeakRSSMiB = mib(b.procStatus("VmHWM"))
+	}
+	printTable(b.out, res)
+	if res.Upstream != nil {
+		printComparison(b.out, res)
+	}
+	if o.JSONPath != "" {
+		data, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(o.JSONPath, data, 0o644); err != nil {
+			return res, err
+		}
+		fmt.Fprintf(b.out, "\nfigures written to %s\n", o.JSONPath)
+	}
+	return res, nil
+}
+
+// runScenarios runs the selected scenarios in order against the running controller, into res.
+func (b *bench) runScenarios(ctx context.Context, res *Results) error {
+	var err error
+	for _, s := range b.o.Scenarios {
 		b.logf("scenario %s", s)
 		switch s {
 		case "burst":
@@ -154,24 +201,20 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			res.Noise, err = b.noise(ctx)
 		case "throttled":
 			res.Throttled, err = b.throttled(ctx)
+		case "busy":
+			res.Busy, err = b.busy(ctx)
+		case "restart":
+			res.Restart, err = b.restart(ctx)
 		case "podidentity":
 			res.PodIdentity, err = b.podIdentity(ctx)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
 		if err != nil {
-			return res, fmt.Errorf("%s: %w", s, err)
+			return fmt.Errorf("%s: %w", s, err)
 		}
 	}
-	printTable(b.out, res)
-	if o.JSONPath != "" {
-		data, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(o.JSONPath, data, 0o644); err != nil {
-			return res, err
-		}
-		fmt.Fprintf(b.out, "\nfigures written to %s\n", o.JSONPath)
-	}
-	return res, nil
+	return nil
 }
 
 type bench struct {
@@ -186,6 +229,10 @@ type bench struct {
 	exited     chan struct{}
 	metricsURL string
 	profiles   *profiler
+	// built is set once the bench's own acrpull is built, so a restart does not wait for the compiler.
+	built bool
+	// ready watches bindings, their secrets and service accounts, for any controller's readiness.
+	ready *readiness
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -227,14 +274,10 @@ func (b *bench) needsController() bool {
 }
 
 func (b *bench) cleanup() {
-	if b.controller != nil && b.controller.Process != nil {
-		_ = b.controller.Process.Signal(os.Interrupt)
-		select {
-		case <-b.exited:
-		case <-time.After(10 * time.Second):
-			_ = b.controller.Process.Kill()
-		}
+	if b.ready != nil {
+		b.ready.stop()
 	}
+	b.stopController()
 	if b.cloud != nil {
 		b.cloud.Close()
 	}
@@ -263,13 +306,33 @@ func (b *bench) controllerArgs() []string {
 	return args
 }
 
-func (b *bench) startController() error {
-	args := b.controllerArgs()
-	if len(b.o.Controller) == 0 {
-		build := exec.Command("go", "build", "-o", args[0], "./cmd/acrpull")
-		build.Dir = testenv.ModuleRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("building acrpull: %v: %s", err, out)
+// stopController interrupts the running controller, if any, and waits for it to exit (killing it after 10 s).
+func (b *bench) stopController() {
+	if b.controller == nil || b.controller.Process == nil {
+		return
+	}
+	_ = b.controller.Process.Signal(os.Interrupt)
+	select {
+	case <-b.exited:
+	case <-time.After(10 * time.Second):
+		_ = b.controller.Process.Kill()
+		<-b.exited
+	}
+	b.controller = nil
+}
+
+// startController runs args as the controller. The bench's own acrpull (no --controller) is built first, and its
+// metrics and profiles are read; another controller is measured from outside only.
+func (b *bench) startController(args []string) error {
+	b.metricsURL, b.profiles = "", nil
+	if len(b.o.Controller) == 0 && slices.Equal(args, b.controllerArgs()) {
+		if !b.built {
+			build := exec.Command("go", "build", "-o", args[0], "./cmd/acrpull")
+			build.Dir = testenv.ModuleRoot()
+			if out, err := build.CombinedOutput(); err != nil {
+				return fmt.Errorf("building acrpull: %v: %s", err, out)
+			}
+			b.built = true
 		}
 		b.metricsURL = "http://127.0.0.1:18080/metrics"
 		if b.o.ProfileDir != "" {
@@ -290,7 +353,7 @@ func (b *bench) startController() error {
 	if err := os.WriteFile(caFile, b.cloud.CACertPEM(), 0o644); err != nil {
 		return err
 	}
-	logFile, err := os.Create(filepath.Join(b.dir, "controller.log"))
+	logFile, err := os.Create(filepath.Join(b.dir, filepath.Base(args[0])+".log"))
 	if err != nil {
 		return err
 	}
@@ -314,13 +377,19 @@ func (b *bench) startController() error {
 }
 
 // rss reads the controller's resident set size from /proc.
-func (b *bench) rss() uint64 {
+func (b *bench) rss() uint64 { return b.procStatus("VmRSS") }
+
+// procStatus reads a size in kB from the controller's /proc/<pid>/status (VmRSS, VmHWM), in bytes.
+func (b *bench) procStatus(field string) uint64 {
+	if b.controller == nil || b.controller.Process == nil {
+		return 0
+	}
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.controller.Process.Pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field+":") {
 			kb, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
 			return kb * 1024
 		}

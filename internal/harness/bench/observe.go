@@ -50,7 +50,7 @@ func (b *bench) watchSecrets(ctx context.Context) (*secretWatch, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := cs.CoreV1().Secrets("").Watch(ctx, metav1.ListOptions{LabelSelector: "acr.microsoft.com/binding"})
+	w, err := cs.CoreV1().Secrets("").Watch(ctx, metav1.ListOptions{LabelSelector: bindingLabel})
 	if err != nil {
 		return nil, err
 	}
@@ -64,10 +64,11 @@ func (b *bench) watchSecrets(ctx context.Context) (*secretWatch, error) {
 			}
 			now := time.Now()
 			key := m.GetNamespace() + "/" + m.GetName()
-			exp := m.GetAnnotations()["acr.microsoft.com/token.expiry"]
+			exp := m.GetAnnotations()[expiryAnnotation]
 			sw.mu.Lock()
-			if _, seen := sw.first[m.GetName()]; !seen {
-				sw.first[m.GetName()] = now
+			// Keyed by the binding the secret is labelled with, whatever the controller names its secrets.
+			if binding := m.GetNamespace() + "/" + m.GetLabels()[bindingLabel]; sw.first[binding].IsZero() {
+				sw.first[binding] = now
 			}
 			if old, ok := sw.expiry[key]; ok && old != exp && ev.Type == watch.Modified {
 				sw.count++
@@ -83,10 +84,11 @@ func (b *bench) watchSecrets(ctx context.Context) (*secretWatch, error) {
 
 func (sw *secretWatch) stop() { sw.w.Stop(); <-sw.done }
 
-func (sw *secretWatch) firstSeen(name string) (time.Time, bool) {
+// firstSeen is when a secret labelled with a binding (namespace/name) was first seen.
+func (sw *secretWatch) firstSeen(binding string) (time.Time, bool) {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
-	t, ok := sw.first[name]
+	t, ok := sw.first[binding]
 	return t, ok
 }
 
@@ -288,6 +290,7 @@ func printTable(w io.Writer, r *Results) {
 	fmt.Fprintf(w, "\n%-44s %s\n", "machine", fmt.Sprintf("%d cores, %.1f GiB, %s, kube %s", r.Machine.Cores,
 		float64(r.Machine.MemoryBytes)/(1<<30), r.Machine.GoVersion, r.Machine.Kubernetes))
 	fmt.Fprintf(w, "%-44s %s\n", "controller", r.Machine.Controller)
+	fmt.Fprintf(w, "%-44s %s\n", "chart", chartFigure(r.Options))
 	row := func(k string, format string, args ...any) {
 		fmt.Fprintf(w, "%-44s %s\n", k, fmt.Sprintf(format, args...))
 	}
@@ -297,8 +300,10 @@ func printTable(w io.Writer, r *Results) {
 		row("write floor: binding creates", "%.1f s (before the floor's writes; the burst makes them too)", f.CreateSeconds)
 	}
 	if b := r.Burst; b != nil {
-		row("burst: all Ready", "%.1f s (%.2fx the write floor; %.2fx the floor plus the binding creates)", b.Seconds, b.RatioToFloor, b.RatioToFloorWithCreates)
+		row("burst: all usable", "%.1f s (%.2fx the write floor; %.2fx the floor plus the binding creates)", b.Seconds, b.RatioToFloor, b.RatioToFloorWithCreates)
+		row("burst: create-to-usable p50 / p99", "%.2f s / %.2f s (secret with a token, attached, status.tokenExpirationTime set)", b.P50UsableSeconds, b.P99UsableSeconds)
 		row("burst: create-to-secret p50 / p99", "%.2f s / %.2f s", b.P50Seconds, b.P99Seconds)
+		row("burst: Ready condition", "%s", readyConditionFigure(b))
 		row("burst: controller writes", "%s", sortedMap(b.ControllerWrites))
 		row("burst: Azure requests", "%s (distinct identity/registry/scope: %d)", sortedMap(b.AzureRequests), b.DistinctTokens)
 		row("burst: CPU seconds", "%s", sortedMap(b.CPUSeconds))
@@ -323,7 +328,50 @@ func printTable(w io.Writer, r *Results) {
 		row("throttled: 429s caused", "%d (requests %s)", t.Throttled, sortedMap(t.Requests))
 		row("throttled: max rate after first 429", "%.1f/s per endpoint (configured %.1f/s)", t.MaxRatePerSecond, t.ConfiguredRate)
 	}
+	if bz := r.Busy; bz != nil {
+		row("busy: new bindings", "%d at %.0f/s among %d present (%d of them refreshed meanwhile)", bz.Created, bz.Rate, bz.Present, bz.Refreshes)
+		row("busy: create-to-usable p50 / p99 / max", "%.2f s / %.2f s / %.2f s", bz.P50Seconds, bz.P99Seconds, bz.MaxSeconds)
+		row("busy: create-to-secret p50 / p99", "%.2f s / %.2f s", bz.SecretP50Seconds, bz.SecretP99Seconds)
+	}
+	if rs := r.Restart; rs != nil {
+		row("restart: bindings, all current before", "%d; each current since the new process started after %.1f s (the bench looks from 2 s)", rs.Bindings, rs.CurrentSeconds)
+		if rs.LeastCurrent >= 0 {
+			row("restart: fewest current in a second of the rest of the window", "%d", rs.LeastCurrent)
+		}
+		row("restart: apiserver writes", "%s in %.0f s (%d token refreshes came due meanwhile)", orNone(sortedMap(rs.Writes)), rs.WindowSeconds, rs.TokenRefreshes)
+		row("restart: Azure requests", "%s", orNone(sortedMap(rs.AzureRequests)))
+		row("restart: peak RSS of the new process", "%.0f MiB", rs.PeakRSSMiB)
+	}
+	if r.ControllerPeakRSSMiB > 0 {
+		row("controller peak RSS (VmHWM)", "%.0f MiB", r.ControllerPeakRSSMiB)
+	}
 	printPodIdentity(row, r.PodIdentity)
+}
+
+// chartFigure says which of the chart's cluster objects the run had, and whether that is the chart's default.
+func chartFigure(options map[string]any) string {
+	if policies, _ := options["chartPolicies"].(bool); !policies {
+		return "no admission policies (--chart-policies=false)"
+	}
+	if finalizer, _ := options["finalizerOnCreate"].(bool); finalizer {
+		return "admission policies, finalizerOnCreate on (opt-in; the chart's default is off)"
+	}
+	return "admission policies, finalizerOnCreate off (the chart's defaults)"
+}
+
+// readyConditionFigure says when every burst binding had acrpull's Ready condition, or how many had it.
+func readyConditionFigure(b *BurstResult) string {
+	if b.ReadyConditionSeconds > 0 {
+		return fmt.Sprintf("all at %.1f s", b.ReadyConditionSeconds)
+	}
+	return fmt.Sprintf("%d had it when all were usable (msi-acrpull writes no conditions)", b.ReadyCondition)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // sortedMap prints a map's entries sorted by key; seconds with one decimal.

@@ -7,21 +7,16 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
@@ -40,34 +35,42 @@ type FloorResult struct {
 	CreateSeconds float64 `json:"bindingCreateSeconds"`
 }
 
-// BurstResult is how fast N new bindings become usable.
+// BurstResult is how fast N new bindings become usable: a secret with a token, attached to the service account,
+// and status.tokenExpirationTime set (see readiness).
 type BurstResult struct {
 	Seconds      float64 `json:"seconds"`
 	RatioToFloor float64 `json:"ratioToFloor"`
 	// RatioToFloorWithCreates compares with the floor plus the plain client's time for the bench's binding creates,
 	// which the burst also waits for.
-	RatioToFloorWithCreates float64          `json:"ratioToFloorWithCreates"`
-	P50Seconds              float64          `json:"p50CreateToSecretSeconds"`
-	P99Seconds              float64          `json:"p99CreateToSecretSeconds"`
-	ControllerWrites        map[string]int64 `json:"controllerWritesByResource"`
-	AzureRequests           map[string]int64 `json:"azureRequestsByEndpoint"`
-	DistinctTokens          int              `json:"distinctIdentityRegistryScope"`
+	RatioToFloorWithCreates float64 `json:"ratioToFloorWithCreates"`
+	P50Seconds              float64 `json:"p50CreateToSecretSeconds"`
+	P99Seconds              float64 `json:"p99CreateToSecretSeconds"`
+	P50UsableSeconds        float64 `json:"p50CreateToUsableSeconds"`
+	P99UsableSeconds        float64 `json:"p99CreateToUsableSeconds"`
+	// ReadyCondition is how many had acrpull's Ready condition when all were usable, and ReadyConditionSeconds
+	// when the last of them got it (0 unless all did; msi-acrpull writes no conditions).
+	ReadyCondition        int              `json:"readyCondition"`
+	ReadyConditionSeconds float64          `json:"readyConditionSeconds,omitempty"`
+	ControllerWrites      map[string]int64 `json:"controllerWritesByResource"`
+	AzureRequests         map[string]int64 `json:"azureRequestsByEndpoint"`
+	DistinctTokens        int              `json:"distinctIdentityRegistryScope"`
 	// CPUSeconds is the CPU time each process used from the first create until all were Ready.
 	CPUSeconds map[string]float64 `json:"cpuSeconds"`
 }
 
 // SteadyResult is what refresh cycles cost.
 type SteadyResult struct {
-	WindowSeconds              float64          `json:"windowSeconds"`
-	Cycles                     float64          `json:"cycles"`
-	SecretUpdates              int64            `json:"secretUpdates"`
-	MeanRefreshIntervalSeconds float64          `json:"meanSecondsBetweenUpdatesOfOneSecret"`
-	DuplicateUpdates           int              `json:"updatesCloserThan0_3Lifetime"`
-	StatusPatchesPerUpdate     float64          `json:"statusPatchesPerSecretUpdate"`
-	ControllerWrites           map[string]int64 `json:"controllerWritesByResource"`
-	AzureRequests              map[string]int64 `json:"azureRequestsByEndpoint"`
-	MaxSecretUpdatesPerSec     int64            `json:"maxSecretUpdatesInOneSecond"`
-	QuietSeconds               int              `json:"secondsWithoutWrites"`
+	WindowSeconds              float64 `json:"windowSeconds"`
+	Cycles                     float64 `json:"cycles"`
+	SecretUpdates              int64   `json:"secretUpdates"`
+	MeanRefreshIntervalSeconds float64 `json:"meanSecondsBetweenUpdatesOfOneSecret"`
+	DuplicateUpdates           int     `json:"updatesCloserThan0_3Lifetime"`
+	// StatusPatchesPerUpdate counts status writes, PATCH (acrpull) or PUT (msi-acrpull), per secret update.
+	StatusPatchesPerUpdate float64          `json:"statusPatchesPerSecretUpdate"`
+	ControllerWrites       map[string]int64 `json:"controllerWritesByResource"`
+	AzureRequests          map[string]int64 `json:"azureRequestsByEndpoint"`
+	MaxSecretUpdatesPerSec int64            `json:"maxSecretUpdatesInOneSecond"`
+	QuietSeconds           int              `json:"secondsWithoutWrites"`
 }
 
 // NoiseResult is the controller's memory before and after unrelated objects appear.
@@ -205,8 +208,8 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 	if err != nil {
 		return nil, err
 	}
-	b.logf("created %d bindings in %.1f s; waiting for Ready", n, time.Since(start).Seconds())
-	if err := b.waitReady(ctx, "app-", n, 30*time.Minute); err != nil {
+	b.logf("created %d bindings in %.1f s; waiting until they are usable", n, time.Since(start).Seconds())
+	if err := b.waitUsable(ctx, "app-", n, 30*time.Minute); err != nil {
 		return nil, err
 	}
 	secs, cpu := time.Since(start).Seconds(), cpuSpent(cpuBefore, b.processCPU())
@@ -214,13 +217,29 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 	if err != nil {
 		return nil, err
 	}
-	var latencies []float64
+	var toSecret, toUsable []float64
+	var readyCondition int
+	var lastReady, lastUsable time.Time
 	for i := range n {
-		if seen, ok := watch.firstSeen(fmt.Sprintf("acr-pull-app-%d", i)); ok {
-			latencies = append(latencies, seen.Sub(created[i]).Seconds())
+		key := namespace(i%b.o.Namespaces) + "/" + fmt.Sprintf("app-%d", i)
+		if seen, ok := watch.firstSeen(key); ok {
+			toSecret = append(toSecret, seen.Sub(created[i]).Seconds())
+		}
+		if at, ok := b.ready.firstUsable(key); ok {
+			toUsable = append(toUsable, at.Sub(created[i]).Seconds())
+			lastUsable = later(lastUsable, at)
+		}
+		if at, ok := b.ready.firstReady(key); ok {
+			readyCondition++
+			lastReady = later(lastReady, at)
 		}
 	}
-	sort.Float64s(latencies)
+	sort.Float64s(toSecret)
+	sort.Float64s(toUsable)
+	// The moment the last binding became usable, not the wait's poll that noticed it.
+	if len(toUsable) == n {
+		secs = lastUsable.Sub(start).Seconds()
+	}
 	if b.profiles != nil {
 		b.profiles.heap(ctx, "burst-heap.pprof")
 	}
@@ -232,7 +251,9 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 	}
 	return &BurstResult{
 		Seconds: secs, RatioToFloor: secs / floor.Seconds, RatioToFloorWithCreates: secs / (floor.Seconds + floor.CreateSeconds),
-		P50Seconds: percentile(latencies, 0.50), P99Seconds: percentile(latencies, 0.99),
+		P50Seconds: percentile(toSecret, 0.50), P99Seconds: percentile(toSecret, 0.99),
+		P50UsableSeconds: percentile(toUsable, 0.50), P99UsableSeconds: percentile(toUsable, 0.99),
+		ReadyCondition: readyCondition, ReadyConditionSeconds: sinceIfAll(start, lastReady, readyCondition, n),
 		ControllerWrites: writes, AzureRequests: azureCounts(b.cloud), DistinctTokens: min(b.o.Identities, n),
 		CPUSeconds: cpu,
 	}, nil
@@ -277,7 +298,7 @@ func (b *bench) steady(ctx context.Context) (*SteadyResult, error) {
 	return &SteadyResult{
 		WindowSeconds: window.Seconds(), Cycles: cycles, SecretUpdates: updates,
 		MeanRefreshIntervalSeconds: mean.Seconds(), DuplicateUpdates: duplicates,
-		StatusPatchesPerUpdate: float64(writes["acrpullbindings/status PATCH"]) / float64(max(updates, 1)),
+		StatusPatchesPerUpdate: float64(writes["acrpullbindings/status PATCH"]+writes["acrpullbindings/status PUT"]) / float64(max(updates, 1)),
 		ControllerWrites:       writes, AzureRequests: azureCounts(b.cloud),
 		MaxSecretUpdatesPerSec: maxPerSec, QuietSeconds: int(window.Seconds()) - len(perSecond),
 	}, nil
@@ -324,7 +345,7 @@ func (b *bench) throttled(ctx context.Context) (*ThrottledResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := b.waitReady(ctx, "throttled-", n, 20*time.Minute); err != nil {
+	if err := b.waitUsable(ctx, "throttled-", n, 20*time.Minute); err != nil {
 		return nil, err
 	}
 	return &ThrottledResult{
@@ -336,71 +357,20 @@ func (b *bench) throttled(ctx context.Context) (*ThrottledResult, error) {
 
 const http429 = 429
 
-// waitReady waits until n bindings whose names start with prefix are Ready. It counts from a watch: polling with
-// LISTs of every binding would load the apiserver the controller is being measured against.
-func (b *bench) waitReady(ctx context.Context, prefix string, n int, timeout time.Duration) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	c, err := cache.New(b.env.Config, cache.Options{Scheme: b.c.Scheme()})
-	if err != nil {
-		return err
+// later is the later of two times.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
 	}
-	informer, err := c.GetInformer(ctx, &acrv1beta2.AcrPullBinding{})
-	if err != nil {
-		return err
+	return a
+}
+
+// sinceIfAll is the seconds from start to last when count reached n, else 0.
+func sinceIfAll(start, last time.Time, count, n int) float64 {
+	if count < n || last.IsZero() {
+		return 0
 	}
-	var mu sync.Mutex
-	ready := map[string]bool{}
-	// observe records whether a binding counts; a deleted one never does.
-	observe := func(obj any, deleted bool) {
-		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		bnd, ok := obj.(*acrv1beta2.AcrPullBinding)
-		if !ok || !strings.HasPrefix(bnd.Name, prefix) {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		key := bnd.Namespace + "/" + bnd.Name
-		if !deleted && bnd.DeletionTimestamp.IsZero() && meta.IsStatusConditionTrue(bnd.Status.Conditions, acrv1beta2.ConditionReady) {
-			ready[key] = true
-		} else {
-			delete(ready, key)
-		}
-	}
-	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { observe(obj, false) },
-		UpdateFunc: func(_, obj any) { observe(obj, false) },
-		DeleteFunc: func(obj any) { observe(obj, true) },
-	}); err != nil {
-		return err
-	}
-	go func() { _ = c.Start(ctx) }()
-	deadline := time.Now().Add(timeout)
-	last := -1
-	for {
-		mu.Lock()
-		count := len(ready)
-		mu.Unlock()
-		if count >= n {
-			return nil
-		}
-		if count != last {
-			b.logf("%d/%d Ready", count, n)
-			last = count
-		}
-		select {
-		case <-b.exited:
-			return errors.New("the controller exited")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d/%d Ready after %s", count, n, timeout)
-		}
-	}
+	return last.Sub(start).Seconds()
 }
 
 // parallel runs fn(0..n-1) on workers goroutines and returns the first error.

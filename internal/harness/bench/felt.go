@@ -1,0 +1,157 @@
+/*
+Copyright 2026 The acrpull Authors.
+SPDX-License-Identifier: MIT
+*/
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// The scenarios a user feels: one new binding on a cluster already busy with many, and a controller restart.
+
+// BusyResult is how long new bindings wait while many others are present and refreshing.
+type BusyResult struct {
+	// Present is how many bindings existed (and refreshed) before the new ones came.
+	Present int     `json:"present"`
+	Created int     `json:"created"`
+	Rate    float64 `json:"createsPerSecond"`
+	// P50/P99/Max are create-to-usable: a secret with a token, attached, status.tokenExpirationTime set.
+	P50Seconds float64 `json:"p50CreateToUsableSeconds"`
+	P99Seconds float64 `json:"p99CreateToUsableSeconds"`
+	MaxSeconds float64 `json:"maxCreateToUsableSeconds"`
+	// SecretP50/P99 are create-to-secret-seen.
+	SecretP50Seconds float64 `json:"p50CreateToSecretSeconds"`
+	SecretP99Seconds float64 `json:"p99CreateToSecretSeconds"`
+	// Refreshes is how many present secrets got a new token while the new bindings arrived and settled.
+	Refreshes int64 `json:"refreshesMeanwhile"`
+}
+
+// busy creates bindings at BusyRate for BusyDuration while every binding already present keeps refreshing, and
+// measures each new one's create-to-usable latency.
+func (b *bench) busy(ctx context.Context) (*BusyResult, error) {
+	rate, d := b.o.BusyRate, b.o.BusyDuration
+	n := int(rate * d.Seconds())
+	present := b.ready.live()
+	refreshesBefore := b.ready.refreshCount()
+	b.logf("%d bindings present; creating %d more at %.0f/s", present, n, rate)
+	created := make([]time.Time, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	start := time.Now()
+	for i := range n {
+		// Paced from the start, not from the previous create, so a slow create does not lower the rate.
+		if wait := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			created[i] = time.Now()
+			if err := b.c.Create(ctx, newBinding(namespace(i%b.o.Namespaces), fmt.Sprintf("busy-%d", i), i%b.o.Identities)); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	if err := b.waitUsable(ctx, "busy-", n, 10*time.Minute); err != nil {
+		return nil, err
+	}
+	var toUsable, toSecret []float64
+	for i := range n {
+		key := namespace(i%b.o.Namespaces) + "/" + fmt.Sprintf("busy-%d", i)
+		if at, ok := b.ready.firstUsable(key); ok {
+			toUsable = append(toUsable, at.Sub(created[i]).Seconds())
+		}
+		if at, ok := b.ready.firstSecret(key); ok {
+			toSecret = append(toSecret, at.Sub(created[i]).Seconds())
+		}
+	}
+	sort.Float64s(toUsable)
+	sort.Float64s(toSecret)
+	refreshes := b.ready.refreshCount() - refreshesBefore
+	return &BusyResult{Present: present, Created: n, Rate: rate,
+		P50Seconds: percentile(toUsable, 0.5), P99Seconds: percentile(toUsable, 0.99), MaxSeconds: percentile(toUsable, 1),
+		SecretP50Seconds: percentile(toSecret, 0.5), SecretP99Seconds: percentile(toSecret, 0.99), Refreshes: refreshes}, nil
+}
+
+// RestartResult is what a controller restart costs when every binding is current.
+type RestartResult struct {
+	Bindings int `json:"bindings"`
+	// WindowSeconds is how long after the new process started the writes and Azure requests were counted.
+	WindowSeconds float64          `json:"windowSeconds"`
+	Writes        map[string]int64 `json:"apiserverWritesByResource"`
+	// TokenRefreshes is how many secrets got a new token in the window: refreshes that came due anyway, whose
+	// secret update and status write are among Writes.
+	TokenRefreshes int64            `json:"tokenRefreshes"`
+	AzureRequests  map[string]int64 `json:"azureRequestsByEndpoint"`
+	// CurrentSeconds is from the new process's start until every binding had been current (status.tokenExpirationTime
+	// the secret's expiry, no error) at some moment since, or still was.
+	CurrentSeconds float64 `json:"secondsUntilAllCurrent"`
+	// LeastCurrent is the fewest bindings current at any second of the window after that (refreshes coming due
+	// make a binding briefly not current); -1 if the window ended first.
+	LeastCurrent int     `json:"leastCurrentInWindow"`
+	PeakRSSMiB   float64 `json:"peakRSSMiB"`
+}
+
+// restart waits until every binding is current, restarts the controller, and counts its writes and Azure requests
+// over RestartWindow from the new process's start.
+func (b *bench) restart(ctx context.Context) (*RestartResult, error) {
+	n := b.ready.live()
+	b.logf("waiting until each of the %d bindings has been current, before the restart", n)
+	if err := b.waitCurrentSince(ctx, "", n, time.Now(), 10*time.Minute); err != nil {
+		return nil, err
+	}
+	args := b.controller.Args
+	b.stopController()
+	before, err := b.apiserverWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.cloud.ResetCounts()
+	refreshesBefore := b.ready.refreshCount()
+	b.logf("restarting the controller with %d current bindings", n)
+	start := time.Now()
+	if err := b.startController(args); err != nil {
+		return nil, err
+	}
+	if err := b.waitCurrentSince(ctx, "", n, start, 10*time.Minute); err != nil {
+		return nil, err
+	}
+	current := time.Since(start).Seconds()
+	// Sampled each second through the window: bindings whose status the restart left behind their secret, if any.
+	// -1 when the wait for "current since" outlasted the window and nothing was sampled.
+	leastCurrent := -1
+	for time.Since(start) < b.o.RestartWindow {
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		_, _, c := b.ready.counts("")
+		if leastCurrent < 0 || c < leastCurrent {
+			leastCurrent = c
+		}
+	}
+	window := time.Since(start).Seconds()
+	after, err := b.apiserverWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	refreshes := b.ready.refreshCount() - refreshesBefore
+	return &RestartResult{Bindings: n, WindowSeconds: window, Writes: diffWrites(before, after), TokenRefreshes: refreshes,
+		AzureRequests: azureCounts(b.cloud), CurrentSeconds: current, LeastCurrent: leastCurrent, PeakRSSMiB: mib(b.procStatus("VmHWM"))}, nil
+}

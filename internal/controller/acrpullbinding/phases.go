@@ -115,7 +115,7 @@ func (r *reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 	inputs := inputsHash(s.desired.inputs()...)
 	spread := spreadOf(string(obj.GetUID()))
 	if due, at := mintDue(secret, inputs, s.desired.refresh, spread, s.now); !due {
-		return ctrl.Result{RequeueAfter: at.Sub(s.now)}, nil
+		return scheduledRefresh(at.Sub(s.now)), nil
 	}
 
 	cred, err := r.Minter.Mint(ctx, *req)
@@ -133,7 +133,7 @@ func (r *reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 	r.startPullCheck(ctx, s, cred.Token)
 	s.shared = r.shareCredential(ctx, s, cred, inputs)
 	at := s.desired.refresh.refreshAt(cred.Token.IssuedAt, cred.Token.ExpiresAt, spread)
-	return ctrl.Result{RequeueAfter: max(at.Sub(s.now), time.Second)}, nil
+	return scheduledRefresh(max(at.Sub(s.now), time.Second)), nil
 }
 
 // conflicted reports a secretConflictError as the binding's SecretConflict and ends the pass; other errors pass

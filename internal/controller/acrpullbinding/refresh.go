@@ -10,6 +10,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	"github.com/acrpull/acrpull/internal/azauth"
 )
@@ -69,4 +71,12 @@ func tokenTimes(annotations map[string]string) (issued, expires time.Time, ok bo
 func metaTime(t time.Time) *metav1.Time {
 	mt := metav1.NewTime(t)
 	return &mt
+}
+
+// scheduledRefresh requeues a binding for its next refresh at low priority. A refresh falls due with a good part of
+// its token's life left, while a binding created or changed (an event, at the queue's default priority) has no usable
+// secret at all: on a busy cluster a wave of refreshes falling due together must not make new bindings wait behind
+// it. The priority holds for this requeue only; an event for the binding in the meantime enqueues it at its own.
+func scheduledRefresh(after time.Duration) ctrl.Result {
+	return ctrl.Result{RequeueAfter: after, Priority: ptrTo(handler.LowPriority)}
 }

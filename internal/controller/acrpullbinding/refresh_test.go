@@ -11,6 +11,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/acrpull/acrpull/internal/azauth"
 )
@@ -132,4 +133,20 @@ func FuzzServerAllowed(f *testing.F) {
 			t.Fatalf("allowed %q", server)
 		}
 	})
+}
+
+// A scheduled refresh waits in the queue behind bindings that events brought in (created, changed: priority 0), and
+// keeps that low priority when merged with another phase's later requeue; a sooner requeue from elsewhere (a retry)
+// carries its own priority.
+func TestScheduledRefreshYieldsToEvents(t *testing.T) {
+	refresh := scheduledRefresh(time.Minute)
+	if refresh.Priority == nil || *refresh.Priority >= 0 {
+		t.Fatalf("scheduled refresh priority = %v, want below the default 0 that events get", refresh.Priority)
+	}
+	if got := lowestNonZero(refresh, ctrl.Result{RequeueAfter: time.Hour}); got.Priority == nil || *got.Priority != *refresh.Priority {
+		t.Errorf("merged with a later requeue, the refresh lost its priority: %+v", got)
+	}
+	if got := lowestNonZero(refresh, ctrl.Result{RequeueAfter: time.Second}); got.Priority != nil {
+		t.Errorf("a sooner requeue from another phase took the refresh's priority: %+v", got)
+	}
 }

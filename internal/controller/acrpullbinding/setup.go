@@ -109,10 +109,13 @@ func (r *reconciler) setup(mgr ctrl.Manager, workers int, credentials cache.Cach
 // controller relies on (labels, owners, the inputs annotation). A refresh changes only the token and its times;
 // reacting to it would reconcile every binding twice per refresh, against a cache that may not show the status just
 // written yet, and write the same status again. Creation is the controller's own doing, in the pass that is already
-// handling the binding (at start-up every binding is queued by its own informer anyway); reacting to it cost a
-// second pass per new binding, which could write the same status again from a stale cache.
+// handling the binding; reacting to it cost a second pass per new binding, which could write the same status again
+// from a stale cache. The start-up list is the exception: a secret whose binding vanished while the controller was
+// down (killed between writing the secret and attaching it) is found by nothing else, since no binding and no
+// service account names it; its owner is queued so that cleanUpVanished deletes it. For a live binding the key is the
+// one its own informer queued, so this costs at most a pass that writes nothing.
 var secretChangedByOthers = predicate.Funcs{
-	CreateFunc: func(event.CreateEvent) bool { return false },
+	CreateFunc: func(e event.CreateEvent) bool { return e.IsInInitialList },
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		old, cur := e.ObjectOld, e.ObjectNew
 		return !cur.GetDeletionTimestamp().IsZero() ||

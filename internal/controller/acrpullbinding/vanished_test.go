@@ -47,5 +47,5 @@ func TestSecretOfABindingThatVanishedWhileDownIsDeletedAtStart(t *testing.T) {
 	g.Eventually(func() bool {
 		err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: orphan.Name}, &corev1.Secret{})
 		return apierrors.IsNotFound(err)
-	}).WithTimeout(30 * time.Second).Should(BeTrue(), "the orphaned secret is deleted by the controller that starts after")
+	}).WithTimeout(30*time.Second).Should(BeTrue(), "the orphaned secret is deleted by the controller that starts after")
 }

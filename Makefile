@@ -5,9 +5,10 @@ SHELL := /usr/bin/env bash -o pipefail
 CONTROLLER_GEN := go run sigs.k8s.io/controller-tools/cmd/controller-gen
 # Test binaries (kube-apiserver, etcd, kubectl, registry, helm) live outside the repository, built once per version.
 ASSETS = $(shell hack/test-env.sh)
-# -p 4: most test packages wait on an apiserver, a registry or a timer rather than compute, so four at once on two
-# cores finish sooner (the go test step took 4m57s against about 6m30s at the default of one per core, 2026-12-05).
-GO_TEST_FLAGS ?= -timeout 20m -p 4
+# The default of one test package per core: at -p 4 the go test step was 1.5 min shorter (2026-12-05), but the
+# crash-consistency soak then failed 2 runs of 4 (a secret or a reference left behind after random controller kills),
+# which stays open until understood.
+GO_TEST_FLAGS ?= -timeout 20m
 # The version --version prints and acrpull_build_info reports: the commit's tag or hash.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO_BUILD_FLAGS = -ldflags "-X github.com/acrpull/acrpull/internal/buildinfo.version=$(VERSION)"

@@ -40,11 +40,11 @@ func (r *reconciler) mintRequest(ctx context.Context, s *scope) (*mint.Request, 
 		Fresh:           freshFor(d.refresh, r.Clock.Now),
 	}
 	if d.servicePrincipal != nil {
-		sp, err := r.servicePrincipal(ctx, s)
-		if sp == nil || err != nil {
+		// Only the Secret's version decides whether to mint; its contents are read when minting (withCredential).
+		ok, err := r.servicePrincipalVersion(ctx, s)
+		if !ok || err != nil {
 			return nil, err
 		}
-		req.ServicePrincipal = sp
 		return req, nil
 	}
 	if d.workload == nil {

@@ -118,6 +118,9 @@ func (r *reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 		return scheduledRefresh(at.Sub(s.now)), nil
 	}
 
+	if inputs, err = r.withCredential(ctx, s, req, inputs); err != nil || inputs == "" {
+		return ctrl.Result{}, err
+	}
 	cred, err := r.Minter.Mint(ctx, *req)
 	if err != nil {
 		return r.mintFailed(s, err), nil

@@ -113,6 +113,8 @@ type reconciler struct {
 	served chan event.GenericEvent
 	// verifier checks new credentials against the registry; nil when Config.VerifyPull is off.
 	verifier *pullVerifier
+	// credentials reads the metadata of Secrets labelled as service principals' credentials.
+	credentials client.Reader
 }
 
 // apiVersion is the adapter of one API version.

@@ -5,8 +5,8 @@ SPDX-License-Identifier: MIT
 
 // The service-principal story: a v1beta2 binding names an application and a Secret of its own namespace holding the
 // application's client secret or certificate, for clusters outside Azure that have neither IMDS nor federation. The
-// Secret is read when the binding is reconciled, never cached; only its metadata is watched, and only where it is
-// labelled for acrpull, so that a rotation mints a new token at once.
+// Secret's contents are read when the binding mints, never cached; only its metadata is watched, and only where it is
+// labelled for acrpull: its version decides whether to mint, so that a rotation mints a new token at once.
 
 package acrpullbinding
 
@@ -60,9 +60,48 @@ type servicePrincipalRef struct {
 	version string
 }
 
+// servicePrincipalVersion records the version of the binding's credential Secret, from the watched metadata of
+// labelled Secrets, so that a pass that mints nothing reads no Secret. It reports false (and the reason) when the
+// Secret cannot be used. A Secret the watch does not show is read live, which says whether it is missing,
+// unlabelled, or only too new for the watch.
+func (r *reconciler) servicePrincipalVersion(ctx context.Context, s *scope) (bool, error) {
+	sp := *s.desired.servicePrincipal
+	watched := secretMetadata()
+	err := r.credentials.Get(ctx, types.NamespacedName{Namespace: s.binding.object().GetNamespace(), Name: sp.secretName}, watched)
+	if apierrors.IsNotFound(err) {
+		cred, err := r.servicePrincipal(ctx, s)
+		return cred != nil, err
+	}
+	if err != nil {
+		return false, err
+	}
+	sp.version = secretVersion(watched)
+	s.desired.servicePrincipal = &sp
+	return true, nil
+}
+
+// withCredential completes a service principal's mint request with the credential, read live from its Secret, and
+// returns the inputs of what is minted: the Secret may have changed since its version was looked up. It returns
+// empty inputs when the Secret can no longer be used (the reason is reported). Other requests are complete as built.
+func (r *reconciler) withCredential(ctx context.Context, s *scope, req *mint.Request, inputs string) (string, error) {
+	if s.desired.servicePrincipal == nil {
+		return inputs, nil
+	}
+	sp, err := r.servicePrincipal(ctx, s)
+	if sp == nil || err != nil {
+		return "", err
+	}
+	req.ServicePrincipal = sp
+	return inputsHash(s.desired.inputs()...), nil
+}
+
+// secretVersion names one version of a Secret: its UID (a Secret deleted and created again is another) and its
+// resourceVersion.
+func secretVersion(o metav1.Object) string { return string(o.GetUID()) + "/" + o.GetResourceVersion() }
+
 // servicePrincipal reads the binding's credential Secret and returns the service principal to mint as, or reports
 // (and returns nil) why the Secret cannot be used. The read is live: a cache of Secrets' contents would keep every
-// credential in the controller's memory, while a binding needs its Secret only once per pass. The Secret is looked
+// credential in the controller's memory, while a binding needs its Secret only when it mints. The Secret is looked
 // up by name in the binding's own namespace; the API has no field that could name another.
 func (r *reconciler) servicePrincipal(ctx context.Context, s *scope) (*mint.ServicePrincipal, error) {
 	sp := *s.desired.servicePrincipal
@@ -85,7 +124,7 @@ func (r *reconciler) servicePrincipal(ctx context.Context, s *scope) (*mint.Serv
 	}
 	// The version is part of the inputs and of the token-sharing key: a rotated Secret mints at once, and only
 	// bindings reading the very same credential share its tokens.
-	sp.version = string(secret.UID) + "/" + secret.ResourceVersion
+	sp.version = secretVersion(secret)
 	s.desired.servicePrincipal = &sp
 	cred.TenantID, cred.ClientID = sp.tenantID, sp.clientID
 	cred.Source = namespace + "/" + sp.secretName + "/" + sp.version

@@ -7,6 +7,9 @@ package acrpullbinding_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +18,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
@@ -278,4 +283,66 @@ func TestServicePrincipalSecretIsNeverSentToAnAuthorityNotAllowed(t *testing.T) 
 	eventuallyReady(t, b, metav1.ConditionFalse, acrv1beta2.ReasonAuthorityHostNotAllowed)
 	g.Expect(cloud.TenantTokenRequests(tenant)).To(BeZero(), "the client secret was posted to a token endpoint")
 	g.Expect(cloud.HostRequests(attackerAuthority)).To(Equal(before))
+}
+
+// secretReads counts the GETs of one Secret that pass through a transport.
+type secretReads struct {
+	next  http.RoundTripper
+	path  string
+	count atomic.Int32
+}
+
+func (s *secretReads) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodGet && req.URL.Path == s.path {
+		s.count.Add(1)
+	}
+	return s.next.RoundTrip(req)
+}
+
+// A pass that mints nothing reads no credential Secret: its watched version says nothing changed. Passes come often
+// (every label or annotation change, every service-account event, every start), while the Secret's contents are
+// needed only to mint; reading it each time was one apiserver GET per pass, and a credential in memory for nothing.
+func TestServicePrincipalSecretIsReadOnlyToMint(t *testing.T) {
+	g := NewWithT(t)
+	const (
+		tenant     = "5e000000-0000-4000-8000-000000000007"
+		app        = "5e000000-0000-4000-8000-0000000000a7"
+		shardLabel = "acrpull.test/shard"
+		shard      = "sp-reads"
+	)
+	servicePrincipal(tenant, app)
+	cloud.AddClientSecret(app, "read~once")
+	ns := newNamespace(t)
+	reads := &secretReads{path: "/api/v1/namespaces/" + ns + "/secrets/sp"}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { reads.next = rt; return reads }
+	stop := startShardController(t, cfg, labels.SelectorFromSet(labels.Set{shardLabel: shard}))
+	defer stop()
+
+	serviceAccount(t, ns, "app", "")
+	serviceAccount(t, ns, "other", "")
+	cred := credentialSecret(t, ns, "sp", true, map[string][]byte{acrpullbinding.ClientSecretKey: []byte("read~once")})
+	b := servicePrincipalBinding(ns, "sp-pull", "app", tenant, app, "sp")
+	b.Labels = map[string]string{pausedLabel: "true", shardLabel: shard}
+	create(t, b)
+	deleteAtEnd(t, b)
+	eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
+	minted := reads.count.Load()
+	g.Expect(minted).To(BeNumerically(">=", 1), "the credential was read to mint")
+
+	// Passes that mint nothing: annotation changes, then a new target. The new target is the last pass's visible
+	// work, and passes of one binding run one after another, so every earlier pass is over once it shows.
+	for i := range 3 {
+		edit(t, b, func() { b.Annotations = map[string]string{"touched": fmt.Sprint(i)} })
+	}
+	edit(t, b, func() { b.Spec.ServiceAccountName = "other" })
+	g.Eventually(func() []string { return pullSecretNames(g, ns, "other") }).WithTimeout(30 * time.Second).
+		Should(ContainElement("acr-pull-sp-pull"))
+	g.Expect(reads.count.Load()).To(Equal(minted), "passes that minted nothing read the credential Secret")
+
+	// A rotation is seen in the watched version, and only then is the Secret read again.
+	cloud.AddClientSecret(app, "read~twice")
+	edit(t, cred, func() { cred.Data[acrpullbinding.ClientSecretKey] = []byte("read~twice") })
+	g.Eventually(reads.count.Load).WithTimeout(30 * time.Second).Should(BeNumerically(">", minted))
+	eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
 }

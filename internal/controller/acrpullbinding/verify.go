@@ -37,7 +37,7 @@ type PullChecker interface {
 type pullVerifier struct {
 	checker PullChecker
 	metrics MetricsSink
-	clock   clock.PassiveClock
+	clock   clock.Clock
 
 	mu sync.Mutex
 	// byCredential is keyed by credentialKey; an entry lives until its credential expires.
@@ -49,7 +49,15 @@ type pullVerification struct {
 	done    chan struct{}
 	verdict verdict
 	expires time.Time
+	started time.Time
+	// waiters are woken when the verdict is in: passes that stopped waiting for it. Guarded by the verifier's mu.
+	waiters []func()
 }
+
+// pullCheckPatience is how long after a check started a pass still waits for its verdict, so that a registry
+// answering as usual (within milliseconds) has its verdict in the same status write as the new secret. A pass that
+// comes later, or a registry slower than that, does not hold a worker: the verdict wakes the binding once it is in.
+const pullCheckPatience = 2 * time.Second
 
 // verdict is what the Verified condition says.
 type verdict struct {
@@ -58,7 +66,7 @@ type verdict struct {
 	message string
 }
 
-func newPullVerifier(checker PullChecker, metrics MetricsSink, clk clock.PassiveClock) *pullVerifier {
+func newPullVerifier(checker PullChecker, metrics MetricsSink, clk clock.Clock) *pullVerifier {
 	return &pullVerifier{checker: checker, metrics: metrics, clock: clk, byCredential: map[string]*pullVerification{}}
 }
 
@@ -85,46 +93,70 @@ func (v *pullVerifier) start(ctx context.Context, key string, expires time.Time,
 		return
 	}
 	v.forgetExpired()
-	pv := &pullVerification{done: make(chan struct{}), expires: expires}
+	pv := &pullVerification{done: make(chan struct{}), expires: expires, started: v.clock.Now()}
 	v.byCredential[key] = pv
 	v.mu.Unlock()
 
 	repository, entries := pullRepository(scope)
 	switch {
 	case scope == "":
-		pv.verdict = verdict{metav1.ConditionUnknown, acrv1beta2.ReasonRegistryWideScope,
-			"a registry-wide credential names no repository to check; the registry accepted the identity when it issued it"}
-		close(pv.done)
+		v.finish(pv, verdict{metav1.ConditionUnknown, acrv1beta2.ReasonRegistryWideScope,
+			"a registry-wide credential names no repository to check; the registry accepted the identity when it issued it"})
 		return
 	case repository == "":
-		pv.verdict = verdict{metav1.ConditionFalse, acrv1beta2.ReasonScopeDenied,
-			fmt.Sprintf("scope %q asks for no pull action on any repository: the secret cannot pull", scope)}
-		close(pv.done)
+		v.finish(pv, verdict{metav1.ConditionFalse, acrv1beta2.ReasonScopeDenied,
+			fmt.Sprintf("scope %q asks for no pull action on any repository: the secret cannot pull", scope)})
 		return
 	}
 	// The check outlives the pass that started it: a pass ending early leaves the answer to the next one.
 	ctx = context.WithoutCancel(ctx)
 	go func() {
-		defer close(pv.done)
 		check := v.checker.CheckPull(ctx, server, repository, token)
 		v.metrics.PullCheck(string(check.Outcome))
-		pv.verdict = verdictOf(check, server, repository, entries)
+		v.finish(pv, verdictOf(check, server, repository, entries))
 	}()
 }
 
-// result is the verdict on the credential key names, waiting for a check under way; false when this controller has
-// not checked that credential (it was written before the controller started) or ctx ended first.
-func (v *pullVerifier) result(ctx context.Context, key string) (verdict, bool) {
+// finish records a check's verdict and wakes the passes that stopped waiting for it.
+func (v *pullVerifier) finish(pv *pullVerification, verdict verdict) {
+	v.mu.Lock()
+	pv.verdict = verdict
+	close(pv.done)
+	waiters := pv.waiters
+	pv.waiters = nil
+	v.mu.Unlock()
+	for _, wake := range waiters {
+		wake()
+	}
+}
+
+// result is the verdict on the credential key names. A check under way is waited for until pullCheckPatience after
+// it started; past that, wake is called once the verdict is in, and result reports false, as it does when this
+// controller has not checked that credential (it was written before the controller started) or ctx ends first.
+func (v *pullVerifier) result(ctx context.Context, key string, wake func()) (verdict, bool) {
 	v.mu.Lock()
 	pv := v.byCredential[key]
 	v.mu.Unlock()
 	if pv == nil {
 		return verdict{}, false
 	}
+	if left := pullCheckPatience - v.clock.Since(pv.started); left > 0 {
+		patience := v.clock.NewTimer(left)
+		defer patience.Stop()
+		select {
+		case <-pv.done:
+			return pv.verdict, true
+		case <-ctx.Done():
+		case <-patience.C():
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	select {
 	case <-pv.done:
 		return pv.verdict, true
-	case <-ctx.Done():
+	default:
+		pv.waiters = append(pv.waiters, wake)
 		return verdict{}, false
 	}
 }
@@ -187,9 +219,9 @@ func (r *reconciler) startPullCheck(ctx context.Context, s *scope, token azauth.
 }
 
 // verifyPull sets the Verified condition from the check of the credential in the binding's secret: the one this pass
-// started, or another binding's pass for the same credential, waited for if still under way. A credential this
-// controller did not check (written before it started) leaves the condition as the status has it, until the next
-// refresh checks the new one.
+// started, or another binding's pass for the same credential, waited for briefly if still under way (a slow registry
+// wakes the binding once it answers). A credential this controller did not check (written before it started) leaves
+// the condition as the status has it, until the next refresh checks the new one.
 func (r *reconciler) verifyPull(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if r.verifier == nil || s.secret == nil {
 		return ctrl.Result{}, nil
@@ -198,7 +230,8 @@ func (r *reconciler) verifyPull(ctx context.Context, s *scope) (ctrl.Result, err
 	if !ok {
 		return ctrl.Result{}, nil
 	}
-	v, ok := r.verifier.result(ctx, key)
+	obj := s.binding.object()
+	v, ok := r.verifier.result(ctx, key, func() { r.wakeUp(obj) })
 	if !ok {
 		return ctrl.Result{}, nil
 	}

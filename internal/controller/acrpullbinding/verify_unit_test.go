@@ -75,34 +75,88 @@ func (c *countingChecker) CheckPull(context.Context, string, string, azauth.Toke
 // judged without a request; checks of expired credentials are forgotten; an unknown credential has no result.
 func TestPullVerifierChecksEachCredentialOnce(t *testing.T) {
 	ctx := context.Background()
-	clk := clocktesting.NewFakePassiveClock(unitNow)
+	clk := clocktesting.NewFakeClock(unitNow)
 	checker := &countingChecker{}
 	v := newPullVerifier(checker, discardMetrics{}, clk)
 	expires := unitNow.Add(time.Hour)
 	for range 5 {
 		v.start(ctx, "a", expires, "r.azurecr.io", "repository:app:pull", azauth.Token{})
 	}
-	if got, ok := v.result(ctx, "a"); !ok || got.reason != acrv1beta2.ReasonPullVerified || checker.calls.Load() != 1 {
+	if got, ok := v.result(ctx, "a", noWake); !ok || got.reason != acrv1beta2.ReasonPullVerified || checker.calls.Load() != 1 {
 		t.Errorf("five starts of one credential: %+v %v after %d checks", got, ok, checker.calls.Load())
 	}
 	v.start(ctx, "wide", expires, "r.azurecr.io", "", azauth.Token{})
 	v.start(ctx, "push", expires, "r.azurecr.io", "repository:app:push", azauth.Token{})
-	if got, _ := v.result(ctx, "wide"); got.status != metav1.ConditionUnknown || got.reason != acrv1beta2.ReasonRegistryWideScope {
+	if got, _ := v.result(ctx, "wide", noWake); got.status != metav1.ConditionUnknown || got.reason != acrv1beta2.ReasonRegistryWideScope {
 		t.Errorf("registry-wide: %+v", got)
 	}
-	if got, _ := v.result(ctx, "push"); got.status != metav1.ConditionFalse || got.reason != acrv1beta2.ReasonScopeDenied {
+	if got, _ := v.result(ctx, "push", noWake); got.status != metav1.ConditionFalse || got.reason != acrv1beta2.ReasonScopeDenied {
 		t.Errorf("push only: %+v", got)
 	}
 	if checker.calls.Load() != 1 {
 		t.Errorf("%d checks; scopes without a repository to pull need none", checker.calls.Load())
 	}
-	if _, ok := v.result(ctx, "never-started"); ok {
+	if _, ok := v.result(ctx, "never-started", noWake); ok {
 		t.Error("a credential never checked has a result")
 	}
 	clk.SetTime(expires)
 	v.start(ctx, "b", expires.Add(time.Hour), "r.azurecr.io", "repository:app:pull", azauth.Token{})
-	if _, ok := v.result(ctx, "a"); ok {
+	if _, ok := v.result(ctx, "a", noWake); ok {
 		t.Error("the check of an expired credential is kept")
+	}
+}
+
+func noWake() {}
+
+// heldChecker answers every check with PullVerified once released, as a slow registry would.
+type heldChecker struct{ release chan struct{} }
+
+func (c heldChecker) CheckPull(context.Context, string, string, azauth.Token) azauth.PullCheck {
+	<-c.release
+	return azauth.PullCheck{Outcome: azauth.PullVerified, Detail: "listed"}
+}
+
+// A pass waits for a check under way only until pullCheckPatience after it started: a slow registry holds no worker.
+// The binding is woken when the verdict comes in, and its next pass has it at once.
+func TestPullVerifierWaitsNoLongerThanItsPatience(t *testing.T) {
+	ctx := context.Background()
+	clk := clocktesting.NewFakeClock(unitNow)
+	checker := heldChecker{release: make(chan struct{})}
+	v := newPullVerifier(checker, discardMetrics{}, clk)
+	v.start(ctx, "slow", unitNow.Add(time.Hour), "r.azurecr.io", "repository:app:pull", azauth.Token{})
+
+	// Within its patience a pass waits: the verdict reaches it once the registry answers.
+	waited := make(chan bool)
+	go func() {
+		_, ok := v.result(ctx, "slow", noWake)
+		waited <- ok
+	}()
+	for !clk.HasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+	clk.Step(pullCheckPatience)
+	if ok := <-waited; ok {
+		t.Fatal("a verdict before the registry answered")
+	}
+	// Past it, a pass does not wait at all, and asks to be woken.
+	var woken atomic.Int32
+	if _, ok := v.result(ctx, "slow", func() { woken.Add(1) }); ok {
+		t.Fatal("a verdict before the registry answered")
+	}
+	if clk.HasWaiters() {
+		t.Error("a pass past the check's patience is waiting")
+	}
+	close(checker.release)
+	deadline := time.Now().Add(10 * time.Second)
+	for woken.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// The wake-up comes after the verdict is recorded: the pass it brings finds it.
+	if got, ok := v.result(ctx, "slow", noWake); !ok || got.reason != acrv1beta2.ReasonPullVerified {
+		t.Errorf("after the answer: %+v %v", got, ok)
+	}
+	if woken.Load() != 1 {
+		t.Errorf("woken %d times; want 1 (the first pass asked for no wake-up)", woken.Load())
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"context"
 	"slices"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -81,11 +80,8 @@ func (r *reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 	name := r.secretNameOf(key.Name)
 	sec := secretMetadata()
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, sec); err != nil {
-		if apierrors.IsNotFound(err) {
-			// The usual case: reconcileDelete already removed it, and its reference with it.
-			return r.unreferenceGoneSecret(ctx, key, name)
-		}
-		return err
+		// The usual case: reconcileDelete already removed it.
+		return client.IgnoreNotFound(err)
 	}
 	owner, err := r.bindingOwner(sec)
 	if err != nil || owner == nil {
@@ -109,30 +105,6 @@ func (r *reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 	}
 	r.Metrics.ForgetBinding(r.api.name(), key.Namespace, owner.Name)
 	return r.deleteSecrets(ctx, []string{name}, []metav1.PartialObjectMetadata{*sec})
-}
-
-// unreferenceGoneSecret removes a reference to name, a secret that no longer exists, once the binding it is named for
-// is gone too. Such a reference outlives both when a sibling's pass attached the secret it had just created for the
-// binding (shareCredential) while the binding's own deletion had already unreferenced and deleted it; the patch that
-// attached it queued the binding here (enqueueOrphanedNames). As in reconcileDelete, a gone name is ours to remove:
-// it names no secret, so it gives no pod a credential, and only a binding of that name would write it again.
-// Only the cache is read when no account names the secret, which is every deletion's last reconcile.
-func (r *reconciler) unreferenceGoneSecret(ctx context.Context, key types.NamespacedName, name string) error {
-	accounts := &corev1.ServiceAccountList{}
-	if err := r.Client.List(ctx, accounts, client.InNamespace(key.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return err
-	}
-	if !slices.ContainsFunc(accounts.Items, func(sa corev1.ServiceAccount) bool {
-		return slices.ContainsFunc(sa.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == name })
-	}) {
-		return nil
-	}
-	// The cache may not show yet a binding created moments ago, whose own pass writes the secret and the reference.
-	if err := r.APIReader.Get(ctx, key, r.api.newObject()); !apierrors.IsNotFound(err) {
-		return err
-	}
-	ctrl.LoggerFrom(ctx).Info("binding and secret gone: unreferencing the secret", "secret", name)
-	return r.detachEverywhereFresh(ctx, key.Namespace, []string{name})
 }
 
 // secretNameOf is the secret name of a binding of this API version named bindingName.

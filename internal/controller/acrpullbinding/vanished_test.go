@@ -49,27 +49,3 @@ func TestSecretOfABindingThatVanishedWhileDownIsDeletedAtStart(t *testing.T) {
 		return apierrors.IsNotFound(err)
 	}).WithTimeout(30*time.Second).Should(BeTrue(), "the orphaned secret is deleted by the controller that starts after")
 }
-
-// A sibling's pass can attach the secret it just created for a binding whose own deletion has, in the meantime,
-// unreferenced and deleted it (seen in the crash-consistency soak): the account is left naming a secret that no
-// longer exists, of a binding that no longer exists. The controller removes that reference, and only that one.
-func TestReferenceToTheSecretOfAGoneBindingIsRemoved(t *testing.T) {
-	g := NewWithT(t)
-	ns := newNamespace(t)
-	// A secret of the controller's naming that is someone else's stays referenced: only a gone name is ours.
-	create(t, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acr-pull-typo-of-theirs"},
-		Type:       corev1.SecretTypeDockerConfigJson,
-		Data:       map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)},
-	})
-	sa := &corev1.ServiceAccount{
-		ObjectMeta:       metav1.ObjectMeta{Namespace: ns, Name: "builder"},
-		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "theirs"}, {Name: "acr-pull-gone"}, {Name: "acr-pull-typo-of-theirs"}},
-	}
-	create(t, sa)
-	g.Eventually(func(g Gomega) {
-		got := &corev1.ServiceAccount{}
-		g.Expect(k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: sa.Name}, got)).To(Succeed())
-		g.Expect(got.ImagePullSecrets).To(Equal([]corev1.LocalObjectReference{{Name: "theirs"}, {Name: "acr-pull-typo-of-theirs"}}))
-	}).WithTimeout(30 * time.Second).Should(Succeed())
-}

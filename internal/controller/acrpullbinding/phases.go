@@ -170,9 +170,16 @@ func (r *reconciler) attachSecret(ctx context.Context, s *scope) (ctrl.Result, e
 	if s.targetSA == nil || s.secret == nil {
 		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{}, r.editPullSecrets(ctx, s.targetSA, func(refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {
-		return withPullSecrets(refs, append([]string{s.secret.Name}, s.shared...)...)
-	})
+	names := []string{s.secret.Name}
+	for _, shared := range s.shared {
+		names = append(names, shared.secret.Name)
+	}
+	if err := r.editPullSecrets(ctx, s.targetSA, func(refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {
+		return withPullSecrets(refs, names...)
+	}); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.takeBackShared(ctx, s)
 }
 
 // detachFromOtherServiceAccounts removes the secret from accounts the binding no longer targets. Without a secret

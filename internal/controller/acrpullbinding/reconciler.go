@@ -253,8 +253,8 @@ type scope struct {
 	federatedSA *corev1.ServiceAccount
 	// secret is set by reconcileSecret: the binding's secret as it stands after the phase, nil if none exists.
 	secret *metav1.PartialObjectMetadata
-	// shared names the secrets reconcileSecret created for siblings, which attachSecret attaches with the binding's.
-	shared []string
+	// shared are the secrets reconcileSecret created for siblings, which attachSecret attaches with the binding's.
+	shared []sharedSecret
 	// failure is set by any phase that could not do its job; it becomes the Ready condition.
 	failure *failure
 	// stop is set by a phase after which nothing more can be done this pass.

@@ -11,8 +11,10 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -36,9 +38,8 @@ var errEnough = errors.New("enough siblings")
 //
 // Only secrets this pass creates are attached: a name whose secret exists already may be someone else's secret,
 // which the sibling's own pass reports as a conflict instead. A sibling deleted while this pass ran (the cache not
-// showing it yet) may get a secret and a reference all the same; the patch that attached it wakes the sweep of
-// orphaned names (enqueueOrphanedNames), which unreferences and deletes both.
-func (r *reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Credential, inputs string) []string {
+// showing it yet) may get a secret and a reference all the same: attachSecret takes both back (takeBackShared).
+func (r *reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Credential, inputs string) []sharedSecret {
 	if s.targetSA == nil {
 		return nil
 	}
@@ -49,7 +50,7 @@ func (r *reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Cr
 		client.MatchingFields{serviceAccountIndex: s.desired.targetServiceAccount}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
-	var shared []string
+	var shared []sharedSecret
 	_ = meta.EachListItem(list, func(o runtime.Object) error {
 		if len(shared) == maxSharedPerPass {
 			return errEnough
@@ -69,7 +70,7 @@ func (r *reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Cr
 			ctrl.LoggerFrom(ctx).V(1).Info("sibling's secret left to its own pass", "secret", sec.Name, "reason", apierrors.ReasonForError(err))
 			return nil
 		}
-		shared = append(shared, sec.Name)
+		shared = append(shared, sharedSecret{secret: *metadataOf(sec), siblingName: sibling.object().GetName(), sibling: sibling.object().GetUID()})
 		r.wakeUp(sibling.object())
 		return nil
 	})
@@ -123,4 +124,48 @@ func (r *reconciler) wakeUp(obj client.Object) {
 	case r.served <- event.GenericEvent{Object: key}:
 	default:
 	}
+}
+
+// sharedSecret is a secret a pass created for a sibling, and the sibling's name and UID.
+type sharedSecret struct {
+	secret      metav1.PartialObjectMetadata
+	siblingName string
+	sibling     types.UID
+}
+
+// takeBackShared unreferences and deletes the secrets the pass shared with siblings that, after the attach, are
+// being deleted or gone. Their deletion may have run between shareCredential creating the secret and attachSecret
+// attaching it: it found no reference to remove, deleted the secret, and the attach then left the account naming a
+// secret that no longer exists, which nothing would remove (seen in the crash-consistency soak). A deletion is
+// handled only once this controller's cache shows it, so a cache read after the attach sees every deletion that ran
+// before it.
+func (r *reconciler) takeBackShared(ctx context.Context, s *scope) error {
+	namespace := s.binding.object().GetNamespace()
+	var names []string
+	var secrets []metav1.PartialObjectMetadata
+	for _, shared := range s.shared {
+		live := r.api.newObject()
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: shared.siblingName}, live)
+		if client.IgnoreNotFound(err) != nil {
+			return err
+		}
+		if !siblingDeparted(err == nil, live, shared.sibling) {
+			continue
+		}
+		names, secrets = append(names, shared.secret.Name), append(secrets, shared.secret)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	ctrl.LoggerFrom(ctx).Info("siblings deleted while their secrets were shared: unreferencing and deleting them", "secrets", names)
+	if err := r.detachEverywhereFresh(ctx, namespace, names); err != nil {
+		return err
+	}
+	return r.deleteSecrets(ctx, names, secrets)
+}
+
+// siblingDeparted says whether the sibling a secret was shared with is gone (not found, or replaced by a binding of
+// the same name) or being deleted.
+func siblingDeparted(found bool, live client.Object, sibling types.UID) bool {
+	return !found || live.GetUID() != sibling || !live.GetDeletionTimestamp().IsZero()
 }

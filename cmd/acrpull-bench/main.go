@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/resource"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/acrpull/acrpull/internal/harness/bench"
@@ -33,6 +34,8 @@ func main() {
 	flag.IntVar(&o.Namespaces, "namespaces", 1000, "Namespaces the bindings spread over.")
 	flag.IntVar(&o.Identities, "identities", 10, "Identities the bindings share.")
 	flag.IntVar(&o.Workers, "workers", 16, "The bench client's concurrency (also the write floor's).")
+	flag.IntVar(&o.FloorBindings, "floor-bindings", 0, "Measure the write floor on this many bindings' writes and scale it to --bindings (0: all of them). "+
+		"For sizes where the floor itself would take most of the run.")
 	flag.StringVar(&scenarios, "scenarios", "burst,steady,noise,throttled", "Scenarios to run, in order; busy (new bindings at --busy-rate among those present) and restart (the controller "+
 		"restarted with every binding current) are available but not run by default; podidentity (AAD Pod Identity's "+
 		"assignment controller and node agents, in-process) is available but not run by default.")
@@ -63,12 +66,20 @@ func main() {
 		"that gives new bindings the controller's finalizer, saving one write per binding). Off, as in the chart, so the headline is the chart's defaults.")
 	flag.StringVar(&o.ProfileDir, "profile", "", "Directory for pprof profiles: the bench's own controller's and kube-apiserver's CPU during the burst, the controller's heap after burst and noise; empty takes none.")
 	flag.DurationVar(&o.ProfileBurst, "profile-burst", time.Minute, "Length of the CPU profile taken from the start of the burst.")
+	memoryLimit := flag.String("controller-memory-limit", "512Mi", "The container memory limit the bench's own acrpull runs as if under (the chart's default): "+
+		"it gets GOMEMLIMIT at nine tenths of it, as acrpull sets itself from its cgroup in the chart's pod. 0: none.")
 	flag.StringVar(&o.JSONPath, "out", "bench-results.json", "JSON file for every figure.")
 	flag.Parse()
 	// The bench's own clients log nothing (controller-runtime would otherwise print a stack once, then drop every
 	// apiserver warning, such as the one about msi-acrpull's finalizer name); the controller logs to its own file.
 	ctrllog.SetLogger(logr.Discard())
 	o.Out = os.Stdout
+	limit, err := resource.ParseQuantity(*memoryLimit)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: --controller-memory-limit:", err)
+		os.Exit(2)
+	}
+	o.ControllerMemoryLimit = limit.Value()
 	if controller != "" {
 		o.Controller = strings.Fields(controller)
 	}

@@ -9,7 +9,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
@@ -42,6 +45,12 @@ func main() {
 	if err := buildinfo.Register(ctrlmetrics.Registry, program); err != nil {
 		log.Error(err, "Failed to register the build_info metric")
 		os.Exit(1)
+	}
+
+	if limit, err := setMemoryLimit(memlimit.FromCgroup); err != nil {
+		log.Info("No Go memory limit from the container's", "reason", err.Error())
+	} else if limit < math.MaxInt64 {
+		log.Info("Go memory limit", "bytes", limit)
 	}
 
 	cfg, err := ctrl.GetConfig()

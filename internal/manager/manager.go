@@ -127,7 +127,8 @@ func transportOf(c *http.Client) http.RoundTripper {
 }
 
 // cacheOptions keep memory independent of unrelated objects: only labelled Secrets are cached (and as metadata,
-// see the reconciler's watch), bindings only of this shard, and no object keeps its managedFields.
+// see the reconciler's watch), bindings only of this shard, no object keeps its managedFields, and repeated
+// strings are stored once (compactObjects).
 func cacheOptions(bindings labels.Selector) cache.Options {
 	managed, _ := labels.NewRequirement(acrpullbinding.BindingLabel, selection.Exists, nil)
 	byObject := map[client.Object]cache.ByObject{
@@ -137,5 +138,5 @@ func cacheOptions(bindings labels.Selector) cache.Options {
 		byObject[&acrv1beta2.AcrPullBinding{}] = cache.ByObject{Label: bindings}
 		byObject[&acrv1beta1.AcrPullBinding{}] = cache.ByObject{Label: bindings}
 	}
-	return cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
+	return cache.Options{ByObject: byObject, DefaultTransform: compactObjects()}
 }

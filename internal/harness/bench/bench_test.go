@@ -110,3 +110,41 @@ func TestPercentileOfSortedFigures(t *testing.T) {
 		t.Fatalf("p50 %v p99 %v", percentile(figures, 0.5), percentile(figures, 0.99))
 	}
 }
+
+// A refresh cycle that writes evenly has a peak near its mean; one second holding a storm stands out in the peak,
+// in the seconds over twice the mean, and is measured per second of the interval it fell in.
+func TestWriteSpreadFindsTheStormSecond(t *testing.T) {
+	start := time.Unix(1_000_000, 0)
+	var samples []writeSample
+	writes := int64(0)
+	for i := 0; i <= 60; i++ {
+		switch {
+		case i == 30:
+			writes += 500 // the storm: 500 writes in the second ending at 30 s
+		case i > 0:
+			writes += 100
+		}
+		samples = append(samples, writeSample{at: start.Add(time.Duration(i) * time.Second), writes: writes, storageBytes: float64(i) * (1 << 20)})
+	}
+	ws := spreadOf(samples)
+	if ws.Writes != 6400 || ws.Seconds != 60 {
+		t.Fatalf("writes %d in %.0f s, want 6400 in 60 s", ws.Writes, ws.Seconds)
+	}
+	if ws.MaxPerSecond != 500 {
+		t.Errorf("max per second = %.0f, want 500", ws.MaxPerSecond)
+	}
+	if mean := 6400.0 / 60; ws.PeakToMean < 500/mean-0.01 || ws.PeakToMean > 500/mean+0.01 {
+		t.Errorf("peak to mean = %.2f, want %.2f", ws.PeakToMean, 500/mean)
+	}
+	if ws.SecondsOverTwiceMean != 1 {
+		t.Errorf("seconds over twice the mean = %.1f, want 1", ws.SecondsOverTwiceMean)
+	}
+	if ws.PeakStorageMiB != 60 {
+		t.Errorf("peak storage = %.0f MiB, want 60", ws.PeakStorageMiB)
+	}
+	// A reading taken late (3 s after the one before) spreads that interval's writes over its three seconds.
+	late := []writeSample{{at: start, writes: 0}, {at: start.Add(3 * time.Second), writes: 300}, {at: start.Add(4 * time.Second), writes: 400}}
+	if ws := spreadOf(late); ws.MaxPerSecond != 100 || ws.LongestIntervalSeconds != 3 {
+		t.Errorf("late reading: max %.0f/s, longest interval %.1f s; want 100/s and 3 s", ws.MaxPerSecond, ws.LongestIntervalSeconds)
+	}
+}

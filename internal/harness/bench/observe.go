@@ -136,6 +136,15 @@ func (b *bench) apiserverWrites(ctx context.Context) (map[string]int64, error) {
 
 // apiserverRequests reads the apiserver's write counters for resources, keyed "resource[/subresource] VERB".
 func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[string]int64, error) {
+	families, err := b.apiserverMetrics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return writeCounts(families, resources), nil
+}
+
+// apiserverMetrics reads the apiserver's /metrics.
+func (b *bench) apiserverMetrics(ctx context.Context) (map[string]*dto.MetricFamily, error) {
 	cs, err := kubernetes.NewForConfig(b.env.Config)
 	if err != nil {
 		return nil, err
@@ -144,10 +153,11 @@ func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[
 	if err != nil {
 		return nil, err
 	}
-	families, err := parseMetrics(raw)
-	if err != nil {
-		return nil, err
-	}
+	return parseMetrics(raw)
+}
+
+// writeCounts sums apiserver_request_total's writes to resources, keyed "resource[/subresource] VERB".
+func writeCounts(families map[string]*dto.MetricFamily, resources []string) map[string]int64 {
 	out := map[string]int64{}
 	for _, m := range families["apiserver_request_total"].GetMetric() {
 		labels := map[string]string{}
@@ -168,7 +178,7 @@ func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[
 		}
 		out[key+" "+labels["verb"]] += int64(m.GetCounter().GetValue())
 	}
-	return out, nil
+	return out
 }
 
 func parseMetrics(raw []byte) (map[string]*dto.MetricFamily, error) {
@@ -296,6 +306,9 @@ func printTable(w io.Writer, r *Results) {
 	}
 	if f := r.Floor; f != nil {
 		row("write floor", "%d writes in %.1f s (%.0f/s)", f.Writes, f.Seconds, f.WritesPerSec)
+		if f.MeasuredBindings > 0 {
+			row("write floor: scaled", "measured on %d bindings' writes (%d) and scaled in proportion", f.MeasuredBindings, 3*f.MeasuredBindings)
+		}
 		row("write floor: CPU seconds", "%s", sortedMap(f.CPUSeconds))
 		row("write floor: binding creates", "%.1f s (before the floor's writes; the burst makes them too)", f.CreateSeconds)
 	}
@@ -307,6 +320,7 @@ func printTable(w io.Writer, r *Results) {
 		row("burst: controller writes", "%s", sortedMap(b.ControllerWrites))
 		row("burst: Azure requests", "%s (distinct identity/registry/scope: %d)", sortedMap(b.AzureRequests), b.DistinctTokens)
 		row("burst: CPU seconds", "%s", sortedMap(b.CPUSeconds))
+		printSpread(row, "burst", b.Writes)
 	}
 	if s := r.Steady; s != nil {
 		row("steady: window", "%.0f s, %.1f refresh cycles", s.WindowSeconds, s.Cycles)
@@ -316,6 +330,7 @@ func printTable(w io.Writer, r *Results) {
 		row("steady: controller writes", "%s", sortedMap(s.ControllerWrites))
 		row("steady: Azure requests", "%s", sortedMap(s.AzureRequests))
 		row("steady: spread", "max %d secret updates in one second; %d s of the window without any", s.MaxSecretUpdatesPerSec, s.QuietSeconds)
+		printSpread(row, "steady", s.Writes)
 	}
 	if n := r.Noise; n != nil {
 		row("noise: controller RSS before / after", "%.0f MiB / %.0f MiB (+%d unrelated objects)", n.RSSBeforeMiB, n.RSSAfterMiB, n.Objects)
@@ -346,6 +361,16 @@ func printTable(w io.Writer, r *Results) {
 		row("controller peak RSS (VmHWM)", "%.0f MiB", r.ControllerPeakRSSMiB)
 	}
 	printPodIdentity(row, r.PodIdentity)
+}
+
+// printSpread prints how a scenario's writes spread over its seconds, and etcd's largest size meanwhile.
+func printSpread(row func(k string, format string, args ...any), scenario string, ws *WriteSpread) {
+	if ws == nil || ws.Seconds == 0 {
+		return
+	}
+	row(scenario+": writes per second", "mean %.0f, p99 %.0f, max %.0f (%.2fx the mean; %.0f s over twice the mean; readings at most %.1f s apart)",
+		ws.MeanPerSecond, ws.P99PerSecond, ws.MaxPerSecond, ws.PeakToMean, ws.SecondsOverTwiceMean, ws.LongestIntervalSeconds)
+	row(scenario+": etcd database, largest", "%.0f MiB (apiserver_storage_size_bytes)", ws.PeakStorageMiB)
 }
 
 // chartFigure says which of the chart's cluster objects the run had, and whether that is the chart's default.

@@ -33,6 +33,9 @@ type FloorResult struct {
 	// CreateSeconds is how long the same client took to create the N bindings the floor then writes for: the
 	// burst's own creates, which the floor leaves out, cost the apiserver about this much on top.
 	CreateSeconds float64 `json:"bindingCreateSeconds"`
+	// MeasuredBindings, when fewer than the burst's, is how many bindings' writes were measured; Writes, Seconds
+	// and CreateSeconds are then scaled up to the burst's size in proportion (see Options.FloorBindings).
+	MeasuredBindings int `json:"measuredBindings,omitempty"`
 }
 
 // BurstResult is how fast N new bindings become usable: a secret with a token, attached to the service account,
@@ -56,6 +59,8 @@ type BurstResult struct {
 	DistinctTokens        int              `json:"distinctIdentityRegistryScope"`
 	// CPUSeconds is the CPU time each process used from the first create until all were Ready.
 	CPUSeconds map[string]float64 `json:"cpuSeconds"`
+	// Writes is how the writes to the binding resources (the bench's creates included) spread over the burst.
+	Writes *WriteSpread `json:"writeSpread,omitempty"`
 }
 
 // SteadyResult is what refresh cycles cost.
@@ -71,6 +76,9 @@ type SteadyResult struct {
 	AzureRequests          map[string]int64 `json:"azureRequestsByEndpoint"`
 	MaxSecretUpdatesPerSec int64            `json:"maxSecretUpdatesInOneSecond"`
 	QuietSeconds           int              `json:"secondsWithoutWrites"`
+	// Writes is how every write to the binding resources (secrets, service accounts, bindings, events) spread over
+	// the window, second by second.
+	Writes *WriteSpread `json:"writeSpread,omitempty"`
 }
 
 // NoiseResult is the controller's memory before and after unrelated objects appear.
@@ -122,6 +130,9 @@ func newBinding(ns, name string, identityIndex int) *acrv1beta2.AcrPullBinding {
 // bindings it deletes afterwards.
 func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 	n := b.o.Bindings
+	if b.o.FloorBindings > 0 && b.o.FloorBindings < n {
+		n = b.o.FloorBindings
+	}
 	createStart := time.Now()
 	err := parallel(b.o.Workers, n, func(i int) error {
 		return b.c.Create(ctx, newBinding(namespace(i%b.o.Namespaces), fmt.Sprintf("floor-%d", i), i%b.o.Identities))
@@ -179,7 +190,16 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 		return b.c.Update(ctx, sa)
 	})
 	writes := 3 * n
-	return &FloorResult{Writes: writes, Seconds: secs, WritesPerSec: float64(writes) / secs, CPUSeconds: cpu, CreateSeconds: createSecs}, err
+	res := &FloorResult{Writes: writes, Seconds: secs, WritesPerSec: float64(writes) / secs, CPUSeconds: cpu, CreateSeconds: createSecs}
+	if n < b.o.Bindings {
+		scale := float64(b.o.Bindings) / float64(n)
+		res.MeasuredBindings, res.Writes = n, 3*b.o.Bindings
+		res.Seconds, res.CreateSeconds = secs*scale, createSecs*scale
+		for k, v := range res.CPUSeconds {
+			res.CPUSeconds[k] = v * scale
+		}
+	}
+	return res, err
 }
 
 // burst creates N bindings and waits for all of them to be Ready.
@@ -200,6 +220,7 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 	if b.profiles != nil {
 		defer b.profiles.cpu(ctx, "burst", b.o.ProfileBurst)()
 	}
+	sampler := b.sampleWrites(ctx)
 	err = parallel(b.o.Workers, n, func(i int) error {
 		err := b.c.Create(ctx, newBinding(namespace(i%b.o.Namespaces), fmt.Sprintf("app-%d", i), i%b.o.Identities))
 		created[i] = time.Now()
@@ -209,10 +230,12 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 		return nil, err
 	}
 	b.logf("created %d bindings in %.1f s; waiting until they are usable", n, time.Since(start).Seconds())
-	if err := b.waitUsable(ctx, "app-", n, 30*time.Minute); err != nil {
+	if err := b.waitUsable(ctx, "app-", n, b.burstTimeout()); err != nil {
+		sampler.stop()
 		return nil, err
 	}
 	secs, cpu := time.Since(start).Seconds(), cpuSpent(cpuBefore, b.processCPU())
+	spread := sampler.stop()
 	after, err := b.apiserverWrites(ctx)
 	if err != nil {
 		return nil, err
@@ -255,8 +278,14 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 		P50UsableSeconds: percentile(toUsable, 0.50), P99UsableSeconds: percentile(toUsable, 0.99),
 		ReadyCondition: readyCondition, ReadyConditionSeconds: sinceIfAll(start, lastReady, readyCondition, n),
 		ControllerWrites: writes, AzureRequests: azureCounts(b.cloud), DistinctTokens: min(b.o.Identities, n),
-		CPUSeconds: cpu,
+		CPUSeconds: cpu, Writes: spread,
 	}, nil
+}
+
+// burstTimeout bounds the wait for a burst: 30 minutes up to 10,000 bindings, and as long again for each further
+// 10,000 (a 100,000 burst on a loaded two-core machine takes most of an hour).
+func (b *bench) burstTimeout() time.Duration {
+	return 30 * time.Minute * time.Duration(max(1, (b.o.Bindings+9999)/10000))
 }
 
 // steady watches refresh cycles after the burst.
@@ -275,11 +304,14 @@ func (b *bench) steady(ctx context.Context) (*SteadyResult, error) {
 	b.cloud.ResetCounts()
 	watch.resetUpdates()
 	b.logf("observing %s (%d refresh cycles of tokens living %s)", window.Round(time.Second), b.o.SteadyCycles, life)
+	sampler := b.sampleWrites(ctx)
 	select {
 	case <-time.After(window):
 	case <-ctx.Done():
+		sampler.stop()
 		return nil, ctx.Err()
 	}
+	spread := sampler.stop()
 	after, err := b.apiserverWrites(ctx)
 	if err != nil {
 		return nil, err
@@ -301,6 +333,7 @@ func (b *bench) steady(ctx context.Context) (*SteadyResult, error) {
 		StatusPatchesPerUpdate: float64(writes["acrpullbindings/status PATCH"]+writes["acrpullbindings/status PUT"]) / float64(max(updates, 1)),
 		ControllerWrites:       writes, AzureRequests: azureCounts(b.cloud),
 		MaxSecretUpdatesPerSec: maxPerSec, QuietSeconds: int(window.Seconds()) - len(perSecond),
+		Writes: spread,
 	}, nil
 }
 

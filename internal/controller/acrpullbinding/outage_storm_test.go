@@ -98,7 +98,7 @@ func TestAnOutageWritesEachStatusTwiceAndOneSuccessWakesEveryBinding(t *testing.
 		NewWithT(t).Eventually(func(g Gomega) {
 			c := readyCondition(g, b)
 			g.Expect(c.Status).To(Equal(metav1.ConditionTrue), "%s/%s: %s", b.Namespace, b.Name, c.Message)
-		}).WithTimeout(60 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed(),
+		}).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).Should(Succeed(),
 			"woken by the first success on its credential, not after its own minutes-long wait")
 	}
 	total := writes.snapshot()

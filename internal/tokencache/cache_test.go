@@ -116,6 +116,32 @@ func TestFailuresBlockTheKeyWithBackoffAndRetryAfter(t *testing.T) {
 	}
 }
 
+// While Azure is unavailable the key is probed every few seconds (one request for all its callers), so callers resume
+// within seconds of an outage's end; a refusal that will not clear by itself keeps backing off to minutes.
+func TestUnavailableBacksOffToSecondsAndRefusalsToMinutes(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	c := New(clk, nil)
+	for _, tc := range []struct {
+		kind azauth.FailureKind
+		want time.Duration
+	}{{azauth.Unavailable, maxUnavailableBackoff}, {azauth.RegistryDenied, maxFailureBackoff}} {
+		key := string(tc.kind)
+		failing := func(context.Context) (azauth.Token, error) {
+			return azauth.Token{}, &azauth.Error{Kind: tc.kind, Endpoint: "acr-token", StatusCode: 503}
+		}
+		var last time.Duration
+		for i := range 20 {
+			clk.SetTime(t0.Add(time.Duration(i) * time.Hour))
+			_, _ = c.Get(context.Background(), "l", key, always, failing)
+			_, err := c.Get(context.Background(), "l", key, always, failing)
+			last = azauth.RetryAfterOf(err)
+		}
+		if last != tc.want {
+			t.Errorf("%s: blocked %s after 20 failures, want %s", tc.kind, last, tc.want)
+		}
+	}
+}
+
 // A request the endpoint's gate held back was never sent: the key waits exactly the gate's time and the next real
 // failure backs off from the start, as if the held-back attempts had not happened.
 func TestHeldBackRequestsDoNotCountAsFailures(t *testing.T) {

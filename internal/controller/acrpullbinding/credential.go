@@ -105,14 +105,17 @@ func (r *reconciler) mintFailed(s *scope, err error) ctrl.Result {
 		message += "; " + r.federationHint(s)
 	}
 	reason, message = servicePrincipalFailure(s, reason, message, err)
+	message = ongoingFailureMessage(s.original, reason, message)
 	r.Metrics.MintAttempt(r.api.name(), reason)
 	s.failBecause(reason, message, err)
 
-	wait := azauth.RetryAfterOf(err)
+	retryAfter := azauth.RetryAfterOf(err)
+	wait := retryAfter
 	if wait == 0 {
 		wait = failingFor(s.original, s.now)
 		wait = min(max(wait, 2*time.Second), 5*time.Minute)
 	}
+	wait = r.waitOnCredential(s, reason, retryAfter, wait)
 	if s.secret != nil {
 		if _, expires, ok := tokenTimes(s.secret.Annotations); ok && expires.After(s.now) {
 			wait = min(wait, max(expires.Sub(s.now)/4, time.Second))

@@ -121,10 +121,12 @@ func (r *reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 	if inputs, err = r.withCredential(ctx, s, req, inputs); err != nil || inputs == "" {
 		return ctrl.Result{}, err
 	}
+	s.credential = req.Key()
 	cred, err := r.Minter.Mint(ctx, *req)
 	if err != nil {
 		return r.mintFailed(s, err), nil
 	}
+	r.credentialWorks(ctx, s)
 	r.Metrics.MintAttempt(r.api.name(), acrv1beta2.ReasonTokenMinted)
 	if s.secret, err = r.writeSecret(ctx, s, cred, inputs); err != nil {
 		// A secret the cache does not hold (one without the controller's label, such as a hand-made one) shows up

@@ -115,6 +115,8 @@ type reconciler struct {
 	verifier *pullVerifier
 	// credentials reads the metadata of Secrets labelled as service principals' credentials.
 	credentials client.Reader
+	// waiting holds the bindings waiting on a credential Azure fails for now (wake.go).
+	waiting *waitingRoom
 }
 
 // apiVersion is the adapter of one API version.
@@ -147,17 +149,20 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	obj := r.api.newObject()
 	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.stopWaiting(req.NamespacedName)
 			return ctrl.Result{}, r.cleanUpVanished(ctx, req.NamespacedName)
 		}
 		return ctrl.Result{}, err
 	}
 	if r.Config.LabelSelector != nil && !r.Config.LabelSelector.Matches(labels.Set(obj.GetLabels())) {
 		// Another shard serves it; the cache should not even hold it.
+		r.stopWaiting(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	b := r.api.wrap(obj)
 
 	if !obj.GetDeletionTimestamp().IsZero() {
+		r.stopWaiting(req.NamespacedName)
 		return ctrl.Result{}, r.reconcileDelete(ctx, b)
 	}
 	// The finalizer comes first, so nothing the controller creates can outlive the binding.
@@ -168,6 +173,9 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	s := newScope(b, r.Clock.Now())
 	// Status is written once per pass, from what the phases observed.
 	defer func() {
+		if !s.waiting {
+			r.stopWaiting(req.NamespacedName)
+		}
 		reterr = kerrors.NewAggregate([]error{reterr, r.patchStatus(ctx, s, reterr)})
 	}()
 
@@ -257,6 +265,11 @@ type scope struct {
 	shared []sharedSecret
 	// failure is set by any phase that could not do its job; it becomes the Ready condition.
 	failure *failure
+	// credential is set by reconcileSecret before it mints: the key of the credential the binding needs, which
+	// bindings waiting on it after a transient failure share (wake.go).
+	credential string
+	// waiting is set by mintFailed when the binding waits on credential, to be woken by its first success.
+	waiting bool
 	// stop is set by a phase after which nothing more can be done this pass.
 	stop bool
 }

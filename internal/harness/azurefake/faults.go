@@ -71,6 +71,14 @@ func (c *Cloud) SetFault(ep Endpoint, f Fault) {
 	t.active.Store(true)
 }
 
+// Outage takes the whole cloud down: every endpoint answers with f (every request, however many) until ClearFaults.
+func (c *Cloud) Outage(f Fault) {
+	f.Count = 0
+	for _, ep := range Endpoints {
+		c.SetFault(ep, f)
+	}
+}
+
 // ClearFaults makes every endpoint behave again.
 func (c *Cloud) ClearFaults() {
 	t := &c.faults

@@ -85,6 +85,24 @@ func TestCountedFaultsExpire(t *testing.T) {
 	}
 }
 
+// An outage takes every endpoint down until cleared, however many requests come; then each answers again.
+func TestOutageTakesEveryEndpointDown(t *testing.T) {
+	undoFaults(t)
+	fake.Outage(azurefake.Fault{Status: 503, Count: 1})
+	for range 3 {
+		if r := imds(t, "client_id="+puller, true); r.status != 503 {
+			t.Fatalf("IMDS during the outage: HTTP %d", r.status)
+		}
+		if r := postForm(t, "https://"+host+"/oauth2/exchange", nil); r.status != 503 {
+			t.Fatalf("registry exchange during the outage: HTTP %d", r.status)
+		}
+	}
+	fake.ClearFaults()
+	if r := imds(t, "client_id="+puller, true); r.status != 200 {
+		t.Fatalf("IMDS after the outage: HTTP %d", r.status)
+	}
+}
+
 // A malformed answer is a 200 that is not JSON; the SDK reports it instead of using it.
 func TestMalformedAnswers(t *testing.T) {
 	undoFaults(t)

@@ -64,6 +64,8 @@ type Options struct {
 	BusyRate      float64
 	BusyDuration  time.Duration
 	RestartWindow time.Duration
+	// OutageDuration is how long the outage scenario keeps the whole cloud down.
+	OutageDuration time.Duration
 	// ThrottleBindings and ThrottleIdentities size the throttled scenario's new bindings.
 	ThrottleBindings   int
 	ThrottleIdentities int
@@ -98,6 +100,7 @@ type Results struct {
 	Throttled *ThrottledResult `json:"throttled,omitempty"`
 	Busy      *BusyResult      `json:"busy,omitempty"`
 	Restart   *RestartResult   `json:"restart,omitempty"`
+	Outage    *OutageResult    `json:"outage,omitempty"`
 	// PodIdentity is the podidentity scenario's, which runs in-process and needs no controller command.
 	PodIdentity *PodIdentityResult `json:"podIdentity,omitempty"`
 	// ControllerPeakRSSMiB is the controller's peak resident set (VmHWM) at the end of its scenarios.
@@ -130,7 +133,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		"noiseObjects": o.NoiseObjects, "accessTokenLifetime": o.AccessTokenLifetime.String(), "steadyCycles": o.SteadyCycles,
 		"throttleRate": o.ThrottleRate, "throttleBindings": o.ThrottleBindings, "scenarios": o.Scenarios,
 		"busyRate": o.BusyRate, "busyDuration": o.BusyDuration.String(), "restartWindow": o.RestartWindow.String(),
-		"chartPolicies": o.ChartPolicies, "finalizerOnCreate": o.FinalizerOnCreate, "controllerMemoryLimit": o.ControllerMemoryLimit, "upstream": strings.Join(o.Upstream, " "),
+		"outageDuration": o.OutageDuration.String(),
+		"chartPolicies":  o.ChartPolicies, "finalizerOnCreate": o.FinalizerOnCreate, "controllerMemoryLimit": o.ControllerMemoryLimit, "upstream": strings.Join(o.Upstream, " "),
 	}}
 	if slices.Contains(o.Scenarios, "podidentity") {
 		p := o.PodIdentity
@@ -215,6 +219,8 @@ func (b *bench) runScenarios(ctx context.Context, res *Results) error {
 			res.Busy, err = b.busy(ctx)
 		case "restart":
 			res.Restart, err = b.restart(ctx)
+		case "outage":
+			res.Outage, err = b.outage(ctx)
 		case "podidentity":
 			res.PodIdentity, err = b.podIdentity(ctx)
 		default:

@@ -70,7 +70,7 @@ func SetupWithManager(mgr ctrl.Manager, d Deps) error {
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Minter: d.Minter, Metrics: d.Metrics,
 			Clock: d.Clock, Config: d.Config, Recorder: d.Recorder(api.name()), api: api, verifier: verifier,
 			credentials: credentials,
-			waiting: newWaitingRoom(),
+			waiting:     newWaitingRoom(),
 		}
 		if err := r.setup(mgr, d.Workers, credentials); err != nil {
 			return err

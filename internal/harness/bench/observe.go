@@ -136,6 +136,12 @@ func (b *bench) apiserverWrites(ctx context.Context) (map[string]int64, error) {
 
 // apiserverRequests reads the apiserver's write counters for resources, keyed "resource[/subresource] VERB".
 func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[string]int64, error) {
+	return b.apiserverRequestsOf(ctx, resources, []string{"POST", "PUT", "PATCH", "DELETE", "APPLY"})
+}
+
+// apiserverRequestsOf reads the apiserver's request counters for resources and verbs (nil: every verb), keyed
+// "resource[/subresource] VERB".
+func (b *bench) apiserverRequestsOf(ctx context.Context, resources, verbs []string) (map[string]int64, error) {
 	cs, err := kubernetes.NewForConfig(b.env.Config)
 	if err != nil {
 		return nil, err
@@ -154,9 +160,7 @@ func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
-		switch labels["verb"] {
-		case "POST", "PUT", "PATCH", "DELETE", "APPLY":
-		default:
+		if verbs != nil && !slices.Contains(verbs, labels["verb"]) {
 			continue
 		}
 		if !slices.Contains(resources, labels["resource"]) {
@@ -346,6 +350,7 @@ func printTable(w io.Writer, r *Results) {
 		row("controller peak RSS (VmHWM)", "%.0f MiB", r.ControllerPeakRSSMiB)
 	}
 	printPodIdentity(row, r.PodIdentity)
+	printNMILoad(row, r.NMILoad)
 }
 
 // chartFigure says which of the chart's cluster objects the run had, and whether that is the chart's default.

@@ -281,7 +281,8 @@ func (b *bench) startAgentProcess(name string, args, extraEnv []string) (*agentP
 	if err := os.WriteFile(caFile, b.cloud.CACertPEM(), 0o644); err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(filepath.Join(b.dir, name+".log"))
+	// The log outlives the bench (as the podidentity scenario's), so a run's refusals can be read afterwards.
+	logFile, err := os.Create(filepath.Join(os.TempDir(), "acrpull-bench-nmi-"+name+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -328,6 +329,7 @@ func (b *bench) nmiAgentRun(ctx context.Context, o NMILoadOptions, l nmiLayout, 
 	if err != nil {
 		return nil, err
 	}
+	b.logf("nmi: %s, %s mode: its log is %s", agentName, mode, proc.logPath)
 	defer proc.stop()
 	pods := newPodClients(l, port)
 	defer pods.close()
@@ -573,10 +575,22 @@ func (b *bench) upstreamNMIRun(ctx context.Context, o NMILoadOptions, l nmiLayou
 	if err := os.MkdirAll(shimDir, 0o755); err != nil {
 		return nil, err
 	}
-	shim := fmt.Sprintf("#!/bin/sh\nexec ip netns exec %s iptables \"$@\"\n", ns)
+	// The real iptables by its path: inside `ip netns exec` the PATH still starts with this shim.
+	realIPTables, err := exec.LookPath("iptables")
+	if err != nil {
+		return nil, fmt.Errorf("upstream's NMI needs iptables (hack/install-netns-tools.sh installs it): %w", err)
+	}
+	calls := filepath.Join(shimDir, "calls.log")
+	shim := fmt.Sprintf("#!/bin/sh\necho \"$*\" >>%s\nexec ip netns exec %s %s \"$@\"\n", calls, ns, realIPTables)
 	if err := os.WriteFile(filepath.Join(shimDir, "iptables"), []byte(shim), 0o755); err != nil {
 		return nil, err
 	}
+	defer func() {
+		data, _ := os.ReadFile(calls)
+		_ = os.WriteFile(filepath.Join(os.TempDir(), "acrpull-bench-nmi-upstream-iptables-calls.log"), data, 0o644)
+		b.logf("nmi: upstream ran iptables %d times in its namespace (calls in %s)", strings.Count(string(data), "\n"),
+			filepath.Join(os.TempDir(), "acrpull-bench-nmi-upstream-iptables-calls.log"))
+	}()
 	probe, err := freeLoopbackPort()
 	if err != nil {
 		return nil, err

@@ -105,7 +105,12 @@ type NMIAgentRun struct {
 	// requests the bench gave up on counts too, so an overloaded agent's figure is higher than its cost per token.
 	AgentCPUPerRequestMicros     float64 `json:"agentCPUPerRequestMicros"`
 	ApiserverCPUPerRequestMicros float64 `json:"apiserverCPUPerRequestMicros"`
-	AgentPeakRSSMiB              float64 `json:"agentPeakRSSMiB"`
+	// IdleCPUMillisPerSecond is each process's CPU with no requests, measured for a few seconds before the window;
+	// the net figures subtract it over the window's length.
+	IdleCPUMillisPerSecond          map[string]float64 `json:"idleCPUMillisPerSecond"`
+	AgentNetCPUPerRequestMicros     float64            `json:"agentNetCPUPerRequestMicros"`
+	ApiserverNetCPUPerRequestMicros float64            `json:"apiserverNetCPUPerRequestMicros"`
+	AgentPeakRSSMiB                 float64            `json:"agentPeakRSSMiB"`
 	// Azure requests during the warm-up and during the window: with a working token cache the window makes none.
 	AzureRequestsWarmup map[string]int64 `json:"azureRequestsWarmup"`
 	AzureRequestsWindow map[string]int64 `json:"azureRequestsWindow"`
@@ -121,6 +126,8 @@ const (
 	nmiLoadResource = "https://vault.azure.net"
 	// nmiRequestTimeout bounds one request; a request not answered by then counts as an error.
 	nmiRequestTimeout = 10 * time.Second
+	// nmiIdleWindow is how long the processes' idle CPU is measured before each window.
+	nmiIdleWindow = 5 * time.Second
 )
 
 // nmiClientID is the client ID of the nmi scenario's k-th identity; distinct from the other scenarios'.
@@ -361,9 +368,18 @@ func (b *bench) nmiAgentRun(ctx context.Context, o NMILoadOptions, l nmiLayout, 
 	b.logf("nmi: %s, %s mode: warm, first token p50 %.1f ms, max %.1f ms; %d requests at %g/s for %s",
 		agentName, mode, run.FirstToken.P50, run.FirstToken.Max, int(o.Rate*o.Duration.Seconds()), o.Rate, o.Duration)
 
-	b.cloud.ResetCounts()
 	pid := proc.cmd.Process.Pid
-	cpuBefore, agentBefore := b.processCPU(), cpuSeconds(pid)
+	// Idle: what the processes spend with no request at all (watches, leases, the GC), subtracted from the window's
+	// CPU for the net cost of a request; at low rates it would otherwise dominate.
+	idle := b.processCPUOf(pid)
+	time.Sleep(nmiIdleWindow)
+	run.IdleCPUMillisPerSecond = map[string]float64{}
+	for k, v := range cpuSpent(idle, b.processCPUOf(pid)) {
+		run.IdleCPUMillisPerSecond[k] = v * 1000 / nmiIdleWindow.Seconds()
+	}
+
+	b.cloud.ResetCounts()
+	cpuBefore := b.processCPUOf(pid)
 	apiBefore, err := b.apiserverRequestsOf(ctx, nmiAgentResources, nil)
 	if err != nil {
 		return nil, err
@@ -391,9 +407,8 @@ func (b *bench) nmiAgentRun(ctx context.Context, o NMILoadOptions, l nmiLayout, 
 	})
 	sentSpan := time.Since(start)
 	wg.Wait()
-	cpu := cpuSpent(cpuBefore, b.processCPU())
-	cpu["agent"] = cpuSeconds(pid) - agentBefore
-	delete(cpu, "controller")
+	cpu := cpuSpent(cpuBefore, b.processCPUOf(pid))
+	cpuWindow := time.Since(start).Seconds()
 	apiAfter, err := b.apiserverRequestsOf(ctx, nmiAgentResources, nil)
 	if err != nil {
 		return nil, err
@@ -428,6 +443,10 @@ func (b *bench) nmiAgentRun(ctx context.Context, o NMILoadOptions, l nmiLayout, 
 	if run.Answered > 0 {
 		run.AgentCPUPerRequestMicros = cpu["agent"] / float64(run.Answered) * 1e6
 		run.ApiserverCPUPerRequestMicros = cpu["kube-apiserver"] / float64(run.Answered) * 1e6
+		net := func(proc string) float64 {
+			return max(0, cpu[proc]-run.IdleCPUMillisPerSecond[proc]/1000*cpuWindow) / float64(run.Answered) * 1e6
+		}
+		run.AgentNetCPUPerRequestMicros, run.ApiserverNetCPUPerRequestMicros = net("agent"), net("kube-apiserver")
 	}
 	b.logf("nmi: %s, %s mode: %d/%d OK, p50 %.1f ms, p99 %.1f ms, max %.1f ms, agent CPU %.0f µs/request",
 		agentName, mode, run.OK, run.Requests, run.Latency.P50, run.Latency.P99, run.Latency.Max, run.AgentCPUPerRequestMicros)
@@ -437,6 +456,14 @@ func (b *bench) nmiAgentRun(ctx context.Context, o NMILoadOptions, l nmiLayout, 
 	default:
 	}
 	return run, nil
+}
+
+// processCPUOf is processCPU with the agent's (pid) as "agent" instead of a controller's.
+func (b *bench) processCPUOf(pid int) map[string]float64 {
+	cpu := b.processCPU()
+	delete(cpu, "controller")
+	cpu["agent"] = cpuSeconds(pid)
+	return cpu
 }
 
 // waitServing waits until the agent answers pod 0 with a token: its caches are synced and it can reach Azure.
@@ -551,8 +578,10 @@ func printNMILoad(row func(k string, format string, args ...any), r *NMILoadResu
 		row(k+": latency p50/p99/max", "%.1f / %.1f / %.1f ms (%d of %d sent OK, %d answered; errors %v)", run.Latency.P50, run.Latency.P99,
 			run.Latency.Max, run.OK, run.Requests, run.Answered, run.Errors)
 		row(k+": rate sent / answered", "%.0f/s / %.0f/s (pacer lag at worst %.1f ms)", run.SentRate, run.AnsweredRate, run.MaxSendLagMs)
-		row(k+": CPU per answered request", "agent %.0f µs, apiserver %.0f µs; CPU seconds %s", run.AgentCPUPerRequestMicros,
-			run.ApiserverCPUPerRequestMicros, sortedMap(run.CPUSeconds))
+		row(k+": CPU per answered request", "agent %.0f µs, apiserver %.0f µs (net of idle: %.0f µs, %.0f µs); CPU seconds %s",
+			run.AgentCPUPerRequestMicros, run.ApiserverCPUPerRequestMicros, run.AgentNetCPUPerRequestMicros,
+			run.ApiserverNetCPUPerRequestMicros, sortedMap(run.CPUSeconds))
+		row(k+": idle CPU", "%s ms/s", sortedMap(run.IdleCPUMillisPerSecond))
 		row(k+": agent peak RSS", "%.0f MiB", run.AgentPeakRSSMiB)
 		row(k+": first token p50/max", "%.1f / %.1f ms (warm-up errors %d)", run.FirstToken.P50, run.FirstToken.Max, run.WarmupErrors)
 		row(k+": Azure requests warm-up / window", "%s / %s", sortedMap(run.AzureRequestsWarmup), sortedMap(run.AzureRequestsWindow))

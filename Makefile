@@ -84,6 +84,19 @@ bench-upstream: ## Burst (1,000 bindings) and steady refresh for msi-acrpull and
 	  KUBEBUILDER_ASSETS=$$assets go run ./cmd/acrpull-bench $(BENCH_UPSTREAM_FLAGS) \
 	    --upstream "$(MSI_ACRPULL_BIN) --metrics-bind-address=127.0.0.1:0 --health-probe-bind-address=127.0.0.1:0 --allowed-acr-server-suffixes=azurecr.io" $(BENCH_FLAGS)
 
+# One node agent under load: 100 pods asking for tokens at 500/s in all (open loop), federation and standard modes.
+# AAD_POD_IDENTITY_GIT, when set, names a git directory (clone or bare snapshot) of github.com/Azure/aad-pod-identity:
+# its nmi is built by hack/build-upstream-nmi.sh outside this repository and measured beside acrpull's in standard mode.
+AAD_POD_IDENTITY_GIT ?=
+AAD_POD_IDENTITY_REV ?= v1.8.17
+UPSTREAM_NMI_BIN ?= $(or $(TMPDIR),/tmp)/aad-pod-identity-nmi-$(AAD_POD_IDENTITY_REV)
+BENCH_NMI_FLAGS ?= --scenarios nmi --out $(or $(TMPDIR),/tmp)/bench-nmi.json
+.PHONY: bench-nmi
+bench-nmi: ## One node agent (bin/acrpull-nmi) under 100 pods' token requests at 500/s, both modes (AAD_POD_IDENTITY_GIT=<git dir>: upstream's NMI beside it).
+	@if [ -n "$(AAD_POD_IDENTITY_GIT)" ]; then REV=$(AAD_POD_IDENTITY_REV) hack/build-upstream-nmi.sh "$(AAD_POD_IDENTITY_GIT)" "$(UPSTREAM_NMI_BIN)"; fi
+	@assets=$$(hack/test-env.sh) && KUBEBUILDER_ASSETS=$$assets go run ./cmd/acrpull-bench $(BENCH_NMI_FLAGS) \
+	  $(if $(AAD_POD_IDENTITY_GIT),--nmi-upstream "$(UPSTREAM_NMI_BIN)") $(BENCH_FLAGS)
+
 .PHONY: chart-test
 chart-test: ## Lint and render the Helm chart; test its RBAC and admission policies on a real apiserver.
 	@assets=$$(WITH_HELM=1 hack/test-env.sh) && KUBEBUILDER_ASSETS=$$assets go test -count=1 ./test/chart/...

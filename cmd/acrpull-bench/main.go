@@ -25,7 +25,7 @@ import (
 
 func main() {
 	var o bench.Options
-	var controller, upstream, scenarios, podIdentityModes string
+	var controller, upstream, scenarios, podIdentityModes, nmiAgent, nmiModes string
 	flag.StringVar(&controller, "controller", "", "Controller command line (space-separated); default: bin/acrpull with loopback metrics. "+
 		"It is run with KUBECONFIG, HTTPS_PROXY, HTTP_PROXY, NO_PROXY and SSL_CERT_FILE set.")
 	flag.StringVar(&upstream, "upstream", "", "A second controller's command line (msi-acrpull; see make bench-upstream), measured first in the same run "+
@@ -39,7 +39,8 @@ func main() {
 	flag.StringVar(&scenarios, "scenarios", "burst,steady,noise,throttled", "Scenarios to run, in order; busy (new bindings at --busy-rate among those present) and restart (the controller "+
 		"restarted with every binding current) and outage (the whole fake cloud down for --outage-duration, with the bindings present) "+
 		"are available but not run by default; podidentity (AAD Pod Identity's "+
-		"assignment controller and node agents, in-process) is available but not run by default.")
+		"assignment controller and node agents, in-process) is available but not run by default; nmi (one node agent process under "+
+		"an open-loop load of token requests, see --nmi-*; make bench-nmi) is available but not run by default.")
 	flag.IntVar(&o.NoiseObjects, "noise-objects", 50000, "Unrelated Secrets and ConfigMaps for the noise scenario.")
 	flag.DurationVar(&o.AccessTokenLifetime, "access-token-lifetime", 5*time.Minute, "Registry access token lifetime (steady's refresh cycle is half of it).")
 	flag.IntVar(&o.SteadyCycles, "steady-cycles", 3, "Refresh cycles steady observes.")
@@ -63,6 +64,13 @@ func main() {
 	flag.Float64Var(&o.PodIdentity.ARMWritesPerSecond, "podidentity-arm-writes", 1, "podidentity: Resource Manager writes per second per caller above which the fake answers 429 (0: no limit).")
 	flag.IntVar(&o.PodIdentity.Workers, "podidentity-workers", 32, "podidentity: concurrent token requests.")
 	flag.DurationVar(&o.PodIdentity.Timeout, "podidentity-timeout", 20*time.Minute, "podidentity: bound on each mode from its first pod creation.")
+	flag.IntVar(&o.NMILoad.Pods, "nmi-pods", 100, "nmi: pods of the one node asking for tokens (at most 254).")
+	flag.Float64Var(&o.NMILoad.Rate, "nmi-rate", 500, "nmi: token requests per second of all pods together, sent at a constant rate whatever the answers take (open loop).")
+	flag.DurationVar(&o.NMILoad.Duration, "nmi-duration", 30*time.Second, "nmi: the measured window, after each pod's first token.")
+	flag.IntVar(&o.NMILoad.Identities, "nmi-identities", 10, "nmi: identities the pods use (each with its own service account).")
+	flag.StringVar(&nmiModes, "nmi-modes", "federation,standard", "nmi: modes to measure acrpull's agent in, in order (federation: per-pod workload identity federation; standard: classic, records and IMDS).")
+	flag.StringVar(&nmiAgent, "nmi-agent", "", "nmi: the node agent's command line (space-separated); default bin/acrpull-nmi, built first.")
+	flag.StringVar(&o.NMILoad.Upstream, "nmi-upstream", "", "nmi: aad-pod-identity's nmi binary (v1.8.x, see make bench-nmi), measured in standard mode after acrpull's agent on the same pods.")
 	flag.BoolVar(&o.ChartPolicies, "chart-policies", true, "Install the chart's admission policies before the scenarios, as the chart does.")
 	flag.BoolVar(&o.FinalizerOnCreate, "finalizer-on-create", false, "With --chart-policies: the chart value finalizerOnCreate (a MutatingAdmissionPolicy "+
 		"that gives new bindings the controller's finalizer, saving one write per binding). Off, as in the chart, so the headline is the chart's defaults.")
@@ -88,6 +96,8 @@ func main() {
 	o.Upstream = strings.Fields(upstream)
 	o.Scenarios = strings.Split(scenarios, ",")
 	o.PodIdentity.Modes = strings.Split(podIdentityModes, ",")
+	o.NMILoad.Modes = strings.Split(nmiModes, ",")
+	o.NMILoad.Agent = strings.Fields(nmiAgent)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if _, err := bench.Run(ctx, o); err != nil {

@@ -50,7 +50,7 @@ type Options struct {
 	// apiserver's writes get no cheaper as etcd grows, so a scaled floor is if anything shorter than a measured one,
 	// and the burst's ratio to it no better.
 	FloorBindings int
-	// Scenarios to run, in order: burst, steady, noise, throttled, podidentity.
+	// Scenarios to run, in order: burst, steady, noise, throttled, podidentity, nmi.
 	Scenarios []string
 	// NoiseObjects is how many unrelated Secrets and ConfigMaps the noise scenario creates.
 	NoiseObjects int
@@ -71,6 +71,8 @@ type Options struct {
 	ThrottleIdentities int
 	// PodIdentity sizes the podidentity scenario (AAD Pod Identity's assignment controller and node agents).
 	PodIdentity PodIdentityOptions
+	// NMILoad sizes the nmi scenario (one node agent process under an open-loop load of token requests).
+	NMILoad NMILoadOptions
 	// ChartPolicies installs the chart's admission policies, as a cluster running acrpull from its chart has them;
 	// FinalizerOnCreate is the chart value that adds the mutating policy giving new bindings the controller's
 	// finalizer (where the apiserver serves MutatingAdmissionPolicy).
@@ -103,6 +105,8 @@ type Results struct {
 	Outage    *OutageResult    `json:"outage,omitempty"`
 	// PodIdentity is the podidentity scenario's, which runs in-process and needs no controller command.
 	PodIdentity *PodIdentityResult `json:"podIdentity,omitempty"`
+	// NMILoad is the nmi scenario's, which runs node agent processes and needs no controller command.
+	NMILoad *NMILoadResult `json:"nmiLoad,omitempty"`
 	// ControllerPeakRSSMiB is the controller's peak resident set (VmHWM) at the end of its scenarios.
 	ControllerPeakRSSMiB float64 `json:"controllerPeakRSSMiB,omitempty"`
 	// Upstream is the second controller's figures, with --upstream.
@@ -144,13 +148,19 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			"armOperationDelay": p.ARMOperationDelay.String(), "armWritesPerSecond": p.ARMWritesPerSecond, "workers": p.Workers,
 			"timeout": p.Timeout.String()}
 	}
+	if slices.Contains(o.Scenarios, "nmi") {
+		n := o.NMILoad
+		n.defaults()
+		res.Options["nmi"] = map[string]any{"pods": n.Pods, "rate": n.Rate, "duration": n.Duration.String(),
+			"identities": n.Identities, "modes": n.Modes, "agent": strings.Join(n.Agent, " "), "upstream": n.Upstream}
+	}
 	b.logf("starting control plane and fake Azure")
 	if err := b.setup(ctx); err != nil {
 		return nil, err
 	}
 	res.Machine = machine(b)
 	var err error
-	// The pod identity scenario runs its controller and agents in-process: alone, it needs neither the write floor
+	// The pod identity scenarios run their own controller and agents: alone, they need neither the write floor
 	// nor the AcrPullBinding controller.
 	if b.needsController() {
 		b.logf("measuring the write floor: %d bindings' worth of secret creates, SA patches, status patches, %d workers", min(o.Bindings, cmp.Or(o.FloorBindings, o.Bindings)), o.Workers)
@@ -177,7 +187,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		}
 		res.Machine.Controller = strings.Join(b.controllerArgs(), " ")
 	} else {
-		res.Machine.Controller = "in-process assignment controller and node agents (internal/mic, internal/nmi)"
+		res.Machine.Controller = "none: in-process assignment controller and node agents (podidentity), node agent processes (nmi)"
 	}
 	if err := b.runScenarios(ctx, res); err != nil {
 		// The scenarios that finished are worth printing.
@@ -223,6 +233,8 @@ func (b *bench) runScenarios(ctx context.Context, res *Results) error {
 			res.Outage, err = b.outage(ctx)
 		case "podidentity":
 			res.PodIdentity, err = b.podIdentity(ctx)
+		case "nmi":
+			res.NMILoad, err = b.nmiLoad(ctx)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
@@ -286,7 +298,7 @@ func (b *bench) setup(ctx context.Context) error {
 
 // needsController says whether a selected scenario measures the AcrPullBinding controller.
 func (b *bench) needsController() bool {
-	return slices.ContainsFunc(b.o.Scenarios, func(s string) bool { return s != "podidentity" })
+	return slices.ContainsFunc(b.o.Scenarios, func(s string) bool { return s != "podidentity" && s != "nmi" })
 }
 
 func (b *bench) cleanup() {
@@ -405,7 +417,12 @@ func (b *bench) procStatus(field string) uint64 {
 	if b.controller == nil || b.controller.Process == nil {
 		return 0
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.controller.Process.Pid))
+	return procStatusOf(b.controller.Process.Pid, field)
+}
+
+// procStatusOf reads a size in kB from /proc/<pid>/status (VmRSS, VmHWM), in bytes; 0 if it cannot be read.
+func procStatusOf(pid int, field string) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}

@@ -136,11 +136,20 @@ func (b *bench) apiserverWrites(ctx context.Context) (map[string]int64, error) {
 
 // apiserverRequests reads the apiserver's write counters for resources, keyed "resource[/subresource] VERB".
 func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[string]int64, error) {
+	return b.apiserverRequestsOf(ctx, resources, writeVerbs)
+}
+
+// writeVerbs are the apiserver's verbs that write.
+var writeVerbs = []string{"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+
+// apiserverRequestsOf reads the apiserver's request counters for resources and verbs (nil: every verb), keyed
+// "resource[/subresource] VERB".
+func (b *bench) apiserverRequestsOf(ctx context.Context, resources, verbs []string) (map[string]int64, error) {
 	families, err := b.apiserverMetrics(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return writeCounts(families, resources), nil
+	return requestCounts(families, resources, verbs), nil
 }
 
 // apiserverMetrics reads the apiserver's /metrics.
@@ -158,15 +167,19 @@ func (b *bench) apiserverMetrics(ctx context.Context) (map[string]*dto.MetricFam
 
 // writeCounts sums apiserver_request_total's writes to resources, keyed "resource[/subresource] VERB".
 func writeCounts(families map[string]*dto.MetricFamily, resources []string) map[string]int64 {
+	return requestCounts(families, resources, writeVerbs)
+}
+
+// requestCounts sums apiserver_request_total for resources and verbs (nil: every verb), keyed
+// "resource[/subresource] VERB".
+func requestCounts(families map[string]*dto.MetricFamily, resources, verbs []string) map[string]int64 {
 	out := map[string]int64{}
 	for _, m := range families["apiserver_request_total"].GetMetric() {
 		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
-		switch labels["verb"] {
-		case "POST", "PUT", "PATCH", "DELETE", "APPLY":
-		default:
+		if verbs != nil && !slices.Contains(verbs, labels["verb"]) {
 			continue
 		}
 		if !slices.Contains(resources, labels["resource"]) {
@@ -370,6 +383,7 @@ func printTable(w io.Writer, r *Results) {
 		row("controller peak RSS (VmHWM)", "%.0f MiB", r.ControllerPeakRSSMiB)
 	}
 	printPodIdentity(row, r.PodIdentity)
+	printNMILoad(row, r.NMILoad)
 }
 
 // printSpread prints how a scenario's writes spread over its seconds, and etcd's largest size meanwhile.

@@ -6,7 +6,6 @@ SPDX-License-Identifier: MIT
 package main
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,16 +17,7 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	var err error
-	if env, err = testenv.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 // The built binary on the PATH is a kubectl plugin: kubectl finds it for `kubectl acrpull`, and the standard
 // kubeconfig flags mean what they mean to kubectl.

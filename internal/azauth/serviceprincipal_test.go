@@ -8,7 +8,6 @@ package azauth_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -46,30 +45,18 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	if fake, err = azurefake.New(azurefake.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := fake.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer fake.Close()
-	if cert, err = certtest.New("acrpull azauth test"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fake.AddIdentity(azurefake.Identity{ClientID: secretApp, TenantID: home, AdditionalTenants: []string{auxOne, auxTwo}})
-	fake.AddClientSecret(secretApp, secret)
-	fake.AddIdentity(azurefake.Identity{ClientID: certApp, TenantID: home})
-	fake.AddClientCertificate(certApp, cert.Cert)
-	fake.AddIdentity(azurefake.Identity{ClientID: "f0000000-0000-4000-8000-000000000003", TenantID: foreign})
-	return m.Run()
+	os.Exit(azurefake.RunTests(m, &fake, func(cloud *azurefake.Cloud) error {
+		var err error
+		if cert, err = certtest.New("acrpull azauth test"); err != nil {
+			return err
+		}
+		cloud.AddIdentity(azurefake.Identity{ClientID: secretApp, TenantID: home, AdditionalTenants: []string{auxOne, auxTwo}})
+		cloud.AddClientSecret(secretApp, secret)
+		cloud.AddIdentity(azurefake.Identity{ClientID: certApp, TenantID: home})
+		cloud.AddClientCertificate(certApp, cert.Cert)
+		cloud.AddIdentity(azurefake.Identity{ClientID: "f0000000-0000-4000-8000-000000000003", TenantID: foreign})
+		return nil
+	}))
 }
 
 func newClient() *azauth.Client {

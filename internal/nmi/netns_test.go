@@ -27,6 +27,7 @@ import (
 
 	aadv1 "github.com/acrpull/acrpull/api/aadpodidentity/v1"
 	"github.com/acrpull/acrpull/internal/harness/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/buildinputs"
 	"github.com/acrpull/acrpull/internal/harness/image"
 	"github.com/acrpull/acrpull/internal/harness/netnstest"
 	"github.com/acrpull/acrpull/internal/harness/testenv"
@@ -206,6 +207,9 @@ func TestAgentBinaryOwnsTheChainForItsLifetime(t *testing.T) {
 	build.Dir = testenv.ModuleRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the agent: %v\n%s", err, out)
+	}
+	if err := buildinputs.Record(testenv.ModuleRoot(), "./cmd/acrpull-nmi"); err != nil {
+		t.Fatal(err)
 	}
 	ownsTheChainForItsLifetime(t, "binary-node", "sdk-via-binary", "00000000-0000-0000-0000-0000000000e2",
 		func(ctx context.Context, node *netnstest.Node, kubeconfig, caFile string, args ...string) *exec.Cmd {

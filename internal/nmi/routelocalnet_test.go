@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/acrpull/acrpull/internal/harness/buildinputs"
 	"github.com/acrpull/acrpull/internal/harness/netnstest"
 	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
@@ -30,6 +31,9 @@ func TestAgentIsNotReadyWhenTheRedirectCannotDeliver(t *testing.T) {
 	build.Dir = testenv.ModuleRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the agent: %v\n%s", err, out)
+	}
+	if err := buildinputs.Record(testenv.ModuleRoot(), "./cmd/acrpull-nmi"); err != nil {
+		t.Fatal(err)
 	}
 	node := netnstest.NewNode(t)
 	if out, err := node.Command(context.Background(), "sysctl", "-q", "-w", "net.ipv4.conf.all.route_localnet=0").CombinedOutput(); err != nil {

@@ -27,6 +27,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/acrpull/acrpull/internal/harness/buildinputs"
 	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
@@ -120,8 +121,12 @@ func programBinary(t *testing.T, name string) string {
 	return p.path
 }
 
-// inputs are what helm, kubectl and the controller binary read on the tests' behalf.
-var inputs = []string{"config", "deploy", "cmd/acrpull", "cmd/acrpull-nmi", "cmd/acrpull-mic"}
+// inputs are what helm and kubectl read on the tests' behalf; the programs the tests build (programBinary) are
+// recorded with every package they link.
+var (
+	inputs        = []string{"config", "deploy"}
+	builtPrograms = []string{"./cmd/acrpull", "./cmd/acrpull-nmi", "./cmd/acrpull-mic"}
+)
 
 var trackOnce sync.Once
 
@@ -148,7 +153,7 @@ func readInputs() error {
 			return fmt.Errorf("reading the chart tests' inputs: %w", err)
 		}
 	}
-	return nil
+	return buildinputs.Record(testenv.ModuleRoot(), builtPrograms...)
 }
 
 // helm runs the helm binary with its state kept out of the user's home, and returns its standard output. The error

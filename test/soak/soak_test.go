@@ -32,6 +32,7 @@ import (
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/harness/azurefake"
+	"github.com/acrpull/acrpull/internal/harness/buildinputs"
 	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
@@ -101,6 +102,10 @@ type controller struct {
 
 func startController(t *testing.T, name string, extra ...string) *controller {
 	t.Helper()
+	// The binary is built in TestMain, whose reads go test does not see: what it is built from is recorded here.
+	if err := buildinputs.Record(testenv.ModuleRoot(), "./cmd/acrpull"); err != nil {
+		t.Fatal(err)
+	}
 	log := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.Create(log)
 	if err != nil {

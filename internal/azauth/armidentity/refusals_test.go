@@ -7,7 +7,6 @@ package armidentity_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -31,23 +30,11 @@ const (
 var fake *azurefake.Cloud
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	if fake, err = azurefake.New(azurefake.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := fake.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer fake.Close()
-	fake.AddIdentity(azurefake.Identity{ClientID: secretApp, TenantID: home})
-	fake.AddClientSecret(secretApp, secret)
-	return m.Run()
+	os.Exit(azurefake.RunTests(m, &fake, func(cloud *azurefake.Cloud) error {
+		cloud.AddIdentity(azurefake.Identity{ClientID: secretApp, TenantID: home})
+		cloud.AddClientSecret(secretApp, secret)
+		return nil
+	}))
 }
 
 func testContext(t *testing.T) context.Context {

@@ -39,6 +39,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
+
+	"github.com/acrpull/acrpull/internal/harness/buildinputs"
 )
 
 // Binaries are the commands built into the image's root, by their ./cmd directory names.
@@ -127,6 +129,15 @@ var epoch = time.Unix(0, 0)
 func Build(ctx context.Context, o Options) (v1.Image, error) {
 	o, err := o.withDefaults()
 	if err != nil {
+		return nil, err
+	}
+	// A test that builds the image passes from go test's cache only while what the binaries are built from is
+	// unchanged. (The Debian packages are not recorded: go test cannot see the mirror.)
+	var programs []string
+	for _, name := range Binaries {
+		programs = append(programs, "./cmd/"+name)
+	}
+	if err := buildinputs.Record(o.ModuleRoot, programs...); err != nil {
 		return nil, err
 	}
 	dpkgArch, err := debianArch(o.Arch)

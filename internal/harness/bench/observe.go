@@ -136,19 +136,26 @@ func (b *bench) apiserverWrites(ctx context.Context) (map[string]int64, error) {
 
 // apiserverRequests reads the apiserver's write counters for resources, keyed "resource[/subresource] VERB".
 func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[string]int64, error) {
+	all, _, err := b.apiserverWriteCounts(ctx, resources)
+	return all, err
+}
+
+// apiserverWriteCounts reads the apiserver's write counters for resources: all answers keyed
+// "resource[/subresource] VERB", and the refused ones among them (conflicts, mostly) keyed with the code after.
+func (b *bench) apiserverWriteCounts(ctx context.Context, resources []string) (all, refused map[string]int64, err error) {
 	cs, err := kubernetes.NewForConfig(b.env.Config)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	families, err := parseMetrics(raw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := map[string]int64{}
+	out, refused := map[string]int64{}, map[string]int64{}
 	for _, m := range families["apiserver_request_total"].GetMetric() {
 		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
@@ -167,8 +174,11 @@ func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[
 			key += "/" + labels["subresource"]
 		}
 		out[key+" "+labels["verb"]] += int64(m.GetCounter().GetValue())
+		if code := labels["code"]; !strings.HasPrefix(code, "2") {
+			refused[key+" "+labels["verb"]+" "+code] += int64(m.GetCounter().GetValue())
+		}
 	}
-	return out, nil
+	return out, refused, nil
 }
 
 func parseMetrics(raw []byte) (map[string]*dto.MetricFamily, error) {
@@ -304,7 +314,9 @@ func printTable(w io.Writer, r *Results) {
 		row("burst: create-to-usable p50 / p99", "%.2f s / %.2f s (secret with a token, attached, status.tokenExpirationTime set)", b.P50UsableSeconds, b.P99UsableSeconds)
 		row("burst: create-to-secret p50 / p99", "%.2f s / %.2f s", b.P50Seconds, b.P99Seconds)
 		row("burst: Ready condition", "%s", readyConditionFigure(b))
+		row("burst: controller's finalizer", "%s", finalizedFigure(b))
 		row("burst: controller writes", "%s", sortedMap(b.ControllerWrites))
+		row("burst: of which refused", "%s", sortedMap(b.RefusedWrites))
 		row("burst: Azure requests", "%s (distinct identity/registry/scope: %d)", sortedMap(b.AzureRequests), b.DistinctTokens)
 		row("burst: CPU seconds", "%s", sortedMap(b.CPUSeconds))
 	}
@@ -386,4 +398,12 @@ func sortedMap[V int64 | float64](m map[string]V) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// finalizedFigure says when the last binding of the burst had the controller's finalizer.
+func finalizedFigure(b *BurstResult) string {
+	if b.FinalizedSeconds > 0 {
+		return fmt.Sprintf("on all at %.1f s", b.FinalizedSeconds)
+	}
+	return fmt.Sprintf("on %d when the bench stopped waiting (%s after all were usable)", b.Finalized, finalizerWait)
 }

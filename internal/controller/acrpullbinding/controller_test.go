@@ -74,7 +74,11 @@ func TestWorkloadIdentityBindingPullsOnlyTheScopedRepository(t *testing.T) {
 	g.Expect(got.Status.Error).To(BeEmpty())
 	g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 	g.Expect(got.Status.TokenAudience).To(Equal("https://containerregistry.azure.net"))
-	g.Expect(got.Finalizers).To(ContainElement(acrpullbinding.Finalizer))
+	// The finalizer follows once the binding is usable (deferFinalizer).
+	g.Eventually(func(g Gomega) []string {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(b), got)).To(Succeed())
+		return got.Finalizers
+	}).WithTimeout(30 * time.Second).Should(ContainElement(acrpullbinding.Finalizer))
 
 	// The expiry is exported per binding, for alerts on credentials about to lapse.
 	expiry, ok := metricValue(g, "acrpull_token_expiry_timestamp_seconds", map[string]string{"namespace": ns, "binding": "pull-binding"})

@@ -11,6 +11,7 @@ import (
 	"context"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -80,8 +81,12 @@ func (r *reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 	name := r.secretNameOf(key.Name)
 	sec := secretMetadata()
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, sec); err != nil {
-		// The usual case: reconcileDelete already removed it.
-		return client.IgnoreNotFound(err)
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		// The usual case: reconcileDelete already removed it. Or the garbage collector did, the binding having gone
+		// without its finalizer, and the name may still be referenced.
+		return r.unreferenceDangling(ctx, key, name)
 	}
 	owner, err := r.bindingOwner(sec)
 	if err != nil || owner == nil {
@@ -105,6 +110,29 @@ func (r *reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 	}
 	r.Metrics.ForgetBinding(r.api.name(), key.Namespace, owner.Name)
 	return r.deleteSecrets(ctx, []string{name}, []metav1.PartialObjectMetadata{*sec})
+}
+
+// unreferenceDangling removes name, whose secret is gone, from the namespace's service accounts when no binding of
+// the key's name exists: what a binding that went without its finalizer leaves when the garbage collector deletes
+// its secret (owned by the binding) before this controller sees the deletion. reconcileDelete unreferences such a
+// name too. The cache says whether any account lists the name at all, the usual answer after reconcileDelete being
+// no; a reference the cache does not show yet comes back as that account's update (enqueueOrphanedNames).
+func (r *reconciler) unreferenceDangling(ctx context.Context, key types.NamespacedName, name string) error {
+	accounts := &corev1.ServiceAccountList{}
+	if err := r.Client.List(ctx, accounts, client.InNamespace(key.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(accounts.Items, func(sa corev1.ServiceAccount) bool {
+		return slices.ContainsFunc(sa.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == name })
+	}) {
+		return nil
+	}
+	// A binding of this name (another shard's, or one created again) attaches its own secret.
+	if err := r.APIReader.Get(ctx, key, r.api.newObject()); !apierrors.IsNotFound(err) {
+		return err
+	}
+	ctrl.LoggerFrom(ctx).Info("binding deleted without its finalizer: unreferencing its secret, already deleted", "secret", name)
+	return r.detachEverywhereFresh(ctx, key.Namespace, []string{name})
 }
 
 // secretNameOf is the secret name of a binding of this API version named bindingName.

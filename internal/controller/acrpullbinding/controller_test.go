@@ -206,6 +206,11 @@ func TestDeleteCleansUpAfterItself(t *testing.T) {
 	b := managedIdentityBinding(ns, "doomed", "default", "repository:alice:pull")
 	create(t, b)
 	eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
+	// The finalizer follows once the binding is usable (deferFinalizer); this is the story of a binding that has it.
+	g.Eventually(func(g Gomega) []string {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(b), b)).To(Succeed())
+		return b.Finalizers
+	}).WithTimeout(30 * time.Second).Should(ContainElement(acrpullbinding.Finalizer))
 	g.Expect(k8s.Delete(ctx, b)).To(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(b), &acrv1beta2.AcrPullBinding{}))

@@ -85,8 +85,11 @@ func (r *reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 			return err
 		}
 		// The usual case: reconcileDelete already removed it. Or the garbage collector did, the binding having gone
-		// without its finalizer, and the name may still be referenced.
-		return r.unreferenceDangling(ctx, key, name)
+		// without its finalizer (seen going by this process), and the name may still be referenced.
+		if _, went := r.goneWithoutFinalizer.Load(key); went {
+			return r.unreferenceDangling(ctx, key, name)
+		}
+		return nil
 	}
 	owner, err := r.bindingOwner(sec)
 	if err != nil || owner == nil {
@@ -109,14 +112,18 @@ func (r *reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 		return err
 	}
 	r.Metrics.ForgetBinding(r.api.name(), key.Namespace, owner.Name)
-	return r.deleteSecrets(ctx, []string{name}, []metav1.PartialObjectMetadata{*sec})
+	if err := r.deleteSecrets(ctx, []string{name}, []metav1.PartialObjectMetadata{*sec}); err != nil {
+		return err
+	}
+	r.goneWithoutFinalizer.Delete(key)
+	return nil
 }
 
 // unreferenceDangling removes name, whose secret is gone, from the namespace's service accounts when no binding of
-// the key's name exists: what a binding that went without its finalizer leaves when the garbage collector deletes
-// its secret (owned by the binding) before this controller sees the deletion. reconcileDelete unreferences such a
-// name too. The cache says whether any account lists the name at all, the usual answer after reconcileDelete being
-// no; a reference the cache does not show yet comes back as that account's update (enqueueOrphanedNames).
+// the key's name exists: what a binding seen deleted without its finalizer (a new one, before its follow-up pass)
+// leaves when the garbage collector deletes its secret (owned by the binding) first. reconcileDelete unreferences
+// such a name too; a name nobody is seen to have owned stays, as it may be anyone's. The cache says whether any
+// account lists the name at all.
 func (r *reconciler) unreferenceDangling(ctx context.Context, key types.NamespacedName, name string) error {
 	accounts := &corev1.ServiceAccountList{}
 	if err := r.Client.List(ctx, accounts, client.InNamespace(key.Namespace), client.UnsafeDisableDeepCopy); err != nil {
@@ -132,7 +139,11 @@ func (r *reconciler) unreferenceDangling(ctx context.Context, key types.Namespac
 		return err
 	}
 	ctrl.LoggerFrom(ctx).Info("binding deleted without its finalizer: unreferencing its secret, already deleted", "secret", name)
-	return r.detachEverywhereFresh(ctx, key.Namespace, []string{name})
+	if err := r.detachEverywhereFresh(ctx, key.Namespace, []string{name}); err != nil {
+		return err
+	}
+	r.goneWithoutFinalizer.Delete(key)
+	return nil
 }
 
 // secretNameOf is the secret name of a binding of this API version named bindingName.

@@ -10,6 +10,7 @@ package acrpullbinding
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -114,6 +115,9 @@ type reconciler struct {
 	served chan event.GenericEvent
 	// verifier checks new credentials against the registry; nil when Config.VerifyPull is off.
 	verifier *pullVerifier
+	// goneWithoutFinalizer holds the keys of bindings this process saw deleted without the finalizer, for
+	// cleanUpVanished (types.NamespacedName -> struct{}).
+	goneWithoutFinalizer sync.Map
 }
 
 // apiVersion is the adapter of one API version.

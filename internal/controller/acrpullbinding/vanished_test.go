@@ -90,9 +90,9 @@ func TestNewBindingIsUsableBeforeItsFinalizer(t *testing.T) {
 	g.Expect(pullSecretNames(g, ns, "default")).To(ContainElement("acr-pull-usable-first"))
 }
 
-// A binding gone without its finalizer whose secret the garbage collector deleted before the controller saw the
-// deletion (this suite's apiserver runs no garbage collector: the test deletes the secret itself) leaves a name no
-// secret and no binding has. The controller unreferences it, as reconcileDelete would have.
+// A binding seen deleted without its finalizer (a new one, before its follow-up pass) whose secret the garbage
+// collector deleted first (this suite's apiserver runs no garbage collector: the test deletes the secret itself)
+// leaves a name no secret and no binding has. The controller unreferences it, as reconcileDelete would have.
 func TestReferenceOfABindingGoneAfterItsSecretIsRemoved(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -104,11 +104,11 @@ func TestReferenceOfABindingGoneAfterItsSecretIsRemoved(t *testing.T) {
 	g.Eventually(func(g Gomega) []string { return pullSecretNames(g, ns, "default") }).
 		WithTimeout(30 * time.Second).Should(Equal([]string{"theirs", "acr-pull-collected"}))
 
-	// It vanishes without the controller seeing it go (paused first: the controller's cache drops it), its secret
-	// first, as the garbage collector deletes what a deleted binding owned.
+	// The controller sees the binding go without its finalizer (its finalizer removed, which wakes nothing, then
+	// paused: the controller's cache drops it), then its secret is deleted, then the binding.
+	edit(t, b, func() { b.Finalizers = nil })
 	edit(t, b, func() { b.Labels = map[string]string{pausedLabel: "true"} })
 	time.Sleep(time.Second)
-	edit(t, b, func() { b.Finalizers = nil })
 	g.Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acr-pull-collected"}})).To(Succeed())
 	g.Expect(k8s.Delete(ctx, b)).To(Succeed())
 

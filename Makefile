@@ -69,17 +69,21 @@ bench-large: ## Burst and steady refresh at 100,000 bindings over 10,000 namespa
 # msi-acrpull side by side: MSI_ACRPULL_GIT names a git directory (clone or bare snapshot) of github.com/Azure/msi-acrpull;
 # BUILD_MSI_ACRPULL builds it (outside this repository; nothing of upstream is committed here).
 MSI_ACRPULL_GIT ?=
+# The search tool's fetch keeps a snapshot's git directory in <dir>/repo; either may be given.
+MSI_ACRPULL_GIT_DIR = $(if $(wildcard $(MSI_ACRPULL_GIT)/repo/HEAD),$(MSI_ACRPULL_GIT)/repo,$(MSI_ACRPULL_GIT))
 MSI_ACRPULL_REV ?= v0.1.24
 MSI_ACRPULL_BIN ?= $(or $(TMPDIR),/tmp)/msi-acrpull-$(MSI_ACRPULL_REV)
 BUILD_MSI_ACRPULL ?= ../shared/tools/build-msi-acrpull.sh
-BENCH_UPSTREAM_FLAGS ?= --bindings 1000 --namespaces 100 --scenarios burst,steady --access-token-lifetime 3m --steady-cycles 2 --out $(or $(TMPDIR),/tmp)/bench-upstream.json
+# Tokens living 10 minutes: msi-acrpull's burst ends before its first refresh point (5 min), every binding refreshes
+# once in steady, and busy and restart run among bindings still refreshing, at a rate msi-acrpull's one worker sustains.
+BENCH_UPSTREAM_FLAGS ?= --bindings 1000 --namespaces 100 --scenarios burst,steady,busy,restart --access-token-lifetime 10m --steady-cycles 1 --out $(or $(TMPDIR),/tmp)/bench-upstream.json
 .PHONY: bench-upstream
-bench-upstream: ## Burst (1,000 bindings) and steady refresh for msi-acrpull and acrpull in one run, side by side (MSI_ACRPULL_GIT=<git dir of Azure/msi-acrpull>).
-	@if [ -z "$(MSI_ACRPULL_GIT)" ] || ! git -C "$(MSI_ACRPULL_GIT)" rev-parse -q --verify '$(MSI_ACRPULL_REV)^{commit}' >/dev/null 2>&1; then \
+bench-upstream: ## Burst (1,000 bindings), steady refresh, busy and restart for msi-acrpull and acrpull in one run, side by side (MSI_ACRPULL_GIT=<git dir of Azure/msi-acrpull>).
+	@if [ -z "$(MSI_ACRPULL_GIT)" ] || ! git -C "$(MSI_ACRPULL_GIT_DIR)" rev-parse -q --verify '$(MSI_ACRPULL_REV)^{commit}' >/dev/null 2>&1; then \
 	  echo "bench-upstream: MSI_ACRPULL_GIT must name a git directory of github.com/Azure/msi-acrpull holding $(MSI_ACRPULL_REV) (MSI_ACRPULL_GIT='$(MSI_ACRPULL_GIT)')" >&2; exit 1; fi
 	@if [ ! -x "$(BUILD_MSI_ACRPULL)" ]; then \
 	  echo "bench-upstream: no build script at BUILD_MSI_ACRPULL='$(BUILD_MSI_ACRPULL)' (build-msi-acrpull.sh builds msi-acrpull from a git directory)" >&2; exit 1; fi
-	REV=$(MSI_ACRPULL_REV) "$(BUILD_MSI_ACRPULL)" "$(MSI_ACRPULL_GIT)" "$(MSI_ACRPULL_BIN)"
+	REV=$(MSI_ACRPULL_REV) "$(BUILD_MSI_ACRPULL)" "$(MSI_ACRPULL_GIT_DIR)" "$(MSI_ACRPULL_BIN)"
 	@assets=$$(WITH_HELM=1 hack/test-env.sh) && go build -o bin/acrpull ./cmd/acrpull && \
 	  KUBEBUILDER_ASSETS=$$assets go run ./cmd/acrpull-bench $(BENCH_UPSTREAM_FLAGS) \
 	    --upstream "$(MSI_ACRPULL_BIN) --metrics-bind-address=127.0.0.1:0 --health-probe-bind-address=127.0.0.1:0 --allowed-acr-server-suffixes=azurecr.io" $(BENCH_FLAGS)

@@ -29,7 +29,7 @@ func main() {
 	flag.StringVar(&controller, "controller", "", "Controller command line (space-separated); default: bin/acrpull with loopback metrics. "+
 		"It is run with KUBECONFIG, HTTPS_PROXY, HTTP_PROXY, NO_PROXY and SSL_CERT_FILE set.")
 	flag.StringVar(&upstream, "upstream", "", "A second controller's command line (msi-acrpull; see make bench-upstream), measured first in the same run "+
-		"on the same apiserver and fake cloud, then stopped and its bindings removed; scenarios burst and steady only. Figures are printed side by side.")
+		"on the same apiserver and fake cloud, then stopped and its bindings removed; scenarios burst, steady, busy and restart only. Figures are printed side by side.")
 	flag.IntVar(&o.Bindings, "bindings", 10000, "Bindings in the burst.")
 	flag.IntVar(&o.Namespaces, "namespaces", 1000, "Namespaces the bindings spread over.")
 	flag.IntVar(&o.Identities, "identities", 10, "Identities the bindings share.")

@@ -74,7 +74,11 @@ func TestWorkloadIdentityBindingPullsOnlyTheScopedRepository(t *testing.T) {
 	g.Expect(got.Status.Error).To(BeEmpty())
 	g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 	g.Expect(got.Status.TokenAudience).To(Equal("https://containerregistry.azure.net"))
-	g.Expect(got.Finalizers).To(ContainElement(acrpullbinding.Finalizer))
+	// The finalizer follows once the binding is usable (deferFinalizer).
+	g.Eventually(func(g Gomega) []string {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(b), got)).To(Succeed())
+		return got.Finalizers
+	}).WithTimeout(30 * time.Second).Should(ContainElement(acrpullbinding.Finalizer))
 
 	// The expiry is exported per binding, for alerts on credentials about to lapse.
 	expiry, ok := metricValue(g, "acrpull_token_expiry_timestamp_seconds", map[string]string{"namespace": ns, "binding": "pull-binding"})
@@ -202,6 +206,11 @@ func TestDeleteCleansUpAfterItself(t *testing.T) {
 	b := managedIdentityBinding(ns, "doomed", "default", "repository:alice:pull")
 	create(t, b)
 	eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
+	// The finalizer follows once the binding is usable (deferFinalizer); this is the story of a binding that has it.
+	g.Eventually(func(g Gomega) []string {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(b), b)).To(Succeed())
+		return b.Finalizers
+	}).WithTimeout(30 * time.Second).Should(ContainElement(acrpullbinding.Finalizer))
 	g.Expect(k8s.Delete(ctx, b)).To(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(b), &acrv1beta2.AcrPullBinding{}))

@@ -11,6 +11,7 @@ import (
 	"context"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -80,8 +81,15 @@ func (r *reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 	name := r.secretNameOf(key.Name)
 	sec := secretMetadata()
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, sec); err != nil {
-		// The usual case: reconcileDelete already removed it.
-		return client.IgnoreNotFound(err)
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		// The usual case: reconcileDelete already removed it. Or the garbage collector did, the binding having gone
+		// without its finalizer (seen going by this process), and the name may still be referenced.
+		if _, went := r.goneWithoutFinalizer.Load(key); went {
+			return r.unreferenceDangling(ctx, key, name)
+		}
+		return nil
 	}
 	owner, err := r.bindingOwner(sec)
 	if err != nil || owner == nil {
@@ -104,7 +112,38 @@ func (r *reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 		return err
 	}
 	r.Metrics.ForgetBinding(r.api.name(), key.Namespace, owner.Name)
-	return r.deleteSecrets(ctx, []string{name}, []metav1.PartialObjectMetadata{*sec})
+	if err := r.deleteSecrets(ctx, []string{name}, []metav1.PartialObjectMetadata{*sec}); err != nil {
+		return err
+	}
+	r.goneWithoutFinalizer.Delete(key)
+	return nil
+}
+
+// unreferenceDangling removes name, whose secret is gone, from the namespace's service accounts when no binding of
+// the key's name exists: what a binding seen deleted without its finalizer (a new one, before its follow-up pass)
+// leaves when the garbage collector deletes its secret (owned by the binding) first. reconcileDelete unreferences
+// such a name too; a name nobody is seen to have owned stays, as it may be anyone's. The cache says whether any
+// account lists the name at all.
+func (r *reconciler) unreferenceDangling(ctx context.Context, key types.NamespacedName, name string) error {
+	accounts := &corev1.ServiceAccountList{}
+	if err := r.Client.List(ctx, accounts, client.InNamespace(key.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(accounts.Items, func(sa corev1.ServiceAccount) bool {
+		return slices.ContainsFunc(sa.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == name })
+	}) {
+		return nil
+	}
+	// A binding of this name (another shard's, or one created again) attaches its own secret.
+	if err := r.APIReader.Get(ctx, key, r.api.newObject()); !apierrors.IsNotFound(err) {
+		return err
+	}
+	ctrl.LoggerFrom(ctx).Info("binding deleted without its finalizer: unreferencing its secret, already deleted", "secret", name)
+	if err := r.detachEverywhereFresh(ctx, key.Namespace, []string{name}); err != nil {
+		return err
+	}
+	r.goneWithoutFinalizer.Delete(key)
+	return nil
 }
 
 // secretNameOf is the secret name of a binding of this API version named bindingName.

@@ -10,6 +10,7 @@ package acrpullbinding
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azauth"
@@ -117,6 +119,9 @@ type reconciler struct {
 	credentials client.Reader
 	// waiting holds the bindings waiting on a credential Azure fails for now (wake.go).
 	waiting *waitingRoom
+	// goneWithoutFinalizer holds the keys of bindings this process saw deleted without the finalizer, for
+	// cleanUpVanished (types.NamespacedName -> struct{}).
+	goneWithoutFinalizer sync.Map
 }
 
 // apiVersion is the adapter of one API version.
@@ -165,12 +170,20 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		r.stopWaiting(req.NamespacedName)
 		return ctrl.Result{}, r.reconcileDelete(ctx, b)
 	}
-	// The finalizer comes first, so nothing the controller creates can outlive the binding.
-	if err := r.ensureFinalizer(ctx, obj); err != nil {
+	s := newScope(b, r.Clock.Now())
+	// The finalizer comes first, so nothing the controller creates can outlive the binding; except on a binding's
+	// first passes, before it was ever usable (see deferFinalizer).
+	if deferFinalizer(obj, s.original) {
+		defer func() {
+			// Only once the pass made the binding usable: a binding that cannot be served creates nothing to protect.
+			if reterr == nil && s.status.TokenExpirationTime != nil {
+				result = lowestNonZero(result, finalizerFollowUp)
+			}
+		}()
+	} else if err := r.ensureFinalizer(ctx, obj); err != nil {
 		return ctrl.Result{}, err
 	}
 
-	s := newScope(b, r.Clock.Now())
 	// Status is written once per pass, from what the phases observed.
 	defer func() {
 		if !s.waiting {
@@ -198,6 +211,19 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 	return result, nil
 }
+
+// deferFinalizer says whether this pass leaves the finalizer to a follow-up pass: the binding lacks it and its status
+// has never named a token (it has not been usable yet). A new binding then becomes usable one write sooner, and in a
+// burst the finalizer writes wait at low priority behind the bindings still without a secret. Until the follow-up adds
+// it, the binding's secret is owned by it (the garbage collector deletes it with the binding) and a deletion is
+// undone by cleanUpVanished, as for a binding deleted before its finalizer was added.
+func deferFinalizer(obj client.Object, st bindingStatus) bool {
+	return !containsFinalizer(obj) && st.TokenExpirationTime == nil
+}
+
+// finalizerFollowUp is the requeue of a binding whose finalizer was deferred: at low priority, after the status
+// patch had time to reach the cache (a pass that read the status from before it would defer again).
+var finalizerFollowUp = ctrl.Result{RequeueAfter: time.Second, Priority: ptrTo(handler.LowPriority)}
 
 func (r *reconciler) ensureFinalizer(ctx context.Context, obj client.Object) error {
 	if controllerutil.ContainsFinalizer(obj, Finalizer) {

@@ -97,7 +97,8 @@ func (r *reconciler) setup(mgr ctrl.Manager, workers int, credentials cache.Cach
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(r.api.name()).
 		For(r.api.newObject(), builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}),
+			r.noteDeletionWithoutFinalizer())).
 		// Secrets are watched as metadata only: the controller never needs to read a token back.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(secretChangedByOthers)).
 		Watches(&corev1.ServiceAccount{}, r.serviceAccountEvents()).
@@ -105,6 +106,18 @@ func (r *reconciler) setup(mgr ctrl.Manager, workers int, credentials cache.Cach
 		WatchesRawSource(source.Channel(r.served, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, RecoverPanic: ptrTo(true)}).
 		Complete(r)
+}
+
+// noteDeletionWithoutFinalizer passes every event, and remembers a binding deleted without the finalizer (a new one
+// deleted before its follow-up pass added it; see deferFinalizer), so that cleanUpVanished may unreference its
+// secret's name even when the garbage collector deleted the secret first.
+func (r *reconciler) noteDeletionWithoutFinalizer() predicate.Predicate {
+	return predicate.Funcs{DeleteFunc: func(e event.DeleteEvent) bool {
+		if e.Object != nil && !containsFinalizer(e.Object) {
+			r.goneWithoutFinalizer.Store(client.ObjectKeyFromObject(e.Object), struct{}{})
+		}
+		return true
+	}}
 }
 
 // secretChangedByOthers passes secret events that can need action: deletion, and updates that touch what the

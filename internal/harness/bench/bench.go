@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -158,8 +159,14 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if err := b.setup(ctx); err != nil {
 		return nil, err
 	}
-	res.Machine = machine(b)
 	var err error
+	if b.metricsAddr, err = freeLoopbackAddr(); err != nil {
+		return nil, err
+	}
+	if b.pprofAddr, err = freeLoopbackAddr(); err != nil {
+		return nil, err
+	}
+	res.Machine = machine(b)
 	// The pod identity scenarios run their own controller and agents: alone, they need neither the write floor
 	// nor the AcrPullBinding controller.
 	if b.needsController() {
@@ -255,8 +262,11 @@ type bench struct {
 
 	controller *exec.Cmd
 	exited     chan struct{}
-	metricsURL string
-	profiles   *profiler
+	// metricsAddr and pprofAddr are loopback ports free when the run started, where the bench's own controller
+	// serves metrics and profiles: fixed ones would clash with another bench on the same machine.
+	metricsAddr, pprofAddr string
+	metricsURL             string
+	profiles               *profiler
 	// built is set once the bench's own acrpull is built, so a restart does not wait for the compiler.
 	built bool
 	// ready watches bindings, their secrets and service accounts, for any controller's readiness.
@@ -326,10 +336,10 @@ func (b *bench) controllerArgs() []string {
 	if len(b.o.Controller) > 0 {
 		return b.o.Controller
 	}
-	args := []string{filepath.Join(testenv.ModuleRoot(), "bin", "acrpull"), "--metrics-bind-address=127.0.0.1:18080",
+	args := []string{filepath.Join(testenv.ModuleRoot(), "bin", "acrpull"), "--metrics-bind-address=" + b.metricsAddr,
 		"--health-probe-bind-address=127.0.0.1:0", "--allowed-acr-server-suffixes=azurecr.io"}
 	if b.o.ProfileDir != "" {
-		args = append(args, "--pprof-bind-address="+pprofAddr)
+		args = append(args, "--pprof-bind-address="+b.pprofAddr)
 	}
 	return args
 }
@@ -366,7 +376,7 @@ func (b *bench) startController(args []string) error {
 			}
 			b.built = true
 		}
-		b.metricsURL = "http://127.0.0.1:18080/metrics"
+		b.metricsURL = "http://" + b.metricsAddr + "/metrics"
 		if b.o.ProfileDir != "" {
 			if err := os.MkdirAll(b.o.ProfileDir, 0o755); err != nil {
 				return err
@@ -376,7 +386,7 @@ func (b *bench) startController(args []string) error {
 				return err
 			}
 			b.profiles = &profiler{dir: b.o.ProfileDir, logf: b.logf,
-				controller: pprofTarget{base: "http://" + pprofAddr + "/debug/pprof", client: http.DefaultClient},
+				controller: pprofTarget{base: "http://" + b.pprofAddr + "/debug/pprof", client: http.DefaultClient},
 				apiserver:  pprofTarget{base: strings.TrimSuffix(b.env.Config.Host, "/") + "/debug/pprof", client: apiserverClient},
 			}
 		}
@@ -451,4 +461,14 @@ func machine(b *bench) Machine {
 		}
 	}
 	return m
+}
+
+// freeLoopbackAddr is a loopback address whose port was free a moment ago.
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }

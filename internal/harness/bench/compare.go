@@ -27,6 +27,9 @@ type UpstreamResults struct {
 	Busy       *BusyResult    `json:"busy,omitempty"`
 	Restart    *RestartResult `json:"restart,omitempty"`
 	PeakRSSMiB float64        `json:"peakRSSMiB,omitempty"`
+	// Error is the scenario that failed for the upstream controller, if one did: its later scenarios were not run,
+	// and the main controller was measured all the same.
+	Error string `json:"error,omitempty"`
 }
 
 // comparableScenarios are those that leave nothing behind but bindings, their secrets and references, which
@@ -51,7 +54,12 @@ func (b *bench) measureUpstream(ctx context.Context, floor *FloorResult) (*Upstr
 	up := &UpstreamResults{Controller: strings.Join(args, " "), Burst: res.Burst, Steady: res.Steady, Busy: res.Busy, Restart: res.Restart, PeakRSSMiB: mib(b.procStatus("VmHWM"))}
 	b.stopController()
 	if err != nil {
-		return up, err
+		if ctx.Err() != nil {
+			return up, err
+		}
+		// A scenario the upstream controller could not finish is a figure too; acrpull is still measured.
+		up.Error = err.Error()
+		b.logf("upstream controller: %v; its later scenarios are skipped", err)
 	}
 	b.logf("removing the upstream controller's bindings, secrets and references")
 	return up, b.clearBindings(ctx)
@@ -120,6 +128,7 @@ func printComparison(w io.Writer, r *Results) {
 		row("burst: ratio to the write floor", ub.RatioToFloor, ab.RatioToFloor, "%.2fx")
 		row("burst: create-to-usable p50, s", ub.P50UsableSeconds, ab.P50UsableSeconds, "%.2f")
 		row("burst: create-to-usable p99, s", ub.P99UsableSeconds, ab.P99UsableSeconds, "%.2f")
+		row("burst: every binding finalized, s", ub.FinalizedSeconds, ab.FinalizedSeconds, "%.1f")
 		row("burst: create-to-secret p50, s", ub.P50Seconds, ab.P50Seconds, "%.2f")
 		row("burst: create-to-secret p99, s", ub.P99Seconds, ab.P99Seconds, "%.2f")
 		row("burst: apiserver writes", float64(sum(ub.ControllerWrites)), float64(sum(ab.ControllerWrites)), "%.0f")
@@ -135,21 +144,38 @@ func printComparison(w io.Writer, r *Results) {
 		row("steady: most secret updates in one second", float64(us.MaxSecretUpdatesPerSec), float64(as.MaxSecretUpdatesPerSec), "%.0f")
 	}
 	if ub, ab := up.Busy, r.Busy; ub != nil && ab != nil {
+		row("busy: bindings present", float64(ub.Present), float64(ab.Present), "%.0f")
 		row("busy: create-to-usable p50, s", ub.P50Seconds, ab.P50Seconds, "%.2f")
 		row("busy: create-to-usable p99, s", ub.P99Seconds, ab.P99Seconds, "%.2f")
+		row("busy: create-to-usable max, s", ub.MaxSeconds, ab.MaxSeconds, "%.2f")
+		row("busy: create-to-secret p50, s", ub.SecretP50Seconds, ab.SecretP50Seconds, "%.2f")
+		row("busy: create-to-secret p99, s", ub.SecretP99Seconds, ab.SecretP99Seconds, "%.2f")
+		row("busy: present secrets refreshed meanwhile", float64(ub.Refreshes), float64(ab.Refreshes), "%.0f")
+		row("busy: not usable when the wait ended", float64(ub.NotUsable), float64(ab.NotUsable), "%.0f")
 	}
 	if ur, ar := up.Restart, r.Restart; ur != nil && ar != nil {
-		row("restart: apiserver writes in the window", float64(sum(ur.Writes)), float64(sum(ar.Writes)), "%.0f")
-		row("restart: token refreshes in the window", float64(ur.TokenRefreshes), float64(ar.TokenRefreshes), "%.0f")
-		row("restart: Azure requests in the window", float64(sum(ur.AzureRequests)), float64(sum(ar.AzureRequests)), "%.0f")
+		row("restart: bindings", float64(ur.Bindings), float64(ar.Bindings), "%.0f")
+		row("restart: counted for, s", ur.WindowSeconds, ar.WindowSeconds, "%.1f")
+		row("restart: apiserver writes", float64(sum(ur.Writes)), float64(sum(ar.Writes)), "%.0f")
+		row("restart: token refreshes meanwhile", float64(ur.TokenRefreshes), float64(ar.TokenRefreshes), "%.0f")
+		row("restart: Azure requests", float64(sum(ur.AzureRequests)), float64(sum(ar.AzureRequests)), "%.0f")
+		row("restart: until every binding current, s", ur.CurrentSeconds, ar.CurrentSeconds, "%.1f")
+		row("restart: fewest current afterwards", float64(ur.LeastCurrent), float64(ar.LeastCurrent), "%.0f")
 		row("restart: peak RSS of the new process, MiB", ur.PeakRSSMiB, ar.PeakRSSMiB, "%.0f")
 	}
 	row("controller peak RSS, MiB", up.PeakRSSMiB, r.ControllerPeakRSSMiB, "%.0f")
-	if up.Burst != nil {
+	if up.Burst != nil && r.Burst != nil {
 		fmt.Fprintf(w, "upstream burst writes: %s\nacrpull burst writes:  %s\n", sortedMap(up.Burst.ControllerWrites), sortedMap(r.Burst.ControllerWrites))
 	}
 	if up.Steady != nil && r.Steady != nil {
 		fmt.Fprintf(w, "upstream steady writes: %s\nacrpull steady writes:  %s\n", sortedMap(up.Steady.ControllerWrites), sortedMap(r.Steady.ControllerWrites))
+	}
+	if up.Restart != nil && r.Restart != nil {
+		fmt.Fprintf(w, "upstream restart writes: %s\nacrpull restart writes:  %s\n", sortedMap(up.Restart.Writes), sortedMap(r.Restart.Writes))
+		fmt.Fprintf(w, "upstream restart Azure: %s\nacrpull restart Azure:  %s\n", sortedMap(up.Restart.AzureRequests), sortedMap(r.Restart.AzureRequests))
+	}
+	if up.Error != "" {
+		fmt.Fprintf(w, "upstream did not finish: %s\n", up.Error)
 	}
 }
 

@@ -136,7 +136,25 @@ func (b *bench) apiserverWrites(ctx context.Context) (map[string]int64, error) {
 
 // apiserverRequests reads the apiserver's write counters for resources, keyed "resource[/subresource] VERB".
 func (b *bench) apiserverRequests(ctx context.Context, resources []string) (map[string]int64, error) {
-	return b.apiserverRequestsOf(ctx, resources, writeVerbs)
+	all, _, err := b.apiserverWriteCounts(ctx, resources)
+	return all, err
+}
+
+// apiserverWriteCounts reads the apiserver's write counters for resources: all answers keyed
+// "resource[/subresource] VERB", and the refused ones among them (conflicts, mostly) keyed with the code after.
+func (b *bench) apiserverWriteCounts(ctx context.Context, resources []string) (all, refused map[string]int64, err error) {
+	families, err := b.apiserverMetrics(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	all, refused = map[string]int64{}, map[string]int64{}
+	eachRequestCount(families, resources, writeVerbs, func(key, code string, n int64) {
+		all[key] += n
+		if !strings.HasPrefix(code, "2") {
+			refused[key+" "+code] += n
+		}
+	})
+	return all, refused, nil
 }
 
 // writeVerbs are the apiserver's verbs that write.
@@ -174,6 +192,13 @@ func writeCounts(families map[string]*dto.MetricFamily, resources []string) map[
 // "resource[/subresource] VERB".
 func requestCounts(families map[string]*dto.MetricFamily, resources, verbs []string) map[string]int64 {
 	out := map[string]int64{}
+	eachRequestCount(families, resources, verbs, func(key, _ string, n int64) { out[key] += n })
+	return out
+}
+
+// eachRequestCount calls add with each apiserver_request_total series for resources and verbs (nil: every verb):
+// its key "resource[/subresource] VERB", its answer's code and its count.
+func eachRequestCount(families map[string]*dto.MetricFamily, resources, verbs []string, add func(key, code string, n int64)) {
 	for _, m := range families["apiserver_request_total"].GetMetric() {
 		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
@@ -189,9 +214,8 @@ func requestCounts(families map[string]*dto.MetricFamily, resources, verbs []str
 		if labels["subresource"] != "" {
 			key += "/" + labels["subresource"]
 		}
-		out[key+" "+labels["verb"]] += int64(m.GetCounter().GetValue())
+		add(key+" "+labels["verb"], labels["code"], int64(m.GetCounter().GetValue()))
 	}
-	return out
 }
 
 func parseMetrics(raw []byte) (map[string]*dto.MetricFamily, error) {
@@ -330,7 +354,9 @@ func printTable(w io.Writer, r *Results) {
 		row("burst: create-to-usable p50 / p99", "%.2f s / %.2f s (secret with a token, attached, status.tokenExpirationTime set)", b.P50UsableSeconds, b.P99UsableSeconds)
 		row("burst: create-to-secret p50 / p99", "%.2f s / %.2f s", b.P50Seconds, b.P99Seconds)
 		row("burst: Ready condition", "%s", readyConditionFigure(b))
+		row("burst: controller's finalizer", "%s", finalizedFigure(b))
 		row("burst: controller writes", "%s", sortedMap(b.ControllerWrites))
+		row("burst: of which refused", "%s", sortedMap(b.RefusedWrites))
 		row("burst: Azure requests", "%s (distinct identity/registry/scope: %d)", sortedMap(b.AzureRequests), b.DistinctTokens)
 		row("burst: CPU seconds", "%s", sortedMap(b.CPUSeconds))
 		printSpread(row, "burst", b.Writes)
@@ -434,4 +460,12 @@ func sortedMap[V int64 | float64](m map[string]V) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// finalizedFigure says when the last binding of the burst had the controller's finalizer.
+func finalizedFigure(b *BurstResult) string {
+	if b.FinalizedSeconds > 0 {
+		return fmt.Sprintf("on all at %.1f s", b.FinalizedSeconds)
+	}
+	return fmt.Sprintf("on %d when the bench stopped waiting (%s after all were usable)", b.Finalized, finalizerWait)
 }

@@ -15,9 +15,6 @@ import (
 	"time"
 )
 
-// pprofAddr is where the bench's own controller serves /debug/pprof when profiles are asked for.
-const pprofAddr = "127.0.0.1:18082"
-
 // profiler saves pprof profiles of the controller, and of kube-apiserver (which serves them to cluster admins), into
 // a directory, for `go tool pprof`.
 type profiler struct {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,10 +28,12 @@ import (
 	"github.com/acrpull/acrpull/internal/dockerconfig"
 )
 
-// bindingLabel and expiryAnnotation are what both msi-acrpull and acrpull put on a binding's pull secret.
+// bindingLabel and expiryAnnotation are what both msi-acrpull and acrpull put on a binding's pull secret, and
+// bindingFinalizer what both put on the binding.
 const (
 	bindingLabel     = "acr.microsoft.com/binding"
 	expiryAnnotation = "acr.microsoft.com/token.expiry"
+	bindingFinalizer = "msi-acrpull.microsoft.com"
 )
 
 // readiness decides, from watches of bindings, their labelled secrets and service accounts, when a binding is
@@ -54,8 +57,10 @@ type readiness struct {
 	// current (so a binding that was current at some moment since T counts, though a refresh has since begun).
 	usableAt, readyAt, currentAt map[string]time.Time
 	// secretAt is when a binding's secret was first seen; refreshes counts changes of a secret's expiry annotation.
-	secretAt  map[string]time.Time
-	refreshes int64
+	secretAt map[string]time.Time
+	// finalizedAt is when a binding was first seen with the controller's finalizer.
+	finalizedAt map[string]time.Time
+	refreshes   int64
 }
 
 type bindingView struct {
@@ -76,7 +81,8 @@ func (b *bench) startReadiness(ctx context.Context) (*readiness, error) {
 	r := &readiness{cancel: cancel, bindings: map[string]bindingView{}, secrets: map[string]map[string]secretView{},
 		accounts: map[string]map[string]bool{}, byAccount: map[string]map[string]bool{},
 		usable: map[string]bool{}, ready: map[string]bool{}, current: map[string]bool{},
-		usableAt: map[string]time.Time{}, readyAt: map[string]time.Time{}, currentAt: map[string]time.Time{}, secretAt: map[string]time.Time{}}
+		usableAt: map[string]time.Time{}, readyAt: map[string]time.Time{}, currentAt: map[string]time.Time{}, secretAt: map[string]time.Time{},
+		finalizedAt: map[string]time.Time{}}
 	fail := func(err error) (*readiness, error) { cancel(); return nil, err }
 
 	bindingCache, err := cache.New(b.env.Config, cache.Options{Scheme: b.c.Scheme()})
@@ -162,11 +168,15 @@ func (r *readiness) observeBinding(obj any, deleted bool) {
 			delete(r.readyAt, key)
 			delete(r.currentAt, key)
 			delete(r.secretAt, key)
+			delete(r.finalizedAt, key)
 		}
 	} else {
 		r.bindings[key] = bindingView{namespace: bnd.Namespace, account: bnd.Spec.ServiceAccountName,
 			expiry: bnd.Status.TokenExpirationTime, statusError: bnd.Status.Error,
 			readyCondition: meta.IsStatusConditionTrue(bnd.Status.Conditions, acrv1beta2.ConditionReady)}
+		if _, seen := r.finalizedAt[key]; !seen && slices.Contains(bnd.Finalizers, bindingFinalizer) {
+			r.finalizedAt[key] = time.Now()
+		}
 		account := bnd.Namespace + "/" + bnd.Spec.ServiceAccountName
 		if r.byAccount[account] == nil {
 			r.byAccount[account] = map[string]bool{}
@@ -303,6 +313,20 @@ func (r *readiness) currentSince(prefix string, t time.Time) int {
 	return n
 }
 
+// finalized is how many bindings whose names start with prefix have had the controller's finalizer, and when the
+// last of them got it.
+func (r *readiness) finalized(prefix string) (n int, last time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for key, at := range r.finalizedAt {
+		if strings.HasPrefix(key[strings.IndexByte(key, '/')+1:], prefix) {
+			n++
+			last = later(last, at)
+		}
+	}
+	return n, last
+}
+
 // firstSecret is when a secret labelled with the binding (namespace/name) was first seen.
 func (r *readiness) firstSecret(key string) (time.Time, bool) {
 	r.mu.Lock()
@@ -350,6 +374,10 @@ func (b *bench) waitCurrentSince(ctx context.Context, prefix string, n int, t ti
 	return b.waitFor(ctx, prefix, n, timeout, "current since "+t.Format("15:04:05"), func() int { return b.ready.currentSince(prefix, t) })
 }
 
+// errNotReached is waitFor's error when the count did not reach n in time (not when the controller exited or the
+// run was interrupted): a scenario that can report a slower controller's partial figures checks for it.
+var errNotReached = errors.New("not reached in time")
+
 func (b *bench) waitFor(ctx context.Context, prefix string, n int, timeout time.Duration, what string, count func() int) error {
 	deadline := time.Now().Add(timeout)
 	last := -1
@@ -370,7 +398,7 @@ func (b *bench) waitFor(ctx context.Context, prefix string, n int, timeout time.
 		case <-time.After(time.Second):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d/%d %s after %s", c, n, what, timeout)
+			return fmt.Errorf("%w: only %d/%d %s after %s", errNotReached, c, n, what, timeout)
 		}
 	}
 }

@@ -7,6 +7,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -52,11 +53,18 @@ type BurstResult struct {
 	P99UsableSeconds        float64 `json:"p99CreateToUsableSeconds"`
 	// ReadyCondition is how many had acrpull's Ready condition when all were usable, and ReadyConditionSeconds
 	// when the last of them got it (0 unless all did; msi-acrpull writes no conditions).
-	ReadyCondition        int              `json:"readyCondition"`
-	ReadyConditionSeconds float64          `json:"readyConditionSeconds,omitempty"`
-	ControllerWrites      map[string]int64 `json:"controllerWritesByResource"`
-	AzureRequests         map[string]int64 `json:"azureRequestsByEndpoint"`
-	DistinctTokens        int              `json:"distinctIdentityRegistryScope"`
+	ReadyCondition        int     `json:"readyCondition"`
+	ReadyConditionSeconds float64 `json:"readyConditionSeconds,omitempty"`
+	// Finalized is how many had the controller's finalizer (msi-acrpull's name, which acrpull keeps) when the bench
+	// stopped waiting for it, at most finalizerWait after all were usable, and FinalizedSeconds when the last got it
+	// (0 unless all did). A controller may add it after a binding is usable; the burst's work ends only then.
+	Finalized        int              `json:"finalized"`
+	FinalizedSeconds float64          `json:"finalizedSeconds,omitempty"`
+	ControllerWrites map[string]int64 `json:"controllerWritesByResource"`
+	// RefusedWrites are the writes among ControllerWrites the apiserver refused, by code (409: a conflict, retried).
+	RefusedWrites  map[string]int64 `json:"refusedWritesByResourceAndCode,omitempty"`
+	AzureRequests  map[string]int64 `json:"azureRequestsByEndpoint"`
+	DistinctTokens int              `json:"distinctIdentityRegistryScope"`
 	// CPUSeconds is the CPU time each process used from the first create until all were Ready.
 	CPUSeconds map[string]float64 `json:"cpuSeconds"`
 	// Writes is how the writes to the binding resources (the bench's creates included) spread over the burst.
@@ -202,10 +210,13 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 	return res, err
 }
 
+// finalizerWait bounds how long the burst waits, once every binding is usable, for every binding's finalizer.
+const finalizerWait = 5 * time.Minute
+
 // burst creates N bindings and waits for all of them to be Ready.
 func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, error) {
 	n := b.o.Bindings
-	before, err := b.apiserverWrites(ctx)
+	before, refusedBefore, err := b.apiserverWriteCounts(ctx, bindingResources)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +247,12 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 	}
 	secs, cpu := time.Since(start).Seconds(), cpuSpent(cpuBefore, b.processCPU())
 	spread := sampler.stop()
-	after, err := b.apiserverWrites(ctx)
+	after, refusedAfter, err := b.apiserverWriteCounts(ctx, bindingResources)
+	if err != nil {
+		return nil, err
+	}
+	// After the figures of "all usable": a finalizer the controller adds later is counted, not waited for in them.
+	err = b.waitFor(ctx, "app-", n, finalizerWait, "with the finalizer", func() int { f, _ := b.ready.finalized("app-"); return f })
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +273,10 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 			lastReady = later(lastReady, at)
 		}
 	}
+	if err != nil && !errors.Is(err, errNotReached) {
+		return nil, err
+	}
+	finalized, lastFinalized := b.ready.finalized("app-")
 	sort.Float64s(toSecret)
 	sort.Float64s(toUsable)
 	// The moment the last binding became usable, not the wait's poll that noticed it.
@@ -277,7 +297,8 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 		P50Seconds: percentile(toSecret, 0.50), P99Seconds: percentile(toSecret, 0.99),
 		P50UsableSeconds: percentile(toUsable, 0.50), P99UsableSeconds: percentile(toUsable, 0.99),
 		ReadyCondition: readyCondition, ReadyConditionSeconds: sinceIfAll(start, lastReady, readyCondition, n),
-		ControllerWrites: writes, AzureRequests: azureCounts(b.cloud), DistinctTokens: min(b.o.Identities, n),
+		Finalized: finalized, FinalizedSeconds: sinceIfAll(start, lastFinalized, finalized, n),
+		ControllerWrites: writes, RefusedWrites: diffWrites(refusedBefore, refusedAfter), AzureRequests: azureCounts(b.cloud), DistinctTokens: min(b.o.Identities, n),
 		CPUSeconds: cpu, Writes: spread,
 	}, nil
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -24,54 +23,50 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
+	"github.com/acrpull/acrpull/internal/controller/acrpullbinding"
 )
 
 // siblingDeletedMidShare is a transport that stages the race of the crash-consistency soak: a pass creates a waiting
-// sibling's secret (shareCredential), and before it attaches it, the sibling is deleted and its deletion handled
-// (its secret deleted, nothing yet to unreference). The sibling's own first write (its finalizer) is held, so that
-// the pass of the other binding is the one to create its secret; the attach is held until the controller has
-// handled the deletion, which it shows by reading the sibling's secret (cleanUpVanished).
+// sibling's secret (shareCredential), and before it attaches it, the sibling is deleted and its deletion handled by
+// the controller (nothing referenced yet, the secret deleted, the finalizer removed). The sibling's own first
+// create of its secret is held, so that the other binding's pass is the one to create it; the attach is held until
+// the sibling is gone.
 type siblingDeletedMidShare struct {
-	next                       http.RoundTripper
-	namespace, sibling, secret string
-	deleteSibling              func()
+	next              http.RoundTripper
+	namespace, secret string
+	deleteSibling     func() // deletes the sibling and waits until the controller has let it go
 
-	once            sync.Once
-	finalizerHeld   chan struct{} // closed when the sibling's first write arrives
-	releaseSibling  chan struct{} // closed to let it through
-	deletionHandled chan struct{} // closed when the controller reads the sibling's secret after the deletion
-	deleted         chan struct{}
-	handledOnce     sync.Once
+	once          sync.Once
+	held          chan struct{} // closed when the sibling's own create of its secret is held
+	fail          chan struct{} // closed to answer it with an error
+	staged        chan struct{} // closed once the attach went through after the deletion
+	attachedStage sync.Once
 }
 
 func (s *siblingDeletedMidShare) RoundTrip(req *http.Request) (*http.Response, error) {
-	path := req.URL.Path
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	switch {
-	case req.Method == http.MethodPatch && path == "/apis/acrpull.microsoft.com/v1beta2/namespaces/"+s.namespace+"/acrpullbindings/"+s.sibling:
+	case req.Method == http.MethodPost && req.URL.Path == "/api/v1/namespaces/"+s.namespace+"/secrets" &&
+		bytes.Contains(body, []byte(s.secret)): // JSON or protobuf: the name is in either as it is
 		first := false
 		s.once.Do(func() { first = true })
 		if first {
-			close(s.finalizerHeld)
-			<-s.releaseSibling
+			close(s.held)
+			<-s.fail
+			return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable",
+				Header: http.Header{"Content-Type": {"application/json"}}, Request: req,
+				Body: io.NopCloser(strings.NewReader(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"ServiceUnavailable","code":503}`))}, nil
 		}
-	case req.Method == http.MethodPatch && path == "/api/v1/namespaces/"+s.namespace+"/serviceaccounts/default" && req.Body != nil:
-		body, _ := io.ReadAll(req.Body)
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		if strings.Contains(string(body), s.secret) {
+	case req.Method == http.MethodPatch && req.URL.Path == "/api/v1/namespaces/"+s.namespace+"/serviceaccounts/default" &&
+		strings.Contains(string(body), s.secret):
+		s.attachedStage.Do(func() {
 			s.deleteSibling()
-			close(s.deleted)
-			close(s.releaseSibling)
-			select {
-			case <-s.deletionHandled:
-			case <-time.After(30 * time.Second):
-			}
-		}
-	case req.Method == http.MethodGet && path == "/api/v1/namespaces/"+s.namespace+"/secrets/"+s.secret:
-		select {
-		case <-s.deleted:
-			s.handledOnce.Do(func() { close(s.deletionHandled) })
-		default:
-		}
+			close(s.staged)
+		})
 	}
 	return s.next.RoundTrip(req)
 }
@@ -86,16 +81,16 @@ func TestASiblingDeletedWhileItsSecretIsSharedLeavesNoReference(t *testing.T) {
 	serviceAccount(t, ns, "default", "", "theirs")
 	sibling := managedIdentityBinding(ns, "sibling", "default", "repository:alice:pull")
 	sibling.Labels = map[string]string{pausedLabel: "true", shardLabel: shard}
-	stage := &siblingDeletedMidShare{
-		namespace: ns, sibling: sibling.Name, secret: "acr-pull-" + sibling.Name,
-		finalizerHeld: make(chan struct{}), releaseSibling: make(chan struct{}), deletionHandled: make(chan struct{}),
-		deleted: make(chan struct{}),
-		deleteSibling: func() {
-			// Its deletion, as the controller's would run it on another worker: nothing referenced yet, the secret
-			// deleted, the binding gone (it has no finalizer yet).
-			g.Expect(k8s.Delete(ctx, sibling)).To(Succeed())
-			g.Expect(client.IgnoreNotFound(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acr-pull-sibling"}}))).To(Succeed())
-		},
+	// With the finalizer from the start, as after its first passes: its deletion is the controller's full one.
+	sibling.Finalizers = []string{acrpullbinding.Finalizer}
+	stage := &siblingDeletedMidShare{namespace: ns, secret: "acr-pull-" + sibling.Name,
+		held: make(chan struct{}), fail: make(chan struct{}), staged: make(chan struct{})}
+	stage.deleteSibling = func() {
+		g.Expect(k8s.Delete(ctx, sibling)).To(Succeed())
+		close(stage.fail)
+		g.Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(sibling), &acrv1beta2.AcrPullBinding{}))
+		}).WithTimeout(30*time.Second).Should(BeTrue(), "the controller let the sibling go")
 	}
 	cfg := rest.CopyConfig(env.Config)
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { stage.next = rt; return stage }
@@ -103,7 +98,11 @@ func TestASiblingDeletedWhileItsSecretIsSharedLeavesNoReference(t *testing.T) {
 	defer stop()
 
 	create(t, sibling)
-	<-stage.finalizerHeld
+	select {
+	case <-stage.held:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the sibling's pass never created its secret")
+	}
 	sharer := managedIdentityBinding(ns, "sharer", "default", "repository:alice:pull")
 	sharer.Labels = map[string]string{pausedLabel: "true", shardLabel: shard}
 	create(t, sharer)
@@ -111,12 +110,11 @@ func TestASiblingDeletedWhileItsSecretIsSharedLeavesNoReference(t *testing.T) {
 
 	eventuallyReady(t, sharer, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
 	select {
-	case <-stage.deleted:
-	default:
+	case <-stage.staged:
+	case <-time.After(30 * time.Second):
 		t.Fatal("the race was not staged: the sharer's pass did not attach a secret for its sibling")
 	}
 	g.Eventually(func(g Gomega) {
 		g.Expect(pullSecretNames(g, ns, "default")).To(Equal([]string{"theirs", "acr-pull-sharer"}))
-		g.Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "acr-pull-sibling"}, &corev1.Secret{}))).To(BeTrue())
 	}).WithTimeout(30*time.Second).Should(Succeed(), "no reference to the deleted sibling's secret is left")
 }

@@ -10,6 +10,8 @@ package acrpullbinding
 import (
 	"context"
 	"slices"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -86,7 +88,7 @@ func (r *reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 		}
 		// The usual case: reconcileDelete already removed it. Or the garbage collector did, the binding having gone
 		// without its finalizer (seen going by this process), and the name may still be referenced.
-		if _, went := r.goneWithoutFinalizer.Load(key); went {
+		if r.goneWithoutFinalizer.seen(key, r.Clock.Now()) {
 			return r.unreferenceDangling(ctx, key, name)
 		}
 		return nil
@@ -115,7 +117,7 @@ func (r *reconciler) cleanUpVanished(ctx context.Context, key types.NamespacedNa
 	if err := r.deleteSecrets(ctx, []string{name}, []metav1.PartialObjectMetadata{*sec}); err != nil {
 		return err
 	}
-	r.goneWithoutFinalizer.Delete(key)
+	r.goneWithoutFinalizer.forget(key)
 	return nil
 }
 
@@ -142,7 +144,7 @@ func (r *reconciler) unreferenceDangling(ctx context.Context, key types.Namespac
 	if err := r.detachEverywhereFresh(ctx, key.Namespace, []string{name}); err != nil {
 		return err
 	}
-	r.goneWithoutFinalizer.Delete(key)
+	r.goneWithoutFinalizer.forget(key)
 	return nil
 }
 
@@ -173,4 +175,61 @@ func (r *reconciler) removeFinalizer(ctx context.Context, obj client.Object) err
 	base := obj.DeepCopyObject().(client.Object)
 	controllerutil.RemoveFinalizer(obj, Finalizer)
 	return client.IgnoreNotFound(r.Client.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
+}
+
+// deletionMemory is how long a binding seen deleted without its finalizer is remembered. What it is remembered for
+// happens within seconds of the deletion: the reconcile its deletion event queues, and the one a service account's
+// update queues when the cache shows a reference written just before (enqueueOrphanedNames). A restarted process
+// remembers nothing either, and finds such names through enqueueOrphanedNames alone.
+const deletionMemory = 10 * time.Minute
+
+// recentDeletions remembers bindings seen deleted without their finalizer, each for deletionMemory. Without the
+// bound, every binding deleted before its first usable pass (one that never got a secret) would stay remembered for
+// the life of the process. It is safe for concurrent use.
+type recentDeletions struct {
+	mu     sync.Mutex
+	at     map[types.NamespacedName]time.Time
+	pruned time.Time
+}
+
+// note remembers key as deleted at now, and forgets what is older than deletionMemory, at most once a minute so that
+// a mass deletion does not scan the map per binding.
+func (d *recentDeletions) note(key types.NamespacedName, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.at == nil {
+		d.at = map[types.NamespacedName]time.Time{}
+	}
+	d.at[key] = now
+	if now.Sub(d.pruned) < time.Minute {
+		return
+	}
+	d.pruned = now
+	for k, t := range d.at {
+		if now.Sub(t) > deletionMemory {
+			delete(d.at, k)
+		}
+	}
+}
+
+// seen says whether key was deleted without its finalizer within deletionMemory of now.
+func (d *recentDeletions) seen(key types.NamespacedName, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, ok := d.at[key]
+	return ok && now.Sub(t) <= deletionMemory
+}
+
+// forget drops key once its leftovers are dealt with.
+func (d *recentDeletions) forget(key types.NamespacedName) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.at, key)
+}
+
+// len is how many deletions are remembered.
+func (d *recentDeletions) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.at)
 }

@@ -10,7 +10,6 @@ package acrpullbinding
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -119,9 +118,8 @@ type reconciler struct {
 	credentials client.Reader
 	// waiting holds the bindings waiting on a credential Azure fails for now (wake.go).
 	waiting *waitingRoom
-	// goneWithoutFinalizer holds the keys of bindings this process saw deleted without the finalizer, for
-	// cleanUpVanished (types.NamespacedName -> struct{}).
-	goneWithoutFinalizer sync.Map
+	// goneWithoutFinalizer holds the bindings this process saw deleted without the finalizer, for cleanUpVanished.
+	goneWithoutFinalizer recentDeletions
 }
 
 // apiVersion is the adapter of one API version.

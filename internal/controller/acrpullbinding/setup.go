@@ -114,7 +114,7 @@ func (r *reconciler) setup(mgr ctrl.Manager, workers int, credentials cache.Cach
 func (r *reconciler) noteDeletionWithoutFinalizer() predicate.Predicate {
 	return predicate.Funcs{DeleteFunc: func(e event.DeleteEvent) bool {
 		if e.Object != nil && !containsFinalizer(e.Object) {
-			r.goneWithoutFinalizer.Store(client.ObjectKeyFromObject(e.Object), struct{}{})
+			r.goneWithoutFinalizer.note(client.ObjectKeyFromObject(e.Object), r.Clock.Now())
 		}
 		return true
 	}}

@@ -29,9 +29,12 @@ const (
 	// ReasonAuthorityHostNotAllowed: spec.acr.cloudConfig.entraAuthorityHost is neither a known Azure cloud's Entra ID
 	// authority nor in --allowed-authority-hosts; no service-account token was requested or sent anywhere.
 	ReasonAuthorityHostNotAllowed = "AuthorityHostNotAllowed"
-	// ReasonAzureThrottled: an Azure endpoint answered 429; the controller waits as told by Retry-After.
+	// ReasonAzureThrottled: an Azure endpoint answered 429; the controller waits as told by Retry-After. Like
+	// AzureUnavailable, it leaves Ready True while the secret's token is valid.
 	ReasonAzureThrottled = "AzureThrottled"
-	// ReasonAzureUnavailable: an Azure endpoint failed or could not be reached; retried with backoff.
+	// ReasonAzureUnavailable: an Azure endpoint failed or could not be reached; retried with backoff. While the secret
+	// still holds an unexpired token minted from the current spec, Ready stays True with this reason (pulls work) and
+	// status.error says what failed; Ready turns False if the token expires first.
 	ReasonAzureUnavailable = "AzureUnavailable"
 	// ReasonTokenInvalid: Azure returned a token acrpull cannot use (no expiry, unparsable).
 	ReasonTokenInvalid = "TokenInvalid"

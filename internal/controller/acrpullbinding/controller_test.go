@@ -165,8 +165,13 @@ func TestAzureOutageKeepsTheValidSecretAndRecovers(t *testing.T) {
 	for _, ep := range []azurefake.Endpoint{azurefake.ACRToken, azurefake.ACRExchange, azurefake.IMDSToken} {
 		cloud.SetFault(ep, azurefake.Fault{Status: 500})
 	}
-	// Past the refresh point (40% to 50% of 40 s): the mint fails, and the condition says so.
-	eventuallyReady(t, b, metav1.ConditionFalse, acrv1beta2.ReasonAzureUnavailable)
+	// Past the refresh point (40% to 50% of 40 s): the mint fails, and the condition says so. The binding stays
+	// Ready while the token it holds is valid: pulls go on working.
+	eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonAzureUnavailable)
+	failing := &acrv1beta2.AcrPullBinding{}
+	g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(b), failing)).To(Succeed())
+	g.Expect(failing.Status.Error).NotTo(BeEmpty(), "status.error says what fails")
+	g.Expect(readyCondition(g, b).Message).To(ContainSubstring(failing.Status.Error))
 	time.Sleep(8 * time.Second)
 	after := getSecret(g, ns, "acr-pull-outage")
 	g.Expect(after.Data).To(Equal(before.Data), "the still-valid token is kept")

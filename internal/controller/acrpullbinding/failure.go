@@ -11,7 +11,6 @@ package acrpullbinding
 
 import (
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azauth"
@@ -30,9 +29,8 @@ func ongoingFailureMessage(was bindingStatus, reason, message string) string {
 	if !transient(reason) {
 		return message
 	}
-	ready := meta.FindStatusCondition(was.Conditions, acrv1beta2.ConditionReady)
-	if ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == reason && ready.Message != "" {
-		return ready.Message
+	if failingReason(meta.FindStatusCondition(was.Conditions, acrv1beta2.ConditionReady)) == reason && was.Error != "" {
+		return was.Error
 	}
 	return message
 }

@@ -122,6 +122,7 @@ func (r *reconciler) reconcileSecret(ctx context.Context, s *scope) (ctrl.Result
 		return ctrl.Result{}, err
 	}
 	s.credential = req.Key()
+	s.heldExpiry = heldExpiry(secret, inputs)
 	cred, err := r.Minter.Mint(ctx, *req)
 	if err != nil {
 		return r.mintFailed(s, err), nil
@@ -164,6 +165,18 @@ func mintDue(secret *metav1.PartialObjectMetadata, inputs string, policy refresh
 	}
 	at := policy.refreshAt(issued, expires, spread)
 	return !now.Before(at), at
+}
+
+// heldExpiry is when the token the secret holds expires, if it was minted for inputs; zero otherwise.
+func heldExpiry(secret *metav1.PartialObjectMetadata, inputs string) time.Time {
+	if secret == nil || secret.Annotations[InputsAnnotation] != inputs {
+		return time.Time{}
+	}
+	_, expires, ok := tokenTimes(secret.Annotations)
+	if !ok {
+		return time.Time{}
+	}
+	return expires
 }
 
 // attachSecret lists the secret, and those the pass created for siblings, in the target service account's

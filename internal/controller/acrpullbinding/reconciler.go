@@ -243,11 +243,10 @@ func (r *reconciler) patchStatus(ctx context.Context, s *scope, reterr error) er
 	if ready := meta.FindStatusCondition(s.status.Conditions, acrv1beta2.ConditionReady); ready != nil {
 		r.Metrics.BindingReadiness(r.api.name(), obj.GetNamespace(), obj.GetName(), string(ready.Status), ready.Reason)
 	}
-	eventType, reason, message, transition := readyTransition(s.original.Conditions, s.status.Conditions)
-	if transition {
+	if eventType, reason, message, emit := readyTransition(s.original.Conditions, s.status.Conditions); emit {
 		r.Recorder.Eventf(obj, nil, eventType, reason, "Reconcile", "%s", message)
 	}
-	logReadiness(ctrl.LoggerFrom(ctx), s, transition)
+	logReadiness(ctrl.LoggerFrom(ctx), s)
 	if equality.Semantic.DeepEqual(s.original, s.status) {
 		return nil
 	}
@@ -294,6 +293,10 @@ type scope struct {
 	credential string
 	// waiting is set by mintFailed when the binding waits on credential, to be woken by its first success.
 	waiting bool
+	// heldExpiry is set by reconcileSecret before it mints: when the token the secret already holds for the current
+	// inputs expires (zero when it holds none). A refresh that fails for a transient reason leaves the binding Ready
+	// until then (summarizeStatus).
+	heldExpiry time.Time
 	// stop is set by a phase after which nothing more can be done this pass.
 	stop bool
 }
@@ -305,7 +308,8 @@ func newScope(b binding, now time.Time) *scope {
 	return &scope{binding: b, now: now, original: st, status: cp}
 }
 
-// failure is why a binding is not Ready. Message never contains a token, nor does cause: Azure failures are
+// failure is why a pass could not do its job: the binding is not Ready, or, for a transient failure while the secret
+// still holds a valid token, Ready with the failure as its reason. Message never contains a token, nor does cause: Azure failures are
 // azauth.Errors, built from status and error codes only, and the rest are the apiserver's.
 type failure struct {
 	reason  string

@@ -48,28 +48,37 @@ func secretValidFor(d time.Duration) *metav1.PartialObjectMetadata {
 func TestSummarizeStatus(t *testing.T) {
 	sa := &corev1.ServiceAccount{}
 	apiDown := apierrors.NewServiceUnavailable("etcd is unwell")
+	unavailable := &failure{reason: acrv1beta2.ReasonAzureUnavailable, message: "entra: no response"}
+	throttled := &failure{reason: acrv1beta2.ReasonAzureThrottled, message: "entra: 429"}
+	inAnHour, aMinuteAgo := unitNow.Add(time.Hour), unitNow.Add(-time.Minute)
 	for _, tc := range []struct {
 		name       string
 		failure    *failure
 		targetSA   *corev1.ServiceAccount
 		secret     *metav1.PartialObjectMetadata
+		heldExpiry time.Time
 		passErr    error
 		wantReason string
 		wantStatus metav1.ConditionStatus
 		wantGen    int64
 	}{
-		{"minted and attached", nil, sa, secretValidFor(time.Hour), nil, acrv1beta2.ReasonTokenMinted, metav1.ConditionTrue, 3},
-		{"a failure wins over everything", &failure{reason: "RegistryDenied", message: "no"}, sa, secretValidFor(time.Hour), nil, "RegistryDenied", metav1.ConditionFalse, 3},
-		{"no account", nil, nil, nil, nil, acrv1beta2.ReasonServiceAccountNotFound, metav1.ConditionFalse, 3},
-		{"apiserver failed before the account was read: not ServiceAccountNotFound", nil, nil, nil, apiDown, acrv1beta2.ReasonKubernetesAPIError, metav1.ConditionFalse, 0},
-		{"apiserver failed before a secret was written: not AzureUnavailable", nil, sa, nil, apiDown, acrv1beta2.ReasonKubernetesAPIError, metav1.ConditionFalse, 0},
-		{"a conflict is retried at once and changes nothing", nil, sa, nil,
+		{"minted and attached", nil, sa, secretValidFor(time.Hour), time.Time{}, nil, acrv1beta2.ReasonTokenMinted, metav1.ConditionTrue, 3},
+		{"a refusal wins over everything", &failure{reason: "RegistryDenied", message: "no"}, sa, secretValidFor(time.Hour), inAnHour, nil, "RegistryDenied", metav1.ConditionFalse, 3},
+		{"Azure fails while the held token is valid: Ready, the failure named", unavailable, sa, secretValidFor(time.Hour), inAnHour, nil, acrv1beta2.ReasonAzureUnavailable, metav1.ConditionTrue, 3},
+		{"throttled while the held token is valid: Ready", throttled, sa, secretValidFor(time.Hour), inAnHour, nil, acrv1beta2.ReasonAzureThrottled, metav1.ConditionTrue, 3},
+		{"Azure fails and the held token expired: not Ready", unavailable, sa, secretValidFor(-time.Minute), aMinuteAgo, nil, acrv1beta2.ReasonAzureUnavailable, metav1.ConditionFalse, 3},
+		{"Azure fails and the secret was minted for another spec: not Ready", unavailable, sa, secretValidFor(time.Hour), time.Time{}, nil, acrv1beta2.ReasonAzureUnavailable, metav1.ConditionFalse, 3},
+		{"Azure fails and the account is gone: not Ready", unavailable, nil, secretValidFor(time.Hour), inAnHour, nil, acrv1beta2.ReasonAzureUnavailable, metav1.ConditionFalse, 3},
+		{"no account", nil, nil, nil, time.Time{}, nil, acrv1beta2.ReasonServiceAccountNotFound, metav1.ConditionFalse, 3},
+		{"apiserver failed before the account was read: not ServiceAccountNotFound", nil, nil, nil, time.Time{}, apiDown, acrv1beta2.ReasonKubernetesAPIError, metav1.ConditionFalse, 0},
+		{"apiserver failed before a secret was written: not AzureUnavailable", nil, sa, nil, time.Time{}, apiDown, acrv1beta2.ReasonKubernetesAPIError, metav1.ConditionFalse, 0},
+		{"a conflict is retried at once and changes nothing", nil, sa, nil, time.Time{},
 			apierrors.NewConflict(schema.GroupResource{Resource: "secrets"}, "acr-pull-b", errors.New("changed")), acrv1beta2.ReasonAzureUnavailable, metav1.ConditionFalse, 0},
-		{"an apiserver error after the secret is attached keeps Ready", nil, sa, secretValidFor(time.Hour), apiDown, acrv1beta2.ReasonTokenMinted, metav1.ConditionTrue, 0},
+		{"an apiserver error after the secret is attached keeps Ready", nil, sa, secretValidFor(time.Hour), time.Time{}, apiDown, acrv1beta2.ReasonTokenMinted, metav1.ConditionTrue, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := unitScope(nil)
-			s.failure, s.targetSA, s.secret = tc.failure, tc.targetSA, tc.secret
+			s.failure, s.targetSA, s.secret, s.heldExpiry = tc.failure, tc.targetSA, tc.secret, tc.heldExpiry
 			summarizeStatus(s, tc.passErr)
 			ready := meta.FindStatusCondition(s.status.Conditions, acrv1beta2.ConditionReady)
 			if ready.Reason != tc.wantReason || ready.Status != tc.wantStatus {
@@ -78,8 +87,12 @@ func TestSummarizeStatus(t *testing.T) {
 			if s.status.ObservedGeneration != tc.wantGen {
 				t.Errorf("observedGeneration %d, want %d", s.status.ObservedGeneration, tc.wantGen)
 			}
-			if (ready.Status == metav1.ConditionTrue) != (s.status.Error == "") {
-				t.Errorf("status.error %q with Ready %s", s.status.Error, ready.Status)
+			// status.error (msi-acrpull's field) says what fails, whether or not the held token still serves.
+			if (ready.Reason == acrv1beta2.ReasonTokenMinted) != (s.status.Error == "") {
+				t.Errorf("status.error %q with Ready %s/%s", s.status.Error, ready.Status, ready.Reason)
+			}
+			if tc.failure != nil && !strings.Contains(ready.Message, tc.failure.message) {
+				t.Errorf("Ready's message %q does not say what failed (%q)", ready.Message, tc.failure.message)
 			}
 		})
 	}
@@ -89,18 +102,25 @@ func TestReadyTransition(t *testing.T) {
 	cond := func(status metav1.ConditionStatus, reason string) []metav1.Condition {
 		return []metav1.Condition{{Type: acrv1beta2.ConditionReady, Status: status, Reason: reason}}
 	}
+	const ok, unavailable, denied = "TokenMinted", "AzureUnavailable", "RegistryDenied"
+	T, F := metav1.ConditionTrue, metav1.ConditionFalse
 	for _, tc := range []struct {
 		name          string
 		before, after []metav1.Condition
 		want          string // event type, "" for none
 	}{
-		{"first failure", nil, cond(metav1.ConditionFalse, "AzureUnavailable"), corev1.EventTypeWarning},
-		{"ready to failing", cond(metav1.ConditionTrue, "TokenMinted"), cond(metav1.ConditionFalse, "AzureUnavailable"), corev1.EventTypeWarning},
-		{"a new failure reason", cond(metav1.ConditionFalse, "AzureUnavailable"), cond(metav1.ConditionFalse, "RegistryDenied"), corev1.EventTypeWarning},
-		{"the same failure again: quiet", cond(metav1.ConditionFalse, "AzureUnavailable"), cond(metav1.ConditionFalse, "AzureUnavailable"), ""},
-		{"recovery", cond(metav1.ConditionFalse, "AzureUnavailable"), cond(metav1.ConditionTrue, "TokenMinted"), corev1.EventTypeNormal},
-		{"first success: quiet", nil, cond(metav1.ConditionTrue, "TokenMinted"), ""},
-		{"refresh: quiet", cond(metav1.ConditionTrue, "TokenMinted"), cond(metav1.ConditionTrue, "TokenMinted"), ""},
+		{"first failure", nil, cond(F, unavailable), corev1.EventTypeWarning},
+		{"ready to failing", cond(T, ok), cond(F, denied), corev1.EventTypeWarning},
+		{"a refresh fails while the held token serves", cond(T, ok), cond(T, unavailable), corev1.EventTypeWarning},
+		{"the held token expires while Azure still fails", cond(T, unavailable), cond(F, unavailable), corev1.EventTypeWarning},
+		{"a new failure reason", cond(F, unavailable), cond(F, denied), corev1.EventTypeWarning},
+		{"the same failure again: quiet", cond(F, unavailable), cond(F, unavailable), ""},
+		{"the same transient failure while serving: quiet", cond(T, unavailable), cond(T, unavailable), ""},
+		{"recovery from a failure someone acted on", cond(F, denied), cond(T, ok), corev1.EventTypeNormal},
+		{"recovery from an outage: quiet (one Event per outage)", cond(F, unavailable), cond(T, ok), ""},
+		{"a refresh works again: quiet", cond(T, unavailable), cond(T, ok), ""},
+		{"first success: quiet", nil, cond(T, ok), ""},
+		{"refresh: quiet", cond(T, ok), cond(T, ok), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eventType, _, _, emit := readyTransition(tc.before, tc.after)
@@ -185,53 +205,52 @@ func TestMintFailedBackoffBounds(t *testing.T) {
 	}
 }
 
-// An operator reads why a binding fails in the log: entering a failure is an error line with the cause, a further
-// failed pass a debug line, recovery an info line; a steady Ready binding logs nothing.
+// An operator reads why a binding fails in the log: a failure someone must act on is an error line with the cause
+// when it starts, a transient one (Azure's to clear) an info line with the cause, a further failed pass a debug line,
+// recovery an info line; a steady Ready binding logs nothing.
 func TestLogReadiness(t *testing.T) {
 	var buf bytes.Buffer
 	log := funcr.New(func(prefix, args string) { buf.WriteString(prefix + " " + args + "\n") }, funcr.Options{Verbosity: 1})
 	cause := &azauth.Error{Kind: azauth.Unavailable, Endpoint: azauth.EndpointEntra, Detail: "no response: proxy 127.0.0.1:3128 refused the connection"}
+	pass := func(was *metav1.Condition, failing error) *scope {
+		s := unitScope(was)
+		s.targetSA, s.secret, s.heldExpiry = &corev1.ServiceAccount{}, secretValidFor(time.Hour), unitNow.Add(time.Hour)
+		if failing != nil {
+			reason, message := failureOf(failing)
+			s.failBecause(reason, message, failing)
+		}
+		summarizeStatus(s, nil)
+		buf.Reset()
+		logReadiness(log, s)
+		return s
+	}
 
-	failing := unitScope(nil)
-	failing.targetSA, failing.secret = &corev1.ServiceAccount{}, secretValidFor(time.Hour)
-	failing.failBecause(string(cause.Kind), cause.Error(), cause)
-	summarizeStatus(failing, nil)
-	_, _, _, transition := readyTransition(failing.original.Conditions, failing.status.Conditions)
-	logReadiness(log, failing, transition)
+	failing := pass(nil, cause)
 	if line := buf.String(); !strings.Contains(line, `"error"="entra: no response: proxy 127.0.0.1:3128 refused the connection"`) ||
-		!strings.Contains(line, `"msg"="Binding is not ready"`) || !strings.Contains(line, `"reason"="AzureUnavailable"`) {
-		t.Fatalf("entering a failure logged %q", line)
+		!strings.Contains(line, `"level"=0`) || !strings.Contains(line, `stays ready until the token expires`) || !strings.Contains(line, `"reason"="AzureUnavailable"`) {
+		t.Fatalf("a refresh failing for a transient reason logged %q", line)
 	}
 
-	buf.Reset()
-	again := unitScope(&failing.status.Conditions[0])
-	again.targetSA, again.secret = failing.targetSA, failing.secret
-	again.failBecause(string(cause.Kind), cause.Error(), cause)
-	summarizeStatus(again, nil)
-	_, _, _, transition = readyTransition(again.original.Conditions, again.status.Conditions)
-	logReadiness(log, again, transition)
-	if line := buf.String(); transition || !strings.Contains(line, `"level"=1`) || !strings.Contains(line, "Binding still not ready") {
-		t.Fatalf("a further failed pass logged %q (transition %v)", line, transition)
+	again := pass(&failing.status.Conditions[0], cause)
+	if line := buf.String(); !strings.Contains(line, `"level"=1`) || !strings.Contains(line, "Binding still failing") {
+		t.Fatalf("a further failed pass logged %q", line)
 	}
 
-	buf.Reset()
-	recovered := unitScope(&failing.status.Conditions[0])
-	recovered.targetSA, recovered.secret = failing.targetSA, failing.secret
-	summarizeStatus(recovered, nil)
-	_, _, _, transition = readyTransition(recovered.original.Conditions, recovered.status.Conditions)
-	logReadiness(log, recovered, transition)
+	recovered := pass(&again.status.Conditions[0], nil)
 	if line := buf.String(); !strings.Contains(line, `"level"=0`) || !strings.Contains(line, "Binding recovered") {
 		t.Fatalf("recovery logged %q", line)
 	}
 
-	buf.Reset()
-	steady := unitScope(&recovered.status.Conditions[0])
-	steady.targetSA, steady.secret = failing.targetSA, failing.secret
-	summarizeStatus(steady, nil)
-	_, _, _, transition = readyTransition(steady.original.Conditions, steady.status.Conditions)
-	logReadiness(log, steady, transition)
+	pass(&recovered.status.Conditions[0], nil)
 	if buf.Len() != 0 {
 		t.Fatalf("a steady Ready binding logged %q", buf.String())
+	}
+
+	denied := &azauth.Error{Kind: azauth.RegistryDenied, Endpoint: azauth.EndpointACRExchange, Detail: "the registry refused the identity"}
+	pass(&recovered.status.Conditions[0], denied)
+	if line := buf.String(); strings.Contains(line, `"level"`) || !strings.Contains(line, `"msg"="Binding is not ready"`) ||
+		!strings.Contains(line, `"error"="`) || !strings.Contains(line, `"reason"="RegistryDenied"`) {
+		t.Fatalf("a refusal logged %q, want an error line", line)
 	}
 }
 

@@ -78,7 +78,12 @@ func TestWaitingRoom(t *testing.T) {
 // refusal, says what it says.
 func TestOngoingFailureMessage(t *testing.T) {
 	failing := func(reason, message string) bindingStatus {
-		return bindingStatus{Conditions: []metav1.Condition{{Type: acrv1beta2.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: message}}}
+		return bindingStatus{Error: message, Conditions: []metav1.Condition{{Type: acrv1beta2.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: message}}}
+	}
+	// Ready on the token it holds, while a refresh fails: the condition's message says both, status.error the failure.
+	serving := func(reason, message string) bindingStatus {
+		return bindingStatus{Error: message, Conditions: []metav1.Condition{{Type: acrv1beta2.ConditionReady, Status: metav1.ConditionTrue, Reason: reason,
+			Message: "secret acr-pull-b holds a token valid until 2026-12-06T05:00:00Z ...; refreshing it failed: " + message}}}
 	}
 	ready := bindingStatus{Conditions: []metav1.Condition{{Type: acrv1beta2.ConditionReady, Status: metav1.ConditionTrue, Reason: "TokenMinted", Message: "fine"}}}
 	unavailable, throttled := string(azauth.Unavailable), string(azauth.Throttled)
@@ -92,6 +97,7 @@ func TestOngoingFailureMessage(t *testing.T) {
 		{"the outage goes on", failing(unavailable, "imds: no response"), unavailable, "acr-token: HTTP 503", "imds: no response"},
 		{"throttled again, another wait", failing(throttled, "retry after 2s"), throttled, "retry after 7s", "retry after 2s"},
 		{"a new reason", failing(unavailable, "imds: no response"), throttled, "retry after 2s", "retry after 2s"},
+		{"the outage goes on while the held token serves", serving(unavailable, "imds: no response"), unavailable, "acr-token: HTTP 503", "imds: no response"},
 		{"a refusal says what it says", failing(string(azauth.RegistryDenied), "old"), string(azauth.RegistryDenied), "new", "new"},
 	} {
 		if got := ongoingFailureMessage(tc.was, tc.reason, tc.msg); got != tc.want {

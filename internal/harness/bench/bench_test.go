@@ -106,8 +106,10 @@ func TestParallelRunsEveryIndexOnceAndStopsOnError(t *testing.T) {
 
 func TestPercentileOfSortedFigures(t *testing.T) {
 	figures := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
-	if percentile(figures, 0.5) != 6 || percentile(figures, 0.99) != 10 || percentile(nil, 0.5) != 0 {
-		t.Fatalf("p50 %v p99 %v", percentile(figures, 0.5), percentile(figures, 0.99))
+	// Nearest rank: half the figures are at most 5, 99% at most 10, and one figure is its own every percentile.
+	if percentile(figures, 0.5) != 5 || percentile(figures, 0.99) != 10 || percentile(figures, 0.1) != 1 ||
+		percentile([]float64{7}, 0.01) != 7 || percentile(nil, 0.5) != 0 {
+		t.Fatalf("p50 %v p99 %v p10 %v", percentile(figures, 0.5), percentile(figures, 0.99), percentile(figures, 0.1))
 	}
 }
 

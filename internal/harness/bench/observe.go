@@ -397,13 +397,16 @@ func printTable(w io.Writer, r *Results) {
 		row("restart: peak RSS of the new process", "%.0f MiB", rs.PeakRSSMiB)
 	}
 	if o := r.Outage; o != nil {
-		row("outage: bindings, cloud down", "%d sharing %d credentials; every endpoint 503 for %.0f s; %d went not Ready", o.Bindings, o.Credentials, o.OutageSeconds, o.EnteredFailure)
+		row("outage: bindings, cloud down", "%d sharing %d credentials; every endpoint 503 for %.0f s; %d reported a failed refresh, %d went not Ready",
+			o.Bindings, o.Credentials, o.OutageSeconds, o.EnteredFailure, o.NotReady)
 		row("outage: status writes during it", "%d (max %d for one binding)", o.StatusWritesDuringOutage, o.MaxStatusWritesDuringOutage)
 		row("outage: status writes through recovery", "%d (max %d for one binding)", o.StatusWritesThroughRecovery, o.MaxStatusWritesThrough)
 		row("outage: apiserver writes during it", "%s", orNone(sortedMap(o.ControllerWrites)))
 		row("outage: Azure requests during it", "%s", orNone(sortedMap(o.AzureRequests)))
 		row("outage: secrets changed during it", "%d", o.SecretsChanged)
-		row("outage: end to first / p50 / last Ready", "%.1f s / %.1f s / %.1f s", o.FirstReadySeconds, o.RecoveryP50Seconds, o.RecoverySeconds)
+		row("outage: Events during it / through recovery", "%d / %d", o.EventsDuringOutage, o.EventsThroughRecovery)
+		row("outage: end to first / p50 / last binding refreshed", "%.1f s / %.1f s / %.1f s", o.FirstReadySeconds, o.RecoveryP50Seconds, o.RecoverySeconds)
+		row("outage: end to last binding Ready again", "%.1f s (%d went not Ready)", o.LastReadySeconds, o.NotReady)
 	}
 	if r.ControllerPeakRSSMiB > 0 {
 		row("controller peak RSS (VmHWM)", "%.0f MiB", r.ControllerPeakRSSMiB)

@@ -9,11 +9,13 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -24,11 +26,15 @@ import (
 
 // OutageResult is what a whole-cloud Azure outage costs the apiserver, and how fast the bindings come back.
 type OutageResult struct {
-	Bindings       int     `json:"bindings"`
-	OutageSeconds  float64 `json:"outageSeconds"`
-	EnteredFailure int     `json:"bindingsNotReadyDuringOutage"`
+	Bindings      int     `json:"bindings"`
+	OutageSeconds float64 `json:"outageSeconds"`
+	// EnteredFailure is how many bindings reported a failure during the outage: a Ready condition whose reason is not
+	// TokenMinted, whether Ready stayed True (a refresh failed while the held token still served) or not.
+	EnteredFailure int `json:"bindingsFailingDuringOutage"`
+	// NotReady is how many of them went Ready=False (their token expired, or they had none).
+	NotReady int `json:"bindingsNotReadyDuringOutage"`
 	// StatusWrites* count changes of a binding's status seen by a watch (during the outage, and from its start until
-	// every binding was Ready again); the apiserver's own count of status writes is among ControllerWrites.
+	// every binding had recovered); the apiserver's own count of status writes is among ControllerWrites.
 	StatusWritesDuringOutage    int `json:"statusWritesDuringOutage"`
 	MaxStatusWritesDuringOutage int `json:"maxStatusWritesOfOneBindingDuringOutage"`
 	StatusWritesThroughRecovery int `json:"statusWritesThroughRecovery"`
@@ -38,19 +44,24 @@ type OutageResult struct {
 	AzureRequests    map[string]int64 `json:"azureRequestsDuringOutage"`
 	// Credentials is how many identity/registry/scope combinations the bindings share.
 	Credentials int `json:"distinctCredentials"`
-	// RecoverySeconds is from the end of the outage until the last binding was Ready again; P50 the median of those
-	// that were not Ready when it ended.
-	RecoverySeconds    float64 `json:"secondsUntilLastReady"`
-	RecoveryP50Seconds float64 `json:"p50SecondsUntilReady"`
-	// FirstReadySeconds is until the first was Ready again: how long the controller took to notice the cloud was
-	// back, before the apiserver writes of the recovery itself.
-	FirstReadySeconds float64 `json:"secondsUntilFirstReady"`
+	// RecoverySeconds is from the end of the outage until the last failing binding reported TokenMinted again (its
+	// secret refreshed); P50 the median, First the first: how long the controller took to notice the cloud was back,
+	// before the apiserver writes of the recovery itself.
+	RecoverySeconds    float64 `json:"secondsUntilLastRecovered"`
+	RecoveryP50Seconds float64 `json:"p50SecondsUntilRecovered"`
+	FirstReadySeconds  float64 `json:"secondsUntilFirstRecovered"`
+	// LastReadySeconds is from the end of the outage until the last binding that went Ready=False was Ready again
+	// (0 when none did).
+	LastReadySeconds float64 `json:"secondsUntilLastReady"`
 	// SecretsChanged is how many secrets got a new token during the outage (there is none to get).
 	SecretsChanged int64 `json:"secretsChangedDuringOutage"`
+	// EventsDuringOutage and EventsThroughRecovery are the Events the apiserver created, from the outage's start.
+	EventsDuringOutage    int64 `json:"eventsDuringOutage"`
+	EventsThroughRecovery int64 `json:"eventsThroughRecovery"`
 }
 
 // outage waits until every binding present is Ready, takes the whole fake cloud down for OutageDuration (every
-// endpoint answers 503), brings it back, and waits until every binding is Ready again.
+// endpoint answers 503), brings it back, and waits until every binding reports a freshly minted token again.
 func (b *bench) outage(ctx context.Context) (*OutageResult, error) {
 	n := b.ready.live()
 	if n == 0 {
@@ -86,34 +97,55 @@ func (b *bench) outage(ctx context.Context) (*OutageResult, error) {
 	}
 	azure := azureCounts(b.cloud)
 	secretsChanged := b.ready.refreshCount() - refreshesBefore
-	duringTotal, duringMax, entered := w.writes()
+	duringTotal, duringMax, failing, notReady := w.writes()
 	b.cloud.ClearFaults()
 	up := time.Now()
-	b.logf("the cloud is back; %d bindings went not Ready, %d status writes during the outage", entered, duringTotal)
+	b.logf("the cloud is back; %d bindings failing (%d not Ready), %d status writes during the outage", failing, notReady, duringTotal)
 	if err := b.waitFor(ctx, "", n, 10*time.Minute, "Ready after the outage", func() int { _, r, _ := b.ready.counts(""); return r }); err != nil {
 		return nil, err
 	}
-	// The readiness watch polls once a second; the status watch saw each binding's recovery when it happened.
-	recovered := w.recoveredSince(up)
-	throughTotal, throughMax, _ := w.writes()
+	if err := b.waitFor(ctx, "", n, 10*time.Minute, "not failing after the outage", func() int { return n - w.failingNow() }); err != nil {
+		return nil, err
+	}
+	end, err := b.apiserverWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	throughTotal, throughMax, _, _ := w.writes()
 	res := &OutageResult{
-		Bindings: n, OutageSeconds: b.o.OutageDuration.Seconds(), EnteredFailure: entered,
+		Bindings: n, OutageSeconds: b.o.OutageDuration.Seconds(), EnteredFailure: failing, NotReady: notReady,
 		StatusWritesDuringOutage: duringTotal, MaxStatusWritesDuringOutage: duringMax,
 		StatusWritesThroughRecovery: throughTotal, MaxStatusWritesThrough: throughMax,
 		ControllerWrites: diffWrites(before, after), AzureRequests: azure, Credentials: min(b.o.Identities, n),
-		SecretsChanged: secretsChanged,
+		SecretsChanged:     secretsChanged,
+		EventsDuringOutage: eventWrites(before, after), EventsThroughRecovery: eventWrites(before, end),
 	}
-	if len(recovered) > 0 {
+	// The status watch saw each binding's recovery when it happened; the waits above poll once a second.
+	if recovered := w.sinceFor(up, w.recoveredAt); len(recovered) > 0 {
 		res.RecoverySeconds = recovered[len(recovered)-1]
 		res.RecoveryP50Seconds = percentile(recovered, 0.5)
 		res.FirstReadySeconds = recovered[0]
 	}
+	if ready := w.sinceFor(up, w.readyAt); len(ready) > 0 {
+		res.LastReadySeconds = ready[len(ready)-1]
+	}
 	return res, nil
 }
 
-// statusWatch counts, per binding, the changes of its status after mark, and when each turned Ready. It reads an
-// informer, not a bare watch: at 10,000 bindings the apiserver closed a bare watch that fell behind, and the counts
-// silently stopped.
+// eventWrites is how many Events were created between two readings of the apiserver's write counters.
+func eventWrites(before, after map[string]int64) int64 {
+	var n int64
+	for k, v := range diffWrites(before, after) {
+		if strings.HasPrefix(k, "events") {
+			n += v
+		}
+	}
+	return n
+}
+
+// statusWatch counts, per binding, the changes of its status after mark, which bindings reported a failure (a Ready
+// reason other than TokenMinted) or went not Ready, and when each recovered. It reads an informer, not a bare watch:
+// at 10,000 bindings the apiserver closed a bare watch that fell behind, and the counts silently stopped.
 type statusWatch struct {
 	cancel context.CancelFunc
 
@@ -121,15 +153,16 @@ type statusWatch struct {
 	marked  bool
 	last    map[string]acrv1beta2.AcrPullBindingStatus
 	changes map[string]int
-	// notReady are the bindings seen not Ready since mark; readyAt when each was last seen turning Ready.
-	notReady map[string]bool
-	readyAt  map[string]time.Time
+	// failing and notReady are the bindings seen failing, or not Ready, since mark; recoveredAt when each was last
+	// seen reporting TokenMinted again, readyAt when each was last seen turning Ready again.
+	failing, notReady    map[string]bool
+	recoveredAt, readyAt map[string]time.Time
 }
 
 func (b *bench) watchStatuses(ctx context.Context) (*statusWatch, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	sw := &statusWatch{cancel: cancel, last: map[string]acrv1beta2.AcrPullBindingStatus{},
-		changes: map[string]int{}, notReady: map[string]bool{}, readyAt: map[string]time.Time{}}
+	sw := &statusWatch{cancel: cancel, last: map[string]acrv1beta2.AcrPullBindingStatus{}, changes: map[string]int{},
+		failing: map[string]bool{}, notReady: map[string]bool{}, recoveredAt: map[string]time.Time{}, readyAt: map[string]time.Time{}}
 	c, err := cache.New(b.env.Config, cache.Options{Scheme: b.c.Scheme()})
 	if err != nil {
 		cancel()
@@ -162,6 +195,12 @@ func (b *bench) watchStatuses(ctx context.Context) (*statusWatch, error) {
 	return sw, nil
 }
 
+// healthy says whether a status reports a freshly minted token: Ready, for no failure.
+func healthy(st acrv1beta2.AcrPullBindingStatus) bool {
+	c := meta.FindStatusCondition(st.Conditions, acrv1beta2.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == acrv1beta2.ReasonTokenMinted
+}
+
 func (sw *statusWatch) observe(bnd *acrv1beta2.AcrPullBinding, typ watch.EventType) {
 	key := bnd.Namespace + "/" + bnd.Name
 	now := time.Now()
@@ -181,6 +220,11 @@ func (sw *statusWatch) observe(bnd *acrv1beta2.AcrPullBinding, typ watch.EventTy
 	if ready && !wasReady {
 		sw.readyAt[key] = now
 	}
+	if !healthy(bnd.Status) {
+		sw.failing[key] = true
+	} else if !healthy(prev) {
+		sw.recoveredAt[key] = now
+	}
 }
 
 // mark starts the counting.
@@ -190,25 +234,40 @@ func (sw *statusWatch) mark() {
 	sw.marked = true
 }
 
-// writes is the status changes since mark in all and of the busiest binding, and how many bindings went not Ready.
-func (sw *statusWatch) writes() (total, most, notReady int) {
+// writes is the status changes since mark in all and of the busiest binding, and how many bindings reported a
+// failure and went not Ready.
+func (sw *statusWatch) writes() (total, most, failing, notReady int) {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	for _, c := range sw.changes {
 		total += c
 		most = max(most, c)
 	}
-	return total, most, len(sw.notReady)
+	return total, most, len(sw.failing), len(sw.notReady)
 }
 
-// recoveredSince is, sorted, the seconds from t until each binding that was not Ready turned Ready after t.
-func (sw *statusWatch) recoveredSince(t time.Time) []float64 {
+// failingNow is how many bindings report a failure now.
+func (sw *statusWatch) failingNow() int {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	n := 0
+	for _, st := range sw.last {
+		if !healthy(st) {
+			n++
+		}
+	}
+	return n
+}
+
+// sinceFor is, sorted, the seconds from t until each binding seen failing (or not Ready, for readyAt) turned well
+// (Ready) after t, by the times in at.
+func (sw *statusWatch) sinceFor(t time.Time, at map[string]time.Time) []float64 {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	var out []float64
-	for key := range sw.notReady {
-		if at, ok := sw.readyAt[key]; ok && at.After(t) {
-			out = append(out, at.Sub(t).Seconds())
+	for key := range sw.failing {
+		if when, ok := at[key]; ok && when.After(t) {
+			out = append(out, when.Sub(t).Seconds())
 		}
 	}
 	sort.Float64s(out)

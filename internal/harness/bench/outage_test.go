@@ -19,29 +19,40 @@ import (
 // the status as it was, and times recovery from the end of the outage for the bindings that went not Ready.
 func TestStatusWatchCountsChangesAfterTheMark(t *testing.T) {
 	sw := &statusWatch{last: map[string]acrv1beta2.AcrPullBindingStatus{}, changes: map[string]int{},
-		notReady: map[string]bool{}, readyAt: map[string]time.Time{}}
-	withReady := func(name string, status metav1.ConditionStatus, message string) *acrv1beta2.AcrPullBinding {
+		failing: map[string]bool{}, notReady: map[string]bool{}, recoveredAt: map[string]time.Time{}, readyAt: map[string]time.Time{}}
+	with := func(name string, status metav1.ConditionStatus, reason, message string) *acrv1beta2.AcrPullBinding {
 		b := newBinding("ns", name, 0)
-		b.Status.Conditions = []metav1.Condition{{Type: acrv1beta2.ConditionReady, Status: status, Reason: "R", Message: message}}
+		b.Status.Conditions = []metav1.Condition{{Type: acrv1beta2.ConditionReady, Status: status, Reason: reason, Message: message}}
 		return b
 	}
-	sw.observe(withReady("a", metav1.ConditionTrue, "ok"), watch.Added)
-	sw.observe(withReady("b", metav1.ConditionTrue, "ok"), watch.Added)
-	sw.observe(withReady("a", metav1.ConditionTrue, "refreshed"), watch.Modified) // before the outage: not counted
+	const ok, down = acrv1beta2.ReasonTokenMinted, acrv1beta2.ReasonAzureUnavailable
+	T, F := metav1.ConditionTrue, metav1.ConditionFalse
+	sw.observe(with("a", T, ok, "ok"), watch.Added)
+	sw.observe(with("b", T, ok, "ok"), watch.Added)
+	sw.observe(with("c", T, ok, "ok"), watch.Added)
+	sw.observe(with("a", T, ok, "refreshed"), watch.Modified) // before the outage: not counted
 	sw.mark()
-	sw.observe(withReady("a", metav1.ConditionFalse, "down"), watch.Modified)
-	sw.observe(withReady("a", metav1.ConditionFalse, "down"), watch.Modified) // metadata only: not a status write
-	sw.observe(withReady("a", metav1.ConditionFalse, "down, retry after 2s"), watch.Modified)
-	if total, most, notReady := sw.writes(); total != 2 || most != 2 || notReady != 1 {
-		t.Fatalf("during the outage: %d writes, max %d, %d not Ready; want 2, 2, 1", total, most, notReady)
+	sw.observe(with("a", F, down, "down"), watch.Modified)
+	sw.observe(with("a", F, down, "down"), watch.Modified) // metadata only: not a status write
+	sw.observe(with("a", F, down, "down, retry after 2s"), watch.Modified)
+	sw.observe(with("c", T, down, "serving; refresh failed"), watch.Modified) // failing, still Ready
+	if total, most, failing, notReady := sw.writes(); total != 3 || most != 2 || failing != 2 || notReady != 1 {
+		t.Fatalf("during the outage: %d writes, max %d, %d failing, %d not Ready; want 3, 2, 2, 1", total, most, failing, notReady)
+	}
+	if n := sw.failingNow(); n != 2 {
+		t.Fatalf("%d failing now, want 2", n)
 	}
 	up := time.Now()
-	sw.observe(withReady("a", metav1.ConditionTrue, "ok"), watch.Modified)
-	sw.observe(withReady("b", metav1.ConditionTrue, "ok again"), watch.Modified) // never went not Ready
-	if got := sw.recoveredSince(up); len(got) != 1 {
-		t.Fatalf("recovered %v, want the one binding that was not Ready", got)
+	sw.observe(with("a", T, ok, "ok"), watch.Modified)
+	sw.observe(with("b", T, ok, "ok again"), watch.Modified) // never failed
+	sw.observe(with("c", T, ok, "refreshed"), watch.Modified)
+	if got := sw.sinceFor(up, sw.recoveredAt); len(got) != 2 {
+		t.Fatalf("recovered %v, want the two bindings that failed", got)
 	}
-	if total, most, _ := sw.writes(); total != 4 || most != 3 {
-		t.Fatalf("through recovery: %d writes, max %d; want 4, 3", total, most)
+	if got := sw.sinceFor(up, sw.readyAt); len(got) != 1 {
+		t.Fatalf("Ready again %v, want the one binding that was not Ready", got)
+	}
+	if total, most, _, _ := sw.writes(); total != 6 || most != 3 || sw.failingNow() != 0 {
+		t.Fatalf("through recovery: %d writes, max %d, %d failing; want 6, 3, 0", total, most, sw.failingNow())
 	}
 }

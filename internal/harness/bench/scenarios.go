@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -457,7 +458,9 @@ func percentile(sorted []float64, p float64) float64 {
 	if len(sorted) == 0 {
 		return 0
 	}
-	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+	// The nearest rank: the smallest figure at least a share p of the figures are no larger than.
+	rank := int(math.Ceil(float64(len(sorted)) * p))
+	return sorted[min(len(sorted)-1, max(rank-1, 0))]
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -253,10 +253,9 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 		return nil, err
 	}
 	// After the figures of "all usable": a finalizer the controller adds later is counted, not waited for in them.
+	// Not all of them by then is a figure (Finalized says how many), not a failure: at 100,000 the finalizer patches,
+	// which wait behind everything else, take longer than the wait (errNotReached is let through below).
 	err = b.waitFor(ctx, "app-", n, finalizerWait, "with the finalizer", func() int { f, _ := b.ready.finalized("app-"); return f })
-	if err != nil {
-		return nil, err
-	}
 	var toSecret, toUsable []float64
 	var readyCondition int
 	var lastReady, lastUsable time.Time

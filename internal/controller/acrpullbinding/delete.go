@@ -131,9 +131,7 @@ func (r *reconciler) unreferenceDangling(ctx context.Context, key types.Namespac
 	if err := r.Client.List(ctx, accounts, client.InNamespace(key.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(accounts.Items, func(sa corev1.ServiceAccount) bool {
-		return slices.ContainsFunc(sa.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == name })
-	}) {
+	if !slices.ContainsFunc(accounts.Items, func(sa corev1.ServiceAccount) bool { return listsPullSecret(&sa, name) }) {
 		return nil
 	}
 	// A binding of this name (another shard's, or one created again) attaches its own secret.

@@ -42,6 +42,11 @@ func (r *reconciler) detachEverywhere(ctx context.Context, namespace string, nam
 	return nil
 }
 
+// listsPullSecret says whether sa's imagePullSecrets name the secret.
+func listsPullSecret(sa *corev1.ServiceAccount, name string) bool {
+	return slices.ContainsFunc(sa.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == name })
+}
+
 // detachEverywhereFresh is detachEverywhere reading the namespace's service accounts from the apiserver instead of
 // the cache; deletion uses it because it is the binding's last chance to clean up.
 func (r *reconciler) detachEverywhereFresh(ctx context.Context, namespace string, names []string) error {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -225,7 +224,7 @@ func (r *reconciler) lostAttachment(ctx context.Context, b binding, sa *corev1.S
 		return false
 	}
 	name := b.secretName()
-	if slices.ContainsFunc(sa.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == name }) {
+	if listsPullSecret(sa, name) {
 		return false
 	}
 	secret, err := r.ownSecret(ctx, b)

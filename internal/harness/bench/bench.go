@@ -349,14 +349,19 @@ func (b *bench) stopController() {
 	if b.controller == nil || b.controller.Process == nil {
 		return
 	}
-	_ = b.controller.Process.Signal(os.Interrupt)
-	select {
-	case <-b.exited:
-	case <-time.After(10 * time.Second):
-		_ = b.controller.Process.Kill()
-		<-b.exited
-	}
+	interruptThenKill(b.controller.Process, b.exited)
 	b.controller = nil
+}
+
+// interruptThenKill interrupts a process the bench started and waits until exited closes, killing it after 10 s.
+func interruptThenKill(p *os.Process, exited <-chan struct{}) {
+	_ = p.Signal(os.Interrupt)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = p.Kill()
+		<-exited
+	}
 }
 
 // startController runs args as the controller. The bench's own acrpull (no --controller) is built first, and its

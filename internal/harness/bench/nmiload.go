@@ -310,15 +310,7 @@ func (b *bench) startAgentProcess(name string, args, extraEnv []string) (*agentP
 }
 
 // stop interrupts the agent and waits for it, killing it after 10 s.
-func (p *agentProcess) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
+func (p *agentProcess) stop() { interruptThenKill(p.cmd.Process, p.exited) }
 
 // nmiAgentRun starts an agent for l's node listening on a free loopback port, waits until it serves pod 0, warms
 // it up with one request per pod, then measures the open-loop window.

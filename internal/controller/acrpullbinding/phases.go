@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azauth"
@@ -189,12 +190,43 @@ func (r *reconciler) attachSecret(ctx context.Context, s *scope) (ctrl.Result, e
 	for _, shared := range s.shared {
 		names = append(names, shared.secret.Name)
 	}
-	if err := r.editPullSecrets(ctx, s.targetSA, func(refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {
+	if len(s.shared) == 0 {
+		// A pass holding secrets of its own never waits, so no two passes wait on each other.
+		r.awaitSharingPass(ctx, s)
+	}
+	err := r.editPullSecrets(ctx, s.targetSA, func(refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {
 		return withPullSecrets(refs, names...)
-	}); err != nil {
+	})
+	s.sharing.release()
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, r.takeBackShared(ctx, s)
+}
+
+// maxSharingWait bounds how long a pass waits for another pass to list the secret it created for this binding; past
+// it, the pass lists it itself.
+const maxSharingWait = 5 * time.Second
+
+// awaitSharingPass waits, when another pass created the binding's secret and has yet to list it in the account, until
+// it has, and then reads the account afresh: the cache would not show the reference yet, and the edit would cost a
+// conflict.
+func (r *reconciler) awaitSharingPass(ctx context.Context, s *scope) {
+	attached, ok := r.unattached.attachedSignal(client.ObjectKeyFromObject(s.secret))
+	if !ok {
+		return
+	}
+	wait, cancel := context.WithTimeout(ctx, maxSharingWait)
+	defer cancel()
+	select {
+	case <-attached:
+	case <-wait.Done():
+		return
+	}
+	fresh := &corev1.ServiceAccount{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.targetSA), fresh); err == nil {
+		s.targetSA = fresh
+	}
 }
 
 // detachFromOtherServiceAccounts removes the secret from accounts the binding no longer targets. Without a secret

@@ -120,6 +120,8 @@ type reconciler struct {
 	waiting *waitingRoom
 	// goneWithoutFinalizer holds the bindings this process saw deleted without the finalizer, for cleanUpVanished.
 	goneWithoutFinalizer recentDeletions
+	// unattached holds the secrets passes created for siblings and have not listed in the account yet.
+	unattached unattachedSecrets
 }
 
 // apiVersion is the adapter of one API version.
@@ -184,6 +186,8 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 	// Status is written once per pass, from what the phases observed.
 	defer func() {
+		// Siblings waiting on secrets this pass created go on, whether or not it got to attach them.
+		s.sharing.release()
 		if !s.waiting {
 			r.stopWaiting(req.NamespacedName)
 		}
@@ -286,6 +290,8 @@ type scope struct {
 	secret *metav1.PartialObjectMetadata
 	// shared are the secrets reconcileSecret created for siblings, which attachSecret attaches with the binding's.
 	shared []sharedSecret
+	// sharing holds shared in reconciler.unattached until attachSecret has listed them; nil if the pass shared nothing.
+	sharing *sharing
 	// failure is set by any phase that could not do its job; it becomes the Ready condition.
 	failure *failure
 	// credential is set by reconcileSecret before it mints: the key of the credential the binding needs, which

@@ -51,6 +51,7 @@ func (r *reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Cr
 		return nil
 	}
 	var shared []sharedSecret
+	s.sharing = r.unattached.startSharing()
 	_ = meta.EachListItem(list, func(o runtime.Object) error {
 		if len(shared) == maxSharedPerPass {
 			return errEnough
@@ -64,9 +65,13 @@ func (r *reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Cr
 		if err != nil {
 			return nil
 		}
+		// Held before it exists, so that the sibling's pass cannot find the secret without finding the hold.
+		key := client.ObjectKeyFromObject(sec)
+		s.sharing.hold(key)
 		// AlreadyExists: the sibling's own pass was quicker, or the name belongs to someone else; either way the
 		// sibling's pass takes it from here.
 		if err := r.Client.Create(ctx, sec); err != nil {
+			s.sharing.giveUp(key)
 			ctrl.LoggerFrom(ctx).V(1).Info("sibling's secret left to its own pass", "secret", sec.Name, "reason", apierrors.ReasonForError(err))
 			return nil
 		}

@@ -65,6 +65,8 @@ var (
 	cloud    *azurefake.Cloud
 	registry *registrytest.Registry
 	k8s      client.Client
+	// controllerCache is what the controller under test sees of the cluster.
+	controllerCache client.Reader
 	// controllerLog holds everything the controller logged, for the secrecy test.
 	controllerLog syncBuffer
 	// metricsRegistry holds the controller's own metrics.
@@ -140,6 +142,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		return 1
 	}
+	controllerCache = mgr.GetCache()
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()

@@ -25,6 +25,9 @@ type Fault struct {
 	RetryAfter time.Duration
 	// Latency delays every answer (faulted or not) of the endpoint.
 	Latency time.Duration
+	// Hold, when set, delays every answer of the endpoint until the channel is closed (or the request is cancelled):
+	// a test lines up work behind it and releases it at a moment it chooses, not after a guessed latency.
+	Hold <-chan struct{}
 	// Malformed answers 200 with a body that is not JSON.
 	Malformed bool
 	// NoExp issues tokens without an exp claim.
@@ -125,6 +128,13 @@ func answerFault(ep Endpoint, f Fault, w http.ResponseWriter, r *http.Request) b
 		case <-timer.C:
 		case <-r.Context().Done():
 			timer.Stop()
+			return true
+		}
+	}
+	if f.Hold != nil {
+		select {
+		case <-f.Hold:
+		case <-r.Context().Done():
 			return true
 		}
 	}

@@ -119,8 +119,8 @@ test: prefetch-assets verify ## Unit, envtest and e2e tests on a real apiserver,
 	@hack/install-netns-tools.sh # iptables, iproute2, conntrack: the node agent's tests build their own network namespaces
 	@assets=$$(hack/test-env.sh) && echo "test assets: $$assets" && \
 	  KUBEBUILDER_ASSETS=$$assets go test $(GO_TEST_FLAGS) ./...
-	@# A short fuzzing run of every fuzz target (their checked-in corpora also run as tests above). The controller
-	@# package's TestMain starts no control plane when fuzzing: its targets test pure functions.
+	@# A short fuzzing run of every fuzz target (their checked-in corpora also run as tests above). Fuzz targets live in
+	@# small packages of pure functions: fuzzing rebuilds a package's whole dependency graph instrumented.
 	@hack/fuzz.sh 5s
 
 # The edit loop: unit and envtest packages, without verify, the fuzz step and the slow end-to-end ones (image builds,

@@ -14,6 +14,7 @@ import (
 
 	acrv1beta1 "github.com/acrpull/acrpull/api/v1beta1"
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/controller/acrpullbinding/secretnames"
 )
 
 // v1beta1RefreshMargin is msi-acrpull's refresh point: 30 minutes before the token expires.
@@ -29,7 +30,7 @@ func (v1beta1API) name() string               { return "acrpullbinding-v1beta1" 
 func (v1beta1API) newObject() client.Object   { return &acrv1beta1.AcrPullBinding{} }
 func (v1beta1API) newList() client.ObjectList { return &acrv1beta1.AcrPullBindingList{} }
 func (v1beta1API) bindingNameOf(secret string) (string, bool) {
-	return strings.CutSuffix(secret, v1beta1SecretSuffix)
+	return strings.CutSuffix(secret, secretnames.V1beta1Suffix)
 }
 func (v1beta1API) wrap(o client.Object) binding {
 	return v1beta1Binding{o.(*acrv1beta1.AcrPullBinding)}
@@ -39,7 +40,7 @@ type v1beta1Binding struct{ *acrv1beta1.AcrPullBinding }
 
 func (b v1beta1Binding) object() client.Object { return b.AcrPullBinding }
 
-func (b v1beta1Binding) secretName() string { return secretName("", b.Name, v1beta1SecretSuffix) }
+func (b v1beta1Binding) secretName() string { return secretnames.V1beta1(b.Name) }
 
 func (b v1beta1Binding) targetServiceAccount() string {
 	if b.Spec.ServiceAccountName == "" {

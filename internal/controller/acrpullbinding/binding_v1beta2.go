@@ -13,6 +13,7 @@ import (
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/controller/acrpullbinding/secretnames"
 )
 
 // v1beta2API adapts acrpull.microsoft.com/v1beta2 bindings.
@@ -22,7 +23,7 @@ func (v1beta2API) name() string               { return "acrpullbinding-v1beta2" 
 func (v1beta2API) newObject() client.Object   { return &acrv1beta2.AcrPullBinding{} }
 func (v1beta2API) newList() client.ObjectList { return &acrv1beta2.AcrPullBindingList{} }
 func (v1beta2API) bindingNameOf(secret string) (string, bool) {
-	return strings.CutPrefix(secret, v1beta2SecretPrefix)
+	return strings.CutPrefix(secret, secretnames.V1beta2Prefix)
 }
 func (v1beta2API) wrap(o client.Object) binding {
 	return v1beta2Binding{o.(*acrv1beta2.AcrPullBinding)}
@@ -32,7 +33,7 @@ type v1beta2Binding struct{ *acrv1beta2.AcrPullBinding }
 
 func (b v1beta2Binding) object() client.Object { return b.AcrPullBinding }
 
-func (b v1beta2Binding) secretName() string { return secretName(v1beta2SecretPrefix, b.Name, "") }
+func (b v1beta2Binding) secretName() string { return secretnames.V1beta2(b.Name) }
 
 func (b v1beta2Binding) targetServiceAccount() string { return b.Spec.ServiceAccountName }
 

@@ -8,9 +8,6 @@ package acrpullbinding
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/url"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +19,7 @@ import (
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/controller/acrpullbinding/acrserver"
 )
 
 // Annotations of the azure-workload-identity webhook, which federated service accounts already carry.
@@ -53,30 +51,11 @@ func (r *reconciler) resolveSpec(_ context.Context, s *scope) (ctrl.Result, erro
 
 // checkServer refuses registries outside --allowed-acr-server-suffixes before any token is requested for them.
 func (r *reconciler) checkServer(_ context.Context, s *scope) (ctrl.Result, error) {
-	if err := serverAllowed(s.desired.server, r.Config.AllowedServerSuffixes); err != nil {
+	if err := acrserver.Allowed(s.desired.server, r.Config.AllowedServerSuffixes); err != nil {
 		s.fail(acrv1beta2.ReasonServerNotAllowed, err.Error())
 		s.stop = true
 	}
 	return ctrl.Result{}, nil
-}
-
-// serverAllowed accepts a bare host name equal to an allowed suffix or ending in "." plus one.
-func serverAllowed(server string, suffixes []string) error {
-	if len(suffixes) == 0 {
-		return nil
-	}
-	u, err := url.Parse("https://" + server)
-	if err != nil || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Port() != "" ||
-		u.Hostname() != server {
-		return fmt.Errorf("ACR server %q is not a plain host name", server)
-	}
-	host := strings.ToLower(u.Hostname())
-	for _, suffix := range suffixes {
-		if host == suffix || strings.HasSuffix(host, "."+suffix) {
-			return nil
-		}
-	}
-	return fmt.Errorf("ACR server %q is not in the allowed ACR server suffixes: %s", server, strings.Join(suffixes, ", "))
 }
 
 // loadServiceAccount reads the target service account; its absence is reported but does not stop minting, so the

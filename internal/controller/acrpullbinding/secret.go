@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
+	"github.com/acrpull/acrpull/internal/controller/acrpullbinding/secretnames"
 	"github.com/acrpull/acrpull/internal/dockerconfig"
 	"github.com/acrpull/acrpull/internal/mint"
 )
@@ -121,7 +122,7 @@ func (r *reconciler) secretFor(b binding, server string, cred mint.Credential, i
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: b.secretName(), Namespace: obj.GetNamespace(),
-			Labels: map[string]string{BindingLabel: labelValue(obj.GetName())}, Annotations: annotations,
+			Labels: map[string]string{BindingLabel: secretnames.LabelValue(obj.GetName())}, Annotations: annotations,
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: obj.GetName(), UID: obj.GetUID(),
 				Controller: ptrTo(true), BlockOwnerDeletion: ptrTo(true),

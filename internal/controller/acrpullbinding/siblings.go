@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	"github.com/acrpull/acrpull/internal/controller/acrpullbinding/acrserver"
 	"github.com/acrpull/acrpull/internal/mint"
 )
 
@@ -112,7 +113,7 @@ func (r *reconciler) awaitsCredential(ctx context.Context, sibling binding, s *s
 		resolved.version = own.version
 		d.servicePrincipal = &resolved
 	}
-	if serverAllowed(d.server, r.Config.AllowedServerSuffixes) != nil || r.identityAllowed(obj.GetNamespace(), d) != nil ||
+	if acrserver.Allowed(d.server, r.Config.AllowedServerSuffixes) != nil || r.identityAllowed(obj.GetNamespace(), d) != nil ||
 		inputsHash(d.inputs()...) != inputs {
 		return desiredState{}, false
 	}

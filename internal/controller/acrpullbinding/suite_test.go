@@ -75,18 +75,7 @@ var (
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if fuzzing() {
-		// The fuzz targets here test pure functions. Fuzzing runs every worker through TestMain, and a control plane
-		// per worker would starve the machine, so a fuzzing run starts none.
-		os.Exit(m.Run())
-	}
 	os.Exit(run(m))
-}
-
-// fuzzing reports whether this binary runs `go test -fuzz` (as the coordinator or one of its workers).
-func fuzzing() bool {
-	f := flag.Lookup("test.fuzz")
-	return f != nil && f.Value.String() != ""
 }
 
 func run(m *testing.M) int {

@@ -3,7 +3,7 @@ Copyright 2026 The acrpull Authors.
 SPDX-License-Identifier: MIT
 */
 
-package acrpullbinding
+package secretnames
 
 import (
 	"strings"
@@ -13,10 +13,10 @@ import (
 )
 
 func TestSecretNamesKeepUpstreamShapes(t *testing.T) {
-	if got := secretName(v1beta2SecretPrefix, "pull-binding", ""); got != "acr-pull-pull-binding" {
+	if got := V1beta2("pull-binding"); got != "acr-pull-pull-binding" {
 		t.Errorf("v1beta2 name = %q", got)
 	}
-	if got := secretName("", "acrpulltest", v1beta1SecretSuffix); got != "acrpulltest-msi-acrpull-secret" {
+	if got := V1beta1("acrpulltest"); got != "acrpulltest-msi-acrpull-secret" {
 		t.Errorf("v1beta1 name = %q", got)
 	}
 }
@@ -24,8 +24,8 @@ func TestSecretNamesKeepUpstreamShapes(t *testing.T) {
 func TestLongNamesStayValidAndDistinct(t *testing.T) {
 	a := strings.Repeat("a", 250) + "x"
 	b := strings.Repeat("a", 250) + "y"
-	for _, frame := range [][2]string{{v1beta2SecretPrefix, ""}, {"", v1beta1SecretSuffix}} {
-		na, nb := secretName(frame[0], a, frame[1]), secretName(frame[0], b, frame[1])
+	for _, name := range []func(string) string{V1beta2, V1beta1} {
+		na, nb := name(a), name(b)
 		if errs := validation.IsDNS1123Subdomain(na); len(errs) > 0 {
 			t.Errorf("%q invalid: %v", na, errs)
 		}
@@ -33,7 +33,7 @@ func TestLongNamesStayValidAndDistinct(t *testing.T) {
 			t.Errorf("distinct bindings share secret name %q", na)
 		}
 	}
-	if la, lb := labelValue(a), labelValue(b); la == lb || len(validation.IsValidLabelValue(la)) > 0 {
+	if la, lb := LabelValue(a), LabelValue(b); la == lb || len(validation.IsValidLabelValue(la)) > 0 {
 		t.Errorf("label values %q / %q must be valid and distinct", la, lb)
 	}
 }
@@ -47,12 +47,12 @@ func FuzzSecretName(f *testing.F) {
 		if len(validation.IsDNS1123Subdomain(name)) > 0 {
 			t.Skip()
 		}
-		for _, frame := range [][2]string{{v1beta2SecretPrefix, ""}, {"", v1beta1SecretSuffix}} {
-			if errs := validation.IsDNS1123Subdomain(secretName(frame[0], name, frame[1])); len(errs) > 0 {
+		for _, secretName := range []func(string) string{V1beta2, V1beta1} {
+			if errs := validation.IsDNS1123Subdomain(secretName(name)); len(errs) > 0 {
 				t.Fatalf("secret name for %q invalid: %v", name, errs)
 			}
 		}
-		if errs := validation.IsValidLabelValue(labelValue(name)); len(errs) > 0 {
+		if errs := validation.IsValidLabelValue(LabelValue(name)); len(errs) > 0 {
 			t.Fatalf("label value for %q invalid: %v", name, errs)
 		}
 	})

@@ -18,9 +18,11 @@ if ((${#targets[@]} == 0)); then
   exit 1
 fi
 
-# Two targets at a time, one fuzzing worker each: the same fuzzing work per target on a 2-core machine as one target
-# at a time with a worker per core, in half the wall time, and each target's instrumented binary links while another
-# fuzzes. FUZZ_JOBS sets how many run at once.
+# One job per package, its targets one after another, two packages at a time (FUZZ_JOBS sets how many). go test -fuzz
+# rebuilds a package's test binary and every package it depends on with coverage instrumentation; two targets of one
+# package fuzzed at once would both compile that graph from a cold cache (the build cache does not share work in
+# progress), while one after the other the second finds it cached. Packages with the largest graphs start first, so
+# the smaller graphs, mostly within theirs, are instrumented while or after they are.
 jobs=${FUZZ_JOBS:-2}
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
@@ -37,9 +39,19 @@ fuzz_one() { # fuzz_one INDEX ENTRY: fuzzes one target (twice if the first sessi
   return 1
 }
 
-for i in "${!targets[@]}"; do
+fuzz_package() { # fuzz_package PKG: fuzzes the package's targets in turn
+  local i
+  for i in "${!targets[@]}"; do
+    if [[ ${targets[$i]%%:*} == "$1" ]]; then fuzz_one "$i" "${targets[$i]}" || true; fi
+  done
+}
+
+mapfile -t packages < <(for pkg in $(printf '%s\n' "${targets[@]%%:*}" | sort -u); do
+  printf '%d %s\n' "$(go list -deps -test "$pkg" | wc -l)" "$pkg"
+done | sort -rn | cut -d' ' -f2)
+for pkg in "${packages[@]}"; do
   while (($(jobs -rp | wc -l) >= jobs)); do wait -n || true; done
-  fuzz_one "$i" "${targets[$i]}" &
+  fuzz_package "$pkg" &
 done
 wait
 # A target passed when its result line was written; what failed is printed whole, in the targets' order.

@@ -95,28 +95,39 @@ GO
   rm -rf "$d"
 }
 
-build_etcd() {
-  local d; d=$(scratch_module etcd)
+build_main() { # build_main OUTPUT MODULE@VERSION: builds main.go, read from stdin, against the module
+  local out=$1 modver=$2
+  local d; d=$(scratch_module main)
+  cat >"$d/main.go"
   (
     cd "$d"
-    printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >main.go
-    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null
+    go get "$modver" >/dev/null
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1
-    go build -trimpath -ldflags "-s -w" -o "$ASSETS/etcd.tmp" .
-    mv "$ASSETS/etcd.tmp" "$ASSETS/etcd"
+    go build -trimpath -ldflags "-s -w" -o "$out.tmp" .
+    mv "$out.tmp" "$out"
   )
   rm -rf "$d"
+}
+
+build_etcd() {
+  build_main "$ASSETS/etcd" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
 }
 
 # The OCI registry with the storage drivers and authentication the tests use (filesystem and in-memory storage,
 # bearer tokens), from a main of its own: upstream's cmd/registry also links the Azure, Google Cloud and S3 storage
 # drivers and their SDKs, most of the registry's build time, for nothing the tests do.
 build_registry() { # build_registry OUTPUT
-  local out=$1
-  local d; d=$(scratch_module registry)
-  (
-    cd "$d"
-    cat >main.go <<'GO'
+  build_main "$1" "github.com/distribution/distribution/v3@$REGISTRY_VERSION" <<'GO'
 package main
 
 import (
@@ -129,12 +140,6 @@ import (
 
 func main() { _ = registry.RootCmd.Execute() }
 GO
-    go get "github.com/distribution/distribution/v3@$REGISTRY_VERSION" >/dev/null
-    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1
-    go build -trimpath -ldflags "-s -w" -o "$out.tmp" .
-    mv "$out.tmp" "$out"
-  )
-  rm -rf "$d"
 }
 
 build_go_tool() { # build_go_tool OUTPUT MODULE@VERSION PACKAGE [BUILD_TAGS]

@@ -290,7 +290,7 @@ type scope struct {
 	secret *metav1.PartialObjectMetadata
 	// shared are the secrets reconcileSecret created for siblings, which attachSecret attaches with the binding's.
 	shared []sharedSecret
-	// sharing holds shared in reconciler.unattached until attachSecret has listed them; nil if the pass shared nothing.
+	// sharing holds shared in reconciler.unattached until attachSecret has listed them; nil if no sibling needed one.
 	sharing *sharing
 	// failure is set by any phase that could not do its job; it becomes the Ready condition.
 	failure *failure

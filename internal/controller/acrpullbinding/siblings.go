@@ -52,7 +52,6 @@ func (r *reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Cr
 		return nil
 	}
 	var shared []sharedSecret
-	s.sharing = r.unattached.startSharing()
 	_ = meta.EachListItem(list, func(o runtime.Object) error {
 		if len(shared) == maxSharedPerPass {
 			return errEnough
@@ -68,6 +67,9 @@ func (r *reconciler) shareCredential(ctx context.Context, s *scope, cred mint.Cr
 		}
 		// Held before it exists, so that the sibling's pass cannot find the secret without finding the hold.
 		key := client.ObjectKeyFromObject(sec)
+		if s.sharing == nil {
+			s.sharing = r.unattached.startSharing()
+		}
 		s.sharing.hold(key)
 		// AlreadyExists: the sibling's own pass was quicker, or the name belongs to someone else; either way the
 		// sibling's pass takes it from here.

@@ -34,13 +34,21 @@ func (u *unattachedSecrets) hold(secret types.NamespacedName, attached <-chan st
 	u.byName[secret] = attached
 }
 
-// drop forgets the secrets held with attached, whether their pass listed them or gave up on them; a later hold of
-// the same name by another pass stays.
-func (u *unattachedSecrets) drop(attached <-chan struct{}, secrets ...types.NamespacedName) {
+// drop forgets secret if it is held with attached: a later hold of the same name by another pass stays.
+func (u *unattachedSecrets) drop(secret types.NamespacedName, attached <-chan struct{}) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for _, secret := range secrets {
-		if u.byName[secret] == attached {
+	if u.byName[secret] == attached {
+		delete(u.byName, secret)
+	}
+}
+
+// dropAll forgets every secret held with attached.
+func (u *unattachedSecrets) dropAll(attached <-chan struct{}) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for secret, by := range u.byName {
+		if by == attached {
 			delete(u.byName, secret)
 		}
 	}
@@ -55,11 +63,10 @@ func (u *unattachedSecrets) attachedSignal(secret types.NamespacedName) (<-chan 
 	return attached, ok
 }
 
-// sharing is the bookkeeping of one pass's shareCredential: the secrets it holds in unattachedSecrets, released
-// together once the pass has patched the account (or ended without doing so).
+// sharing is one pass's hold on the secrets it creates for siblings (shareCredential), released together once the
+// pass has patched the account (or ended without doing so). Its channel identifies its holds in unattachedSecrets.
 type sharing struct {
 	from     *unattachedSecrets
-	secrets  []types.NamespacedName
 	attached chan struct{}
 	once     sync.Once
 }
@@ -71,12 +78,11 @@ func (u *unattachedSecrets) startSharing() *sharing {
 // hold records that the pass is about to create secret.
 func (s *sharing) hold(secret types.NamespacedName) {
 	s.from.hold(secret, s.attached)
-	s.secrets = append(s.secrets, secret)
 }
 
 // giveUp forgets a secret the pass did not create after all.
 func (s *sharing) giveUp(secret types.NamespacedName) {
-	s.from.drop(s.attached, secret)
+	s.from.drop(secret, s.attached)
 }
 
 // release wakes the passes waiting on the pass's secrets; once is enough, more calls do nothing. A nil sharing (a
@@ -86,7 +92,7 @@ func (s *sharing) release() {
 		return
 	}
 	s.once.Do(func() {
-		s.from.drop(s.attached, s.secrets...)
+		s.from.dropAll(s.attached)
 		close(s.attached)
 	})
 }

@@ -25,6 +25,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/acrpull/acrpull/internal/harness/azurefake"
 )
@@ -50,7 +52,20 @@ func (b *bench) watchSecrets(ctx context.Context) (*secretWatch, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := cs.CoreV1().Secrets("").Watch(ctx, metav1.ListOptions{LabelSelector: bindingLabel})
+	// From the current revision, not with the synthetic ADDED event of every existing secret: at 100,000 secrets
+	// that flood is gigabytes the bench would have to read before the first update. And through a RetryWatcher:
+	// the apiserver ends every watch after 30-60 minutes, longer than a large burst or steady window lasts.
+	secrets := cs.CoreV1().Secrets("")
+	list, err := secrets.List(ctx, metav1.ListOptions{LabelSelector: bindingLabel, Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.LabelSelector = bindingLabel
+			return secrets.Watch(ctx, opts)
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +85,8 @@ func (b *bench) watchSecrets(ctx context.Context) (*secretWatch, error) {
 			if binding := m.GetNamespace() + "/" + m.GetLabels()[bindingLabel]; sw.first[binding].IsZero() {
 				sw.first[binding] = now
 			}
-			if old, ok := sw.expiry[key]; ok && old != exp && ev.Type == watch.Modified {
+			// A secret first seen modified (it existed before the watch began) counts when its token has an expiry.
+			if old, seen := sw.expiry[key]; ev.Type == watch.Modified && exp != "" && (!seen || old != exp) {
 				sw.count++
 				sw.perSec[now.Unix()]++
 				sw.times[key] = append(sw.times[key], now)

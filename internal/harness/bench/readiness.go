@@ -61,6 +61,15 @@ type readiness struct {
 	// finalizedAt is when a binding was first seen with the controller's finalizer.
 	finalizedAt map[string]time.Time
 	refreshes   int64
+	// log, while a scenario keeps one, records when each secret's token changed.
+	log *refreshLog
+}
+
+// refreshLog is when secrets' tokens changed (their expiry annotation), per secret and per second of the clock.
+type refreshLog struct {
+	count  int64
+	perSec map[int64]int64
+	times  map[string][]time.Time // ns/secret name
 }
 
 type bindingView struct {
@@ -206,6 +215,13 @@ func (r *readiness) observeSecret(obj any, deleted bool) {
 		view := secretView{token: holdsToken(s), expiry: s.Annotations[expiryAnnotation]}
 		if old, ok := r.secrets[key][s.Name]; ok && old.expiry != view.expiry {
 			r.refreshes++
+			if r.log != nil {
+				now := time.Now()
+				r.log.count++
+				r.log.perSec[now.Unix()]++
+				name := s.Namespace + "/" + s.Name
+				r.log.times[name] = append(r.log.times[name], now)
+			}
 		}
 		r.secrets[key][s.Name] = view
 	}
@@ -340,6 +356,41 @@ func (r *readiness) refreshCount() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.refreshes
+}
+
+// startRefreshLog starts recording token changes afresh; stopRefreshLog ends the recording and returns it.
+func (r *readiness) startRefreshLog() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.log = &refreshLog{perSec: map[int64]int64{}, times: map[string][]time.Time{}}
+}
+
+func (r *readiness) stopRefreshLog() *refreshLog {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	log := r.log
+	r.log = nil
+	return log
+}
+
+// intervals returns the gaps between consecutive token changes of each secret, and how many are shorter than tooSoon.
+func (l *refreshLog) intervals(tooSoon time.Duration) (mean time.Duration, duplicates int) {
+	var total time.Duration
+	var n int
+	for _, ts := range l.times {
+		for i := 1; i < len(ts); i++ {
+			gap := ts[i].Sub(ts[i-1])
+			total += gap
+			n++
+			if gap < tooSoon {
+				duplicates++
+			}
+		}
+	}
+	if n > 0 {
+		mean = total / time.Duration(n)
+	}
+	return mean, duplicates
 }
 
 // live is how many bindings exist and are not being deleted.

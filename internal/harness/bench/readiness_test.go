@@ -97,3 +97,40 @@ func TestBindingIsUsableOnlyWithTokenAttachmentAndExpiry(t *testing.T) {
 	r.observeBinding(bnd, true)
 	check("binding deleted", false, false)
 }
+
+// The steady scenario's refresh log counts a secret's token changes only while it is kept, per secret, and flags a
+// change that follows the previous one too soon; a secret written again with the same expiry is not a refresh.
+func TestRefreshLogCountsTokenChangesWhileKept(t *testing.T) {
+	r := newReadiness()
+	secret := func(expiry string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pull-1",
+			Labels: map[string]string{bindingLabel: "app-1"}, Annotations: map[string]string{expiryAnnotation: expiry}}}
+	}
+	r.observeSecret(secret("t1"), false)
+	r.observeSecret(secret("t2"), false) // before the log: counted in refreshCount only
+	r.startRefreshLog()
+	r.observeSecret(secret("t2"), false) // same expiry: not a refresh
+	r.observeSecret(secret("t3"), false)
+	r.observeSecret(secret("t4"), false)
+	log := r.stopRefreshLog()
+	r.observeSecret(secret("t5"), false) // after the log
+	if log.count != 2 || len(log.times["ns/pull-1"]) != 2 {
+		t.Fatalf("log counted %d changes, %d for the secret; want 2", log.count, len(log.times["ns/pull-1"]))
+	}
+	var perSec int64
+	for _, n := range log.perSec {
+		perSec += n
+	}
+	if perSec != 2 {
+		t.Fatalf("per-second counts sum to %d, want 2", perSec)
+	}
+	if _, duplicates := log.intervals(time.Hour); duplicates != 1 {
+		t.Fatalf("%d changes within the hour after the previous, want 1", duplicates)
+	}
+	if _, duplicates := log.intervals(0); duplicates != 0 {
+		t.Fatalf("%d changes flagged with no minimum gap, want 0", duplicates)
+	}
+	if got := r.refreshCount(); got != 4 {
+		t.Fatalf("refreshCount %d, want 4", got)
+	}
+}

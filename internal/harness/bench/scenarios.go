@@ -223,11 +223,6 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 	}
 	b.cloud.ResetCounts()
 	created := make([]time.Time, n)
-	watch, err := b.watchSecrets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer watch.stop()
 	start, cpuBefore := time.Now(), b.processCPU()
 	if b.profiles != nil {
 		defer b.profiles.cpu(ctx, "burst", b.o.ProfileBurst)()
@@ -261,7 +256,7 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 	var lastReady, lastUsable time.Time
 	for i := range n {
 		key := namespace(i%b.o.Namespaces) + "/" + fmt.Sprintf("app-%d", i)
-		if seen, ok := watch.firstSeen(key); ok {
+		if seen, ok := b.ready.firstSecret(key); ok {
 			toSecret = append(toSecret, seen.Sub(created[i]).Seconds())
 		}
 		if at, ok := b.ready.firstUsable(key); ok {
@@ -313,36 +308,33 @@ func (b *bench) burstTimeout() time.Duration {
 func (b *bench) steady(ctx context.Context) (*SteadyResult, error) {
 	life := b.o.AccessTokenLifetime
 	window := time.Duration(float64(b.o.SteadyCycles)*0.5*float64(life)) + life/4
-	watch, err := b.watchSecrets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer watch.stop()
 	before, err := b.apiserverWrites(ctx)
 	if err != nil {
 		return nil, err
 	}
 	b.cloud.ResetCounts()
-	watch.resetUpdates()
+	b.ready.startRefreshLog()
 	b.logf("observing %s (%d refresh cycles of tokens living %s)", window.Round(time.Second), b.o.SteadyCycles, life)
 	sampler := b.sampleWrites(ctx)
 	select {
 	case <-time.After(window):
 	case <-ctx.Done():
 		sampler.stop()
+		b.ready.stopRefreshLog()
 		return nil, ctx.Err()
 	}
 	spread := sampler.stop()
 	after, err := b.apiserverWrites(ctx)
+	refreshes := b.ready.stopRefreshLog()
 	if err != nil {
 		return nil, err
 	}
-	updates, perSecond := watch.updates()
+	updates, perSecond := refreshes.count, refreshes.perSec
 	var maxPerSec int64
 	for _, c := range perSecond {
 		maxPerSec = max(maxPerSec, c)
 	}
-	mean, duplicates := watch.intervals(time.Duration(0.3 * float64(life)))
+	mean, duplicates := refreshes.intervals(time.Duration(0.3 * float64(life)))
 	writes := diffWrites(before, after)
 	cycles := window.Seconds() / (0.45 * life.Seconds())
 	if mean > 0 {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/acrpull/acrpull/internal/azauth"
+	"github.com/acrpull/acrpull/internal/controller/acrpullbinding/acrserver"
 	"github.com/acrpull/acrpull/internal/identityallowlist"
 	"github.com/acrpull/acrpull/internal/manager"
 )
@@ -38,6 +39,12 @@ func (s *suffixList) Set(v string) error {
 		}
 	}
 	return nil
+}
+
+// flagGiven says whether the command line set the flag, whatever its value.
+func flagGiven(fs *flag.FlagSet, name string) (given bool) {
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 func containsString(list []string, v string) bool {
@@ -82,7 +89,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 	fs.BoolVar(&c.VerifyPull, "verify-pull", true,
 		"After each new credential, ask the registry once (GET /v2/<repository>/tags/list?n=1, with that credential) whether it can read the scope's repository, and report it as the Verified condition.")
 	fs.StringVar(&selector, "label-selector", "", "Serve only bindings matching this label selector (sharding).")
-	fs.Var(&suffixes, "allowed-acr-server-suffixes", "Registry host suffixes tokens may be sent to (comma-separated, repeatable); empty allows all.")
+	fs.Var(&suffixes, "allowed-acr-server-suffixes", "Registry host suffixes tokens may be sent to (comma-separated, repeatable); unset: the Azure clouds' (azurecr.io, azurecr.us, azurecr.cn).")
 	fs.StringVar(&authorities, "allowed-authority-hosts", "", "Comma-separated Entra ID authorities AirgappedCloud bindings may name besides the Azure clouds': https URLs (a path, e.g. /adfs/, must then match exactly) or host[:port] names, meaning https://host[:port]/.")
 	fs.StringVar(&c.V1beta1.ACRServer, "default-acr-server", getenv("ACR_SERVER"), "v1beta1 default registry (env ACR_SERVER).")
 	fs.StringVar(&c.V1beta1.ClientID, "default-managed-identity-client-id", getenv("MANAGED_IDENTITY_CLIENT_ID"),
@@ -124,7 +131,17 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 		}
 		c.LabelSelector = sel
 	}
-	c.AllowedServerSuffixes = suffixes
+	// Unset means the Azure clouds' registries, not msi-acrpull's "no check": a binding's author chooses its server,
+	// and the controller sends an identity's token there. Given but naming nothing is a mistake to report, not a
+	// way to switch the check off.
+	c.AllowedServerSuffixes = acrserver.AzureSuffixes()
+	if flagGiven(fs, "allowed-acr-server-suffixes") {
+		if len(suffixes) == 0 {
+			return opts, kube, fmt.Errorf("--allowed-acr-server-suffixes names no suffix; leave it out for the Azure clouds' registries (%s)",
+				strings.Join(acrserver.AzureSuffixes(), ", "))
+		}
+		c.AllowedServerSuffixes = suffixes
+	}
 	hosts, err := azauth.NewAuthorityHosts(azauth.SplitAuthorityHostList(authorities)...)
 	if err != nil {
 		return opts, kube, fmt.Errorf("--allowed-authority-hosts: %w", err)

@@ -10,6 +10,8 @@ import (
 	"io"
 	"reflect"
 	"testing"
+
+	"github.com/acrpull/acrpull/internal/controller/acrpullbinding/acrserver"
 )
 
 func parseErr(args ...string) error {
@@ -47,6 +49,23 @@ func TestFlagsKeepMsiAcrpullDefaultsAndSpellings(t *testing.T) {
 	}
 }
 
+// Without --allowed-acr-server-suffixes the controller sends tokens only to the Azure clouds' registries: a binding
+// naming any other host is refused, where msi-acrpull did not check at all.
+func TestNoSuffixFlagAllowsOnlyAzureRegistries(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	opts, _, err := parseFlags(fs, nil, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := opts.Controller.AllowedServerSuffixes
+	if !reflect.DeepEqual(got, []string{"azurecr.io", "azurecr.us", "azurecr.cn"}) {
+		t.Fatalf("default suffixes %q", got)
+	}
+	if acrserver.Allowed("registry.attacker.example", got) == nil {
+		t.Fatal("default suffixes allow registry.attacker.example")
+	}
+}
+
 func TestFlagsRejectNonsense(t *testing.T) {
 	for _, args := range [][]string{
 		{"--ttl-rotation-fraction=1.5"},
@@ -56,6 +75,8 @@ func TestFlagsRejectNonsense(t *testing.T) {
 		{"--allowed-authority-hosts=http://login.example/"},
 		{"--allowed-authority-hosts=login.example/?tenant=x"},
 		{"--managed-identity-allow-list=/nonexistent/allow-list"},
+		{"--allowed-acr-server-suffixes="},
+		{"--allowed-acr-server-suffixes= , ."},
 	} {
 		if err := parseErr(args...); err == nil {
 			t.Errorf("%v accepted", args)

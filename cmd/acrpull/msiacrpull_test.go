@@ -30,7 +30,7 @@ var msiAcrpullFlags = []upstreamflag.Flag{
 	{Name: "service-account-token-audience", Default: "api://AzureCRTokenExchange", Disposition: upstreamflag.Same},
 	{Name: "ttl-rotation-fraction", Default: "0.5", Disposition: upstreamflag.Same},
 	{Name: "label-selector", Default: "", Disposition: upstreamflag.Same},
-	{Name: "allowed-acr-server-suffixes", Default: "azurecr.io", Disposition: upstreamflag.Same, Why: "comma-separated and repeatable, normalised as msi-acrpull did"},
+	{Name: "allowed-acr-server-suffixes", Default: "azurecr.io", Disposition: upstreamflag.Same, Why: "comma-separated and repeatable, normalised as msi-acrpull did; unset allows the Azure clouds' registries (azurecr.io, azurecr.us, azurecr.cn) where msi-acrpull checked nothing, and an empty value is refused"},
 	{Name: "metrics-addr", Default: "127.0.0.1:8080", Disposition: upstreamflag.Renamed, Here: "metrics-bind-address", Why: "its manifests' spelling, still accepted"},
 	{Name: "enable-leader-election", Bool: true, Default: "false", Disposition: upstreamflag.Renamed, Here: "leader-elect", Why: "its manifests' spelling, still accepted"},
 	{Name: "zap-devel", Bool: true, Default: "false", Disposition: upstreamflag.Same, Why: "default false here (JSON lines at info), true in msi-acrpull (console at debug)"},

@@ -60,7 +60,7 @@ type Config struct {
 	ACRAudience string
 	// TTLRotationFraction is the share of a v1beta2 token's life after which it is replaced.
 	TTLRotationFraction float64
-	// AllowedServerSuffixes limits the registries tokens are sent to; empty allows all.
+	// AllowedServerSuffixes limits the registries tokens are sent to; empty allows none.
 	AllowedServerSuffixes []string
 	// AuthorityHosts are the Entra ID authorities an AirgappedCloud binding may name; nil allows the known clouds'
 	// only. A binding's author must not choose where the controller sends service-account tokens.

@@ -29,8 +29,16 @@ func TestServerAllowList(t *testing.T) {
 			t.Errorf("%q: allowed = %v, want %v (%v)", server, err == nil, ok, err)
 		}
 	}
-	if err := Allowed("anything.example", nil); err != nil {
-		t.Errorf("an empty allow-list allows all: %v", err)
+	if err := Allowed("anything.example", nil); err == nil {
+		t.Error("an empty allow-list allowed a host")
+	}
+	for _, server := range []string{"x.azurecr.io", "x.azurecr.us", "x.azurecr.cn"} {
+		if err := Allowed(server, AzureSuffixes()); err != nil {
+			t.Errorf("the Azure clouds' suffixes refuse %q: %v", server, err)
+		}
+	}
+	if err := Allowed("registry.attacker.example", AzureSuffixes()); err == nil {
+		t.Error("the Azure clouds' suffixes allowed registry.attacker.example")
 	}
 }
 

@@ -15,19 +15,19 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the collectors, registered once on a registry.
 type Metrics struct {
-	tokenExpiry   *prometheus.GaugeVec
 	mintAttempts  *prometheus.CounterVec
 	azureRequests *prometheus.HistogramVec
 	cacheLookups  *prometheus.CounterVec
 	pullChecks    *prometheus.CounterVec
 
-	// readiness and verification count bindings by their Ready and Verified conditions.
-	readiness    *stateGauge
-	verification *stateGauge
+	// bindings is what the metrics remember of each binding: its token's expiry (one series per binding) and its
+	// place in the Ready and Verified counts.
+	bindings *bindingTable
 }
 
 type countKey struct {
@@ -39,13 +39,15 @@ type bindingKey struct{ controller, namespace, name string }
 
 type bindingState struct{ status, reason string }
 
+// bindingRecord is one binding's entry. The zero expiry means no token recorded yet, the zero state no condition.
+type bindingRecord struct {
+	expiry          int64 // Unix seconds
+	ready, verified bindingState
+}
+
 // New creates the collectors and registers them with reg.
 func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "acrpull_token_expiry_timestamp_seconds",
-			Help: "When the token in a binding's pull secret expires (Unix seconds). Alert on expiry - time() < 15m.",
-		}, []string{"controller", "namespace", "binding"}),
 		mintAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "acrpull_mint_attempts_total",
 			Help: "Credential mints by outcome: TokenMinted, or the failure reason.",
@@ -64,7 +66,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: pullChecksHelp,
 		}, []string{"reason"}),
 	}
-	bindings := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	ready := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "acrpull_bindings",
 		Help: bindingsHelp,
 	}, []string{"controller", "ready", "reason"})
@@ -72,8 +74,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "acrpull_bindings_verified",
 		Help: verifiedHelp,
 	}, []string{"controller", "verified", "reason"})
-	m.readiness, m.verification = newStateGauge(bindings), newStateGauge(verified)
-	reg.MustRegister(m.tokenExpiry, m.mintAttempts, m.azureRequests, m.cacheLookups, m.pullChecks, bindings, verified)
+	m.bindings = &bindingTable{
+		records:  map[bindingKey]bindingRecord{},
+		ready:    stateCounts{vec: ready, counts: map[countKey]int{}},
+		verified: stateCounts{vec: verified, counts: map[countKey]int{}},
+		expiry: prometheus.NewDesc("acrpull_token_expiry_timestamp_seconds",
+			"When the token in a binding's pull secret expires (Unix seconds). Alert on expiry - time() < 15m.",
+			[]string{"controller", "namespace", "binding"}, nil),
+	}
+	reg.MustRegister(m.mintAttempts, m.azureRequests, m.cacheLookups, m.pullChecks, ready, verified, expiryCollector{m.bindings})
 	return m
 }
 
@@ -88,17 +97,36 @@ const pullChecksHelp = "Registry requests that checked whether a new credential 
 
 // BindingReadiness records a binding's Ready condition (its status, "True", "False" or "Unknown", and reason).
 func (m *Metrics) BindingReadiness(controller, namespace, name, ready, reason string) {
-	m.readiness.set(bindingKey{controller, namespace, name}, bindingState{ready, reason})
+	m.bindings.update(bindingKey{controller, namespace, name}, func(r *bindingRecord, t *bindingTable) {
+		t.ready.move(controller, &r.ready, bindingState{ready, reason})
+	})
 }
 
 // BindingVerification records a binding's Verified condition; an empty status means it has none (any more).
 func (m *Metrics) BindingVerification(controller, namespace, name, verified, reason string) {
-	key := bindingKey{controller, namespace, name}
+	state := bindingState{verified, reason}
 	if verified == "" {
-		m.verification.forget(key)
-		return
+		state = bindingState{}
 	}
-	m.verification.set(key, bindingState{verified, reason})
+	m.bindings.update(bindingKey{controller, namespace, name}, func(r *bindingRecord, t *bindingTable) {
+		t.verified.move(controller, &r.verified, state)
+	})
+}
+
+// TokenExpiry records when a binding's token expires.
+func (m *Metrics) TokenExpiry(controller, namespace, name string, expires time.Time) {
+	m.bindings.update(bindingKey{controller, namespace, name}, func(r *bindingRecord, _ *bindingTable) {
+		r.expiry = expires.Unix()
+	})
+}
+
+// ForgetBinding drops a deleted binding's expiry series and its place in the readiness and verification counts.
+func (m *Metrics) ForgetBinding(controller, namespace, name string) {
+	m.bindings.update(bindingKey{controller, namespace, name}, func(r *bindingRecord, t *bindingTable) {
+		t.ready.move(controller, &r.ready, bindingState{})
+		t.verified.move(controller, &r.verified, bindingState{})
+		r.expiry = 0
+	})
 }
 
 // PullCheck counts a registry request that checked a credential, by outcome.
@@ -106,70 +134,109 @@ func (m *Metrics) PullCheck(reason string) {
 	m.pullChecks.WithLabelValues(reason).Inc()
 }
 
-// stateGauge counts bindings by (status, reason) of one condition. It remembers each binding's last reported state,
-// so a change moves one count from its old state to its new one and a deletion takes it away: the gauge holds a
-// handful of series however many bindings exist.
-type stateGauge struct {
+// bindingTable holds one small record per binding for all three per-binding metrics. At 100,000 bindings a
+// GaugeVec series per binding for the expiry, and a map per condition count, held about 70 MB of a 512Mi
+// controller; the expiry series are now made when Prometheus scrapes, from the record.
+type bindingTable struct {
+	mu              sync.Mutex
+	records         map[bindingKey]bindingRecord
+	ready, verified stateCounts
+	expiry          *prometheus.Desc
+}
+
+// update changes one binding's record under the lock, and drops a record left with nothing in it.
+func (t *bindingTable) update(key bindingKey, change func(*bindingRecord, *bindingTable)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.records[key]
+	change(&r, t)
+	if r == (bindingRecord{}) {
+		delete(t.records, key)
+		return
+	}
+	t.records[key] = r
+}
+
+// stateCounts counts bindings by (status, reason) of one condition: a change moves one binding from its old count
+// to its new one, so the gauge holds a handful of series however many bindings exist.
+type stateCounts struct {
 	vec    *prometheus.GaugeVec
-	mu     sync.Mutex
-	states map[bindingKey]bindingState
 	counts map[countKey]int
 }
 
-func newStateGauge(vec *prometheus.GaugeVec) *stateGauge {
-	return &stateGauge{vec: vec, states: map[bindingKey]bindingState{}, counts: map[countKey]int{}}
-}
-
-func (g *stateGauge) set(key bindingKey, state bindingState) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	old, known := g.states[key]
-	if known && old == state {
+// move records a binding's new state (the zero state: none) in place of its old one. The caller holds the lock.
+func (c *stateCounts) move(controller string, current *bindingState, next bindingState) {
+	if *current == next {
 		return
 	}
-	if known {
-		g.decrement(key.controller, old)
+	if *current != (bindingState{}) {
+		c.add(controller, *current, -1)
 	}
-	g.states[key] = state
-	ck := countKey{key.controller, state}
-	g.counts[ck]++
-	g.vec.WithLabelValues(key.controller, state.status, state.reason).Set(float64(g.counts[ck]))
+	if next != (bindingState{}) {
+		c.add(controller, next, 1)
+	}
+	*current = next
 }
 
-// forget takes a binding out of the counts.
-func (g *stateGauge) forget(key bindingKey) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if old, known := g.states[key]; known {
-		delete(g.states, key)
-		g.decrement(key.controller, old)
-	}
-}
-
-// decrement takes one binding from a count, dropping the series when none is left so reasons no binding has any
-// more do not linger as zeros. The caller holds mu.
-func (g *stateGauge) decrement(controller string, s bindingState) {
+// add changes a count, dropping the series when none is left so reasons no binding has any more do not linger as
+// zeros.
+func (c *stateCounts) add(controller string, s bindingState, delta int) {
 	ck := countKey{controller, s}
-	g.counts[ck]--
-	if g.counts[ck] > 0 {
-		g.vec.WithLabelValues(controller, s.status, s.reason).Set(float64(g.counts[ck]))
+	c.counts[ck] += delta
+	if c.counts[ck] > 0 {
+		c.vec.WithLabelValues(controller, s.status, s.reason).Set(float64(c.counts[ck]))
 		return
 	}
-	delete(g.counts, ck)
-	g.vec.DeleteLabelValues(controller, s.status, s.reason)
+	delete(c.counts, ck)
+	c.vec.DeleteLabelValues(controller, s.status, s.reason)
 }
 
-// TokenExpiry records when a binding's token expires.
-func (m *Metrics) TokenExpiry(controller, namespace, name string, expires time.Time) {
-	m.tokenExpiry.WithLabelValues(controller, namespace, name).Set(float64(expires.Unix()))
+// expiryCollector writes acrpull_token_expiry_timestamp_seconds from the binding table when scraped.
+type expiryCollector struct{ t *bindingTable }
+
+func (c expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.t.expiry }
+
+func (c expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	// Copied out first: the channel is drained by the registry, and holding the lock while it does would stall
+	// every reconcile that records a state for the length of a scrape. One allocation holds every series.
+	c.t.mu.Lock()
+	out := make([]expirySeries, 0, len(c.t.records))
+	for k, r := range c.t.records {
+		if r.expiry != 0 {
+			out = append(out, expirySeries{desc: c.t.expiry, key: k, expiry: float64(r.expiry)})
+		}
+	}
+	c.t.mu.Unlock()
+	for i := range out {
+		ch <- &out[i]
+	}
 }
 
-// ForgetBinding drops a deleted binding's series and its place in the readiness and verification counts.
-func (m *Metrics) ForgetBinding(controller, namespace, name string) {
-	m.tokenExpiry.DeleteLabelValues(controller, namespace, name)
-	key := bindingKey{controller, namespace, name}
-	m.readiness.forget(key)
-	m.verification.forget(key)
+// expirySeries is one binding's expiry series as a scrape writes it. A prometheus.MustNewConstMetric per binding
+// would allocate its label pairs anew for each; these point at the record's strings.
+type expirySeries struct {
+	desc   *prometheus.Desc
+	key    bindingKey
+	expiry float64
+	labels [3]dto.LabelPair
+}
+
+// The label names in the order Prometheus wants them written: sorted.
+var (
+	bindingLabelName    = "binding"
+	controllerLabelName = "controller"
+	namespaceLabelName  = "namespace"
+)
+
+func (s *expirySeries) Desc() *prometheus.Desc { return s.desc }
+
+func (s *expirySeries) Write(out *dto.Metric) error {
+	s.labels[0].Name, s.labels[0].Value = &bindingLabelName, &s.key.name
+	s.labels[1].Name, s.labels[1].Value = &controllerLabelName, &s.key.controller
+	s.labels[2].Name, s.labels[2].Value = &namespaceLabelName, &s.key.namespace
+	out.Label = []*dto.LabelPair{&s.labels[0], &s.labels[1], &s.labels[2]}
+	out.Gauge = &dto.Gauge{Value: &s.expiry}
+	return nil
 }
 
 // MintAttempt counts a mint by outcome.

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/acrpull/acrpull/internal/azauth"
-	"github.com/acrpull/acrpull/internal/controller/acrpullbinding/acrserver"
 	"github.com/acrpull/acrpull/internal/identityallowlist"
 	"github.com/acrpull/acrpull/internal/manager"
 )
@@ -134,11 +133,11 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 	// Unset means the Azure clouds' registries, not msi-acrpull's "no check": a binding's author chooses its server,
 	// and the controller sends an identity's token there. Given but naming nothing is a mistake to report, not a
 	// way to switch the check off.
-	c.AllowedServerSuffixes = acrserver.AzureSuffixes()
+	c.AllowedServerSuffixes = azauth.KnownRegistrySuffixes()
 	if flagGiven(fs, "allowed-acr-server-suffixes") {
 		if len(suffixes) == 0 {
 			return opts, kube, fmt.Errorf("--allowed-acr-server-suffixes names no suffix; leave it out for the Azure clouds' registries (%s)",
-				strings.Join(acrserver.AzureSuffixes(), ", "))
+				strings.Join(azauth.KnownRegistrySuffixes(), ", "))
 		}
 		c.AllowedServerSuffixes = suffixes
 	}

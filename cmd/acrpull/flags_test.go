@@ -61,6 +61,11 @@ func TestNoSuffixFlagAllowsOnlyAzureRegistries(t *testing.T) {
 	if !reflect.DeepEqual(got, []string{"azurecr.io", "azurecr.us", "azurecr.cn"}) {
 		t.Fatalf("default suffixes %q", got)
 	}
+	for _, server := range []string{"x.azurecr.io", "x.azurecr.us", "x.azurecr.cn"} {
+		if err := acrserver.Allowed(server, got); err != nil {
+			t.Errorf("the default suffixes refuse %q: %v", server, err)
+		}
+	}
 	if acrserver.Allowed("registry.attacker.example", got) == nil {
 		t.Fatal("default suffixes allow registry.attacker.example")
 	}

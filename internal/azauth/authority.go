@@ -14,8 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 )
 
 // ErrAuthorityHostNotAllowed marks an Entra ID authority that credentials must not be sent to: malformed, or not in
@@ -24,11 +22,11 @@ var ErrAuthorityHostNotAllowed = errors.New("authority host not allowed")
 
 // KnownAuthorityHosts are the Entra ID authorities of the Azure clouds azcore knows; they are always allowed.
 func KnownAuthorityHosts() []string {
-	return []string{
-		cloud.AzurePublic.ActiveDirectoryAuthorityHost,
-		cloud.AzureGovernment.ActiveDirectoryAuthorityHost,
-		cloud.AzureChina.ActiveDirectoryAuthorityHost,
+	var out []string
+	for _, c := range knownClouds {
+		out = append(out, c.AuthorityHost)
 	}
+	return out
 }
 
 // AuthorityHosts is the set of Entra ID authorities a client secret, a certificate assertion or a service-account

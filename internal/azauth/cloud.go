@@ -22,24 +22,40 @@ type Cloud struct {
 	// ARMAudience is the audience of Azure Resource Manager tokens, which registries accept unless
 	// authentication-as-arm is disabled.
 	ARMAudience string
+	// RegistrySuffix is the host suffix of the cloud's container registries.
+	RegistrySuffix string
 }
 
 // The clouds acrpull has tables for. The ARM audiences are the ones azcore registers for its arm runtime, which are
 // the audiences registries have always accepted.
 var (
 	PublicCloud = Cloud{
-		AuthorityHost: cloud.AzurePublic.ActiveDirectoryAuthorityHost,
-		ARMAudience:   "https://management.core.windows.net/",
+		AuthorityHost:  cloud.AzurePublic.ActiveDirectoryAuthorityHost,
+		ARMAudience:    "https://management.core.windows.net/",
+		RegistrySuffix: "azurecr.io",
 	}
 	USGovernmentCloud = Cloud{
-		AuthorityHost: cloud.AzureGovernment.ActiveDirectoryAuthorityHost,
-		ARMAudience:   "https://management.core.usgovcloudapi.net",
+		AuthorityHost:  cloud.AzureGovernment.ActiveDirectoryAuthorityHost,
+		ARMAudience:    "https://management.core.usgovcloudapi.net",
+		RegistrySuffix: "azurecr.us",
 	}
 	ChinaCloud = Cloud{
-		AuthorityHost: cloud.AzureChina.ActiveDirectoryAuthorityHost,
-		ARMAudience:   "https://management.core.chinacloudapi.cn",
+		AuthorityHost:  cloud.AzureChina.ActiveDirectoryAuthorityHost,
+		ARMAudience:    "https://management.core.chinacloudapi.cn",
+		RegistrySuffix: "azurecr.cn",
 	}
+	knownClouds = []Cloud{PublicCloud, USGovernmentCloud, ChinaCloud}
 )
+
+// KnownRegistrySuffixes are the registry host suffixes of the Azure clouds acrpull has tables for: where tokens may
+// go when no suffixes are configured.
+func KnownRegistrySuffixes() []string {
+	var out []string
+	for _, c := range knownClouds {
+		out = append(out, c.RegistrySuffix)
+	}
+	return out
+}
 
 // CloudNamed returns the table of a named cloud (the v1beta2 environment names), and false for AirgappedCloud or an
 // unknown name, whose endpoints must come from the binding.

@@ -14,10 +14,6 @@ import (
 	"strings"
 )
 
-// AzureSuffixes are the registry host suffixes of the Azure clouds (public, US Government, China): what the
-// controller allows when no suffixes are configured.
-func AzureSuffixes() []string { return []string{"azurecr.io", "azurecr.us", "azurecr.cn"} }
-
 // Allowed accepts a bare host name equal to an allowed suffix or ending in "." plus one, compared in lower case. No
 // suffixes allow no host: the check fails closed. (msi-acrpull skipped it without the flag, which let any binding's
 // author have an identity's token sent to a host of their choosing.)

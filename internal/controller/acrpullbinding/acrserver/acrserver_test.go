@@ -32,14 +32,6 @@ func TestServerAllowList(t *testing.T) {
 	if err := Allowed("anything.example", nil); err == nil {
 		t.Error("an empty allow-list allowed a host")
 	}
-	for _, server := range []string{"x.azurecr.io", "x.azurecr.us", "x.azurecr.cn"} {
-		if err := Allowed(server, AzureSuffixes()); err != nil {
-			t.Errorf("the Azure clouds' suffixes refuse %q: %v", server, err)
-		}
-	}
-	if err := Allowed("registry.attacker.example", AzureSuffixes()); err == nil {
-		t.Error("the Azure clouds' suffixes allowed registry.attacker.example")
-	}
 }
 
 // FuzzServerAllowed: no input panics, and whatever is allowed is a bare host name within an allowed suffix.

@@ -67,7 +67,6 @@ type readiness struct {
 
 // refreshLog is when secrets' tokens changed (their expiry annotation), per secret and per second of the clock.
 type refreshLog struct {
-	count  int64
 	perSec map[int64]int64
 	times  map[string][]time.Time // ns/secret name
 }
@@ -217,7 +216,6 @@ func (r *readiness) observeSecret(obj any, deleted bool) {
 			r.refreshes++
 			if r.log != nil {
 				now := time.Now()
-				r.log.count++
 				r.log.perSec[now.Unix()]++
 				name := s.Namespace + "/" + s.Name
 				r.log.times[name] = append(r.log.times[name], now)
@@ -371,6 +369,14 @@ func (r *readiness) stopRefreshLog() *refreshLog {
 	log := r.log
 	r.log = nil
 	return log
+}
+
+// count is how many token changes the log holds.
+func (l *refreshLog) count() (n int64) {
+	for _, c := range l.perSec {
+		n += c
+	}
+	return n
 }
 
 // intervals returns the gaps between consecutive token changes of each secret, and how many are shorter than tooSoon.

@@ -329,7 +329,7 @@ func (b *bench) steady(ctx context.Context) (*SteadyResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	updates, perSecond := refreshes.count, refreshes.perSec
+	updates, perSecond := refreshes.count(), refreshes.perSec
 	var maxPerSec int64
 	for _, c := range perSecond {
 		maxPerSec = max(maxPerSec, c)

@@ -8,6 +8,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,7 +34,7 @@ func (s *suffixList) String() string { return strings.Join(*s, ",") }
 func (s *suffixList) Set(v string) error {
 	for _, part := range strings.Split(v, ",") {
 		part = strings.Trim(strings.ToLower(strings.TrimSpace(part)), ".")
-		if part != "" && !containsString(*s, part) {
+		if part != "" && !slices.Contains(*s, part) {
 			*s = append(*s, part)
 		}
 	}
@@ -44,15 +45,6 @@ func (s *suffixList) Set(v string) error {
 func flagGiven(fs *flag.FlagSet, name string) (given bool) {
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
 	return given
-}
-
-func containsString(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // parseFlags reads msi-acrpull's flags and environment defaults (and its older flag spellings), plus acrpull's own.

@@ -30,10 +30,17 @@ import (
 // the controller Deployment's arguments.
 func installChart(t *testing.T, release, namespace string, sets ...string) ([]*unstructured.Unstructured, []string) {
 	t.Helper()
-	flags := []string{"--set", "namespace=" + namespace, "--set", "createNamespace=true", "--set", "crds.install=false"}
+	var flags []string
 	for _, s := range sets {
 		flags = append(flags, "--set", s)
 	}
+	return installChartWith(t, release, namespace, flags...)
+}
+
+// installChartWith is installChart with any helm template flags (a values file, say).
+func installChartWith(t *testing.T, release, namespace string, helmFlags ...string) ([]*unstructured.Unstructured, []string) {
+	t.Helper()
+	flags := append([]string{"--set", "namespace=" + namespace, "--set", "createNamespace=true", "--set", "crds.install=false"}, helmFlags...)
 	out, err := template(release, flags...)
 	if err != nil {
 		t.Fatal(err)

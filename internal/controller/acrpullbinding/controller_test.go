@@ -104,10 +104,8 @@ func TestBindingsSharingATokenCauseOneAzureCallPerLayer(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	serviceAccount(t, ns, "default", "")
-	// An identity of its own, so no earlier test has warmed the cache for it.
-	const sharedClientID = "77777777-7777-7777-7777-777777777777"
-	cloud.AddIdentity(azurefake.Identity{ClientID: sharedClientID, TenantID: tenantID, AssignedToVM: true})
-	cloud.AddRoleAssignment(sharedClientID, registryHost, []string{"alice"}, []string{"pull"})
+	// An identity of its own, so no earlier test (or earlier run, with -count) has warmed the cache for it.
+	sharedClientID := freshIdentity(t, registryHost)
 	cloud.ResetCounts()
 	var bindings []*acrv1beta2.AcrPullBinding
 	for i := range 50 {

@@ -35,9 +35,7 @@ func TestAnOutageWritesEachStatusTwiceAndOneSuccessWakesEveryBinding(t *testing.
 	// outlives the outage (about 15 s more), as an hours-long token outlives most outages.
 	cloud.SetLifetimes(azurefake.Lifetimes{Entra: time.Hour, ACRRefresh: 3 * time.Hour, ACRAccess: 60 * time.Second})
 	defer cloud.SetLifetimes(azurefake.Lifetimes{})
-	second := fmt.Sprintf("88888888-8888-4888-8888-%012d", time.Now().UnixNano()%1e12)
-	cloud.AddIdentity(azurefake.Identity{ClientID: second, TenantID: tenantID, AssignedToVM: true})
-	cloud.AddRoleAssignment(second, registryHost, []string{"alice"}, []string{"pull"})
+	second := freshIdentity(t, registryHost)
 
 	// 30 bindings, two namespaces, two identities, one scope: two shared credentials.
 	const credentials, perNamespace = 2, 15

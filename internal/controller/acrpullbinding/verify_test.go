@@ -119,10 +119,8 @@ func TestVerifiedRegistryUnreachable(t *testing.T) {
 // through shareCredential's siblings alike.
 func TestBindingsSharingACredentialAreVerifiedOnce(t *testing.T) {
 	g := NewWithT(t)
-	// An identity of its own, so no earlier test has minted (and checked) its credential.
-	const sharedClientID = "55555555-5555-5555-5555-555555555555"
-	cloud.AddIdentity(azurefake.Identity{ClientID: sharedClientID, TenantID: tenantID, AssignedToVM: true})
-	cloud.AddRoleAssignment(sharedClientID, registryHost, []string{"alice"}, []string{"pull"})
+	// An identity of its own, so no earlier test (or earlier run, with -count) has minted and checked its credential.
+	sharedClientID := freshIdentity(t, registryHost)
 	before := pullChecks(g, acrv1beta2.ReasonPullVerified)
 	cloud.ResetCounts()
 
@@ -154,9 +152,7 @@ func TestRegistryWideCredentialIsNotChecked(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	serviceAccount(t, ns, "default", "")
-	const wideClientID = "66666666-6666-6666-6666-666666666666"
-	cloud.AddIdentity(azurefake.Identity{ClientID: wideClientID, TenantID: tenantID, AssignedToVM: true})
-	cloud.AddRoleAssignment(wideClientID, registryHost, []string{"alice"}, []string{"pull"})
+	wideClientID := freshIdentity(t, registryHost)
 	cloud.ResetCounts()
 	b := &acrv1beta1.AcrPullBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wide"},
 		Spec: acrv1beta1.AcrPullBindingSpec{AcrServer: registryHost, ManagedIdentityClientID: wideClientID}}

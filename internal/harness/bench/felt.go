@@ -117,8 +117,13 @@ type RestartResult struct {
 	Writes        map[string]int64 `json:"apiserverWritesByResource"`
 	// TokenRefreshes is how many secrets got a new token in the window: refreshes that came due anyway, whose
 	// secret update and status write are among Writes.
-	TokenRefreshes int64            `json:"tokenRefreshes"`
-	AzureRequests  map[string]int64 `json:"azureRequestsByEndpoint"`
+	TokenRefreshes int64 `json:"tokenRefreshes"`
+	// OwedFinalizers is how many bindings lacked the controller's finalizer when the old process stopped (it adds
+	// them after a binding is usable, at low priority), and FinalizersAdded how many got it in the window: binding
+	// patches the old process owed, not the restart's own.
+	OwedFinalizers  int              `json:"bindingsWithoutFinalizerAtRestart"`
+	FinalizersAdded int              `json:"finalizersAddedInWindow"`
+	AzureRequests   map[string]int64 `json:"azureRequestsByEndpoint"`
 	// CurrentSeconds is from the new process's start until every binding had been current (status.tokenExpirationTime
 	// the secret's expiry, no error) at some moment since, or still was.
 	CurrentSeconds float64 `json:"secondsUntilAllCurrent"`
@@ -147,6 +152,7 @@ func (b *bench) restart(ctx context.Context) (*RestartResult, error) {
 	}
 	b.cloud.ResetCounts()
 	refreshesBefore := b.ready.refreshCount()
+	finalizedBefore, _ := b.ready.finalized("")
 	b.logf("restarting the controller with %d current bindings", n)
 	start := time.Now()
 	if err := b.startController(args); err != nil {
@@ -177,6 +183,8 @@ func (b *bench) restart(ctx context.Context) (*RestartResult, error) {
 		return nil, err
 	}
 	refreshes := b.ready.refreshCount() - refreshesBefore
+	finalizedAfter, _ := b.ready.finalized("")
 	return &RestartResult{Bindings: n, WindowSeconds: window, Writes: diffWrites(before, after), TokenRefreshes: refreshes,
+		OwedFinalizers: n - finalizedBefore, FinalizersAdded: finalizedAfter - finalizedBefore,
 		AzureRequests: azureCounts(b.cloud), CurrentSeconds: current, LeastCurrent: leastCurrent, PeakRSSMiB: mib(b.procStatus("VmHWM"))}, nil
 }

@@ -292,6 +292,7 @@ func printTable(w io.Writer, r *Results) {
 			row("restart: fewest current in a second of the rest of the window", "%d", rs.LeastCurrent)
 		}
 		row("restart: apiserver writes", "%s in %.0f s (%d token refreshes came due meanwhile)", orNone(sortedMap(rs.Writes)), rs.WindowSeconds, rs.TokenRefreshes)
+		row("restart: finalizers owed", "%d bindings lacked the finalizer when the old process stopped; %d got it in the window", rs.OwedFinalizers, rs.FinalizersAdded)
 		row("restart: Azure requests", "%s", orNone(sortedMap(rs.AzureRequests)))
 		row("restart: peak RSS of the new process", "%.0f MiB", rs.PeakRSSMiB)
 	}

@@ -7,6 +7,7 @@ package chart_test
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/acrpull/acrpull/internal/harness/azurefake"
 	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
@@ -82,6 +84,26 @@ func serviceAccountKubeconfig(t *testing.T, namespace, name string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// startFakeAzure starts the fake Azure cloud for one test and returns it with the environment that makes a controller
+// process reach it, as a pod is pointed at a proxy and a CA: every Azure host through its proxy, its CA trusted.
+func startFakeAzure(t *testing.T) (*azurefake.Cloud, []string) {
+	t.Helper()
+	cloud, err := azurefake.New(azurefake.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cloud.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cloud.Close)
+	caFile := filepath.Join(t.TempDir(), "fake-azure-ca.pem")
+	if err := os.WriteFile(caFile, cloud.CACertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proxy := cloud.ProxyURL().String()
+	return cloud, []string{"HTTPS_PROXY=" + proxy, "HTTP_PROXY=" + proxy, "NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + caFile}
 }
 
 // withTestListeners is the chart's controller arguments with the metrics listener on metricsAddr ("0": none) and the

@@ -7,8 +7,6 @@ package chart_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -42,23 +40,17 @@ func TestControllerWorksUnderTheChartsPolicies(t *testing.T) {
 
 	_, args := installChart(t, release, ns)
 
-	cloud, err := azurefake.New(azurefake.Options{})
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(cloud.Start()).To(Succeed())
-	t.Cleanup(cloud.Close)
+	cloud, environ := startFakeAzure(t)
 	cloud.TrustIssuer(testenv.Issuer, env.SigningKey)
 	cloud.AddRegistry(azurefake.Registry{Host: registryHost})
 	cloud.AddIdentity(azurefake.Identity{ClientID: clientID, TenantID: tenantID, AssignedToVM: true})
 	cloud.AddRoleAssignment(clientID, registryHost, []string{"app"}, []string{"pull"})
 	cloud.AddFederatedCredential(clientID, azurefake.FederatedCredential{Issuer: testenv.Issuer,
 		Subject: "system:serviceaccount:" + apps + ":federated", Audiences: []string{audience}})
-	caFile := filepath.Join(t.TempDir(), "fake-azure-ca.pem")
-	g.Expect(os.WriteFile(caFile, cloud.CACertPEM(), 0o600)).To(Succeed())
 
 	// The chart's service account's token, as the pod would mount it.
 	kubeconfig := serviceAccountKubeconfig(t, ns, "acrpull")
-	ctl := startController(t, append(withTestListeners(args, "0"), "--kubeconfig="+kubeconfig), []string{
-		"HTTPS_PROXY=" + cloud.ProxyURL().String(), "HTTP_PROXY=" + cloud.ProxyURL().String(), "NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + caFile})
+	ctl := startController(t, append(withTestListeners(args, "0"), "--kubeconfig="+kubeconfig), environ)
 	alive := func(g Gomega) { g.Expect(ctl.running()).To(Succeed()) }
 
 	g.Expect(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: apps}})).To(Succeed())

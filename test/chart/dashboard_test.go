@@ -14,8 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -187,20 +185,14 @@ func scrapeController(t *testing.T) map[string]bool {
 	)
 	_, args := installChart(t, release, ns)
 
-	cloud, err := azurefake.New(azurefake.Options{})
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(cloud.Start()).To(Succeed())
-	t.Cleanup(cloud.Close)
+	cloud, environ := startFakeAzure(t)
 	cloud.AddRegistry(azurefake.Registry{Host: registryHost})
 	cloud.AddIdentity(azurefake.Identity{ClientID: clientID, TenantID: tenantID, AssignedToVM: true})
 	cloud.AddRoleAssignment(clientID, registryHost, []string{"app"}, []string{"pull"})
-	caFile := filepath.Join(t.TempDir(), "fake-azure-ca.pem")
-	g.Expect(os.WriteFile(caFile, cloud.CACertPEM(), 0o600)).To(Succeed())
 
 	kubeconfig := serviceAccountKubeconfig(t, ns, "acrpull")
 	metricsAddr := freeLoopbackAddr(t)
-	ctl := startController(t, append(withTestListeners(args, metricsAddr), "--kubeconfig="+kubeconfig), []string{
-		"HTTPS_PROXY=" + cloud.ProxyURL().String(), "HTTP_PROXY=" + cloud.ProxyURL().String(), "NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + caFile})
+	ctl := startController(t, append(withTestListeners(args, metricsAddr), "--kubeconfig="+kubeconfig), environ)
 
 	g.Expect(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: apps}})).To(Succeed())
 	g.Expect(env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "app"}})).To(Succeed())

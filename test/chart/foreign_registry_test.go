@@ -7,8 +7,6 @@ package chart_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -49,21 +47,14 @@ func TestControllerWithoutSuffixListSendsNoTokenToATenantsHost(t *testing.T) {
 
 	// Every host answers like a registry that would exchange the token: only the controller's check stands between
 	// the tenant and the token.
-	cloud, err := azurefake.New(azurefake.Options{})
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(cloud.Start()).To(Succeed())
-	t.Cleanup(cloud.Close)
+	cloud, environ := startFakeAzure(t)
 	cloud.TrustIssuer(testenv.Issuer, env.SigningKey)
 	cloud.AddIdentity(azurefake.Identity{ClientID: clientID, TenantID: tenantID, AssignedToVM: true})
 	for _, host := range append([]string{azureRegistry}, tenantHosts...) {
 		cloud.AddRegistry(azurefake.Registry{Host: host})
 		cloud.AddRoleAssignment(clientID, host, []string{"app"}, []string{"pull"})
 	}
-	caFile := filepath.Join(t.TempDir(), "fake-azure-ca.pem")
-	g.Expect(os.WriteFile(caFile, cloud.CACertPEM(), 0o600)).To(Succeed())
-
-	ctl := startController(t, append(withTestListeners(args, "0"), "--kubeconfig="+serviceAccountKubeconfig(t, ns, "acrpull")), []string{
-		"HTTPS_PROXY=" + cloud.ProxyURL().String(), "HTTP_PROXY=" + cloud.ProxyURL().String(), "NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + caFile})
+	ctl := startController(t, append(withTestListeners(args, "0"), "--kubeconfig="+serviceAccountKubeconfig(t, ns, "acrpull")), environ)
 
 	g.Expect(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: apps}})).To(Succeed())
 	g.Expect(env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "app"}})).To(Succeed())

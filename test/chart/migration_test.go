@@ -225,19 +225,13 @@ func startChartController(t *testing.T, ns string) *controllerProcess {
 	g := NewWithT(t)
 	d := &appsv1.Deployment{}
 	g.Expect(env.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "acrpull"}, d)).To(Succeed())
-	cloud, err := azurefake.New(azurefake.Options{})
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(cloud.Start()).To(Succeed())
-	t.Cleanup(cloud.Close)
+	cloud, environ := startFakeAzure(t)
 	cloud.AddRegistry(azurefake.Registry{Host: migrationRegistry})
 	cloud.AddIdentity(azurefake.Identity{ClientID: migrationClientID, TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47", AssignedToVM: true})
 	cloud.AddRoleAssignment(migrationClientID, migrationRegistry, []string{"app"}, []string{"pull"})
 	cloud.SetLifetimes(azurefake.Lifetimes{ACRRefresh: 40 * time.Second, ACRAccess: 40 * time.Second})
-	caFile := filepath.Join(t.TempDir(), "fake-azure-ca.pem")
-	g.Expect(os.WriteFile(caFile, cloud.CACertPEM(), 0o600)).To(Succeed())
 	args := append(withTestListeners(d.Spec.Template.Spec.Containers[0].Args, "0"), "--kubeconfig="+serviceAccountKubeconfig(t, ns, "acrpull"))
-	return startController(t, args, []string{"HTTPS_PROXY=" + cloud.ProxyURL().String(), "HTTP_PROXY=" + cloud.ProxyURL().String(),
-		"NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE=" + caFile})
+	return startController(t, args, environ)
 }
 
 // noRefusals: not one of the controller's requests was refused, by RBAC or by a policy.

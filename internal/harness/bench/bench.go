@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/discovery"
@@ -83,6 +84,9 @@ type Options struct {
 	// heap after the burst and after the noise.
 	ProfileDir   string
 	ProfileBurst time.Duration
+	// ScrapeInterval, when set, has the bench read its own controller's /metrics that often while it runs, as
+	// Prometheus does (the chart ships a ServiceMonitor): a scrape's allocations then count in the peak RSS.
+	ScrapeInterval time.Duration
 	// ControllerMemoryLimit is the container memory limit the bench's own acrpull runs as if under (the chart's
 	// default, 512Mi): in the chart's pod acrpull gives the Go runtime nine tenths of its cgroup limit as a soft limit;
 	// the bench runs it outside a cgroup, so it sets that GOMEMLIMIT itself. 0 sets none.
@@ -110,6 +114,9 @@ type Results struct {
 	NMILoad *NMILoadResult `json:"nmiLoad,omitempty"`
 	// ControllerPeakRSSMiB is the controller's peak resident set (VmHWM) at the end of its scenarios.
 	ControllerPeakRSSMiB float64 `json:"controllerPeakRSSMiB,omitempty"`
+	// ControllerScrapes is how many times the bench read the controller's metrics as Prometheus would
+	// (Options.ScrapeInterval) in that process's life.
+	ControllerScrapes int64 `json:"controllerScrapes,omitempty"`
 	// Upstream is the second controller's figures, with --upstream.
 	Upstream *UpstreamResults `json:"upstream,omitempty"`
 }
@@ -203,6 +210,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 	if b.controller != nil {
 		res.ControllerPeakRSSMiB = mib(b.procStatus("VmHWM"))
+		res.ControllerScrapes = b.scrapes.Load()
 	}
 	printTable(b.out, res)
 	if res.Upstream != nil {
@@ -267,6 +275,8 @@ type bench struct {
 	metricsAddr, pprofAddr string
 	metricsURL             string
 	profiles               *profiler
+	// scrapes counts the current controller's scrapes (ScrapeInterval).
+	scrapes atomic.Int64
 	// built is set once the bench's own acrpull is built, so a restart does not wait for the compiler.
 	built bool
 	// ready watches bindings, their secrets and service accounts, for any controller's readiness.
@@ -415,6 +425,10 @@ func (b *bench) startController(args []string) error {
 	}
 	b.controller, b.exited = cmd, make(chan struct{})
 	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(b.exited) }()
+	b.scrapes.Store(0)
+	if b.metricsURL != "" && b.o.ScrapeInterval > 0 {
+		go b.scrapeEvery(b.metricsURL, b.o.ScrapeInterval, b.exited)
+	}
 	time.Sleep(2 * time.Second)
 	select {
 	case <-b.exited:
@@ -422,6 +436,28 @@ func (b *bench) startController(args []string) error {
 	default:
 	}
 	return nil
+}
+
+// scrapeEvery reads url every interval, as Prometheus scrapes the controller, until exited closes.
+func (b *bench) scrapeEvery(url string, interval time.Duration, exited <-chan struct{}) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-exited:
+			return
+		case <-tick.C:
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			b.scrapes.Add(1)
+		}
+	}
 }
 
 // rss reads the controller's resident set size from /proc.

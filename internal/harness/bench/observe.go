@@ -309,7 +309,7 @@ func printTable(w io.Writer, r *Results) {
 		row("outage: end to last binding Ready again", "%.1f s (%d went not Ready)", o.LastReadySeconds, o.NotReady)
 	}
 	if r.ControllerPeakRSSMiB > 0 {
-		row("controller peak RSS (VmHWM)", "%.0f MiB", r.ControllerPeakRSSMiB)
+		row("controller peak RSS (VmHWM)", "%.0f MiB (%d metrics scrapes meanwhile)", r.ControllerPeakRSSMiB, r.ControllerScrapes)
 	}
 	printPodIdentity(row, r.PodIdentity)
 	printNMILoad(row, r.NMILoad)

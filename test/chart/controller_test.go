@@ -34,7 +34,6 @@ func TestControllerWorksUnderTheChartsPolicies(t *testing.T) {
 	release, ns, apps := fresh("e2e"), fresh("acrpull-e2e"), fresh("e2e-apps")
 	const (
 		registryHost = "example.azurecr.io"
-		tenantID     = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 		clientID     = "11111111-1111-1111-1111-111111111111"
 	)
 

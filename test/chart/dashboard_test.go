@@ -180,7 +180,6 @@ func scrapeController(t *testing.T) map[string]bool {
 	release, ns, apps := fresh("dashboard"), fresh("acrpull-dashboard"), fresh("dashboard-apps")
 	const (
 		registryHost = "example.azurecr.io"
-		tenantID     = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 		clientID     = "22222222-2222-2222-2222-222222222222"
 	)
 	_, args := installChart(t, release, ns)

@@ -34,7 +34,6 @@ func TestControllerWithoutSuffixListSendsNoTokenToATenantsHost(t *testing.T) {
 	release, ns, apps := fresh("nosuffix"), fresh("acrpull-nosuffix"), fresh("nosuffix-apps")
 	const (
 		azureRegistry = "example.azurecr.io"
-		tenantID      = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 		clientID      = "22222222-2222-2222-2222-222222222222"
 	)
 	// (A host that merely contains an Azure suffix before another domain is refused by the CRD already.)

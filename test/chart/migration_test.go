@@ -227,7 +227,7 @@ func startChartController(t *testing.T, ns string) *controllerProcess {
 	g.Expect(env.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "acrpull"}, d)).To(Succeed())
 	cloud, environ := startFakeAzure(t)
 	cloud.AddRegistry(azurefake.Registry{Host: migrationRegistry})
-	cloud.AddIdentity(azurefake.Identity{ClientID: migrationClientID, TenantID: "72f988bf-86f1-41af-91ab-2d7cd011db47", AssignedToVM: true})
+	cloud.AddIdentity(azurefake.Identity{ClientID: migrationClientID, TenantID: tenantID, AssignedToVM: true})
 	cloud.AddRoleAssignment(migrationClientID, migrationRegistry, []string{"app"}, []string{"pull"})
 	cloud.SetLifetimes(azurefake.Lifetimes{ACRRefresh: 40 * time.Second, ACRAccess: 40 * time.Second})
 	args := append(withTestListeners(d.Spec.Template.Spec.Containers[0].Args, "0"), "--kubeconfig="+serviceAccountKubeconfig(t, ns, "acrpull"))

@@ -438,8 +438,10 @@ func (b *bench) startController(args []string) error {
 	return nil
 }
 
-// scrapeEvery reads url every interval, as Prometheus scrapes the controller, until exited closes.
+// scrapeEvery reads url every interval, as Prometheus scrapes the controller, until exited closes. Like Prometheus it
+// gives up on a scrape that outlasts the interval, so a stuck controller does not hold the loop.
 func (b *bench) scrapeEvery(url string, interval time.Duration, exited <-chan struct{}) {
+	scraper := &http.Client{Timeout: interval}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -448,7 +450,7 @@ func (b *bench) scrapeEvery(url string, interval time.Duration, exited <-chan st
 			return
 		case <-tick.C:
 		}
-		resp, err := http.Get(url)
+		resp, err := scraper.Get(url)
 		if err != nil {
 			continue
 		}

@@ -20,7 +20,7 @@ import (
 // the allow-list.
 var ErrAuthorityHostNotAllowed = errors.New("authority host not allowed")
 
-// KnownAuthorityHosts are the Entra ID authorities of the Azure clouds azcore knows; they are always allowed.
+// KnownAuthorityHosts are the Entra ID authorities of the Azure clouds acrpull has tables for; they are always allowed.
 func KnownAuthorityHosts() []string {
 	var out []string
 	for _, c := range knownClouds {

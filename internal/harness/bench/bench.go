@@ -117,6 +117,9 @@ type Results struct {
 	// ControllerScrapes is how many times the bench read the controller's metrics as Prometheus would
 	// (Options.ScrapeInterval) in that process's life.
 	ControllerScrapes int64 `json:"controllerScrapes,omitempty"`
+	// ControllerRuntime is what those scrapes read of the Go runtime: under GOMEMLIMIT the peak RSS shows the limit
+	// more than the need, the live heap and the collector's CPU show the headroom.
+	ControllerRuntime *RuntimeReading `json:"controllerRuntime,omitempty"`
 	// Upstream is the second controller's figures, with --upstream.
 	Upstream *UpstreamResults `json:"upstream,omitempty"`
 }
@@ -211,6 +214,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if b.controller != nil {
 		res.ControllerPeakRSSMiB = mib(b.procStatus("VmHWM"))
 		res.ControllerScrapes = b.scrapes.Load()
+		res.ControllerRuntime = b.runtime.reading()
 	}
 	printTable(b.out, res)
 	if res.Upstream != nil {
@@ -275,8 +279,9 @@ type bench struct {
 	metricsAddr, pprofAddr string
 	metricsURL             string
 	profiles               *profiler
-	// scrapes counts the current controller's scrapes (ScrapeInterval).
+	// scrapes counts the current controller's scrapes (ScrapeInterval), runtime holds what they read.
 	scrapes atomic.Int64
+	runtime runtimeReadings
 	// built is set once the bench's own acrpull is built, so a restart does not wait for the compiler.
 	built bool
 	// ready watches bindings, their secrets and service accounts, for any controller's readiness.
@@ -426,6 +431,7 @@ func (b *bench) startController(args []string) error {
 	b.controller, b.exited = cmd, make(chan struct{})
 	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(b.exited) }()
 	b.scrapes.Store(0)
+	b.runtime.reset()
 	if b.metricsURL != "" && b.o.ScrapeInterval > 0 {
 		go b.scrapeEvery(b.metricsURL, b.o.ScrapeInterval, b.exited)
 	}
@@ -454,10 +460,14 @@ func (b *bench) scrapeEvery(url string, interval time.Duration, exited <-chan st
 		if err != nil {
 			continue
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
+		raw, err := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			b.scrapes.Add(1)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			continue
+		}
+		b.scrapes.Add(1)
+		if families, err := parseMetrics(raw); err == nil {
+			b.runtime.record(families)
 		}
 	}
 }

@@ -148,10 +148,8 @@ func (b *bench) heap(ctx context.Context) uint64 {
 	if err != nil {
 		return 0
 	}
-	for _, m := range families["go_memstats_heap_alloc_bytes"].GetMetric() {
-		return uint64(m.GetGauge().GetValue())
-	}
-	return 0
+	heap, _ := sampleOf(families, "go_memstats_heap_alloc_bytes")
+	return uint64(heap)
 }
 
 // rateSampler samples the fake's request counters to find the highest request rate after the first 429.
@@ -310,6 +308,14 @@ func printTable(w io.Writer, r *Results) {
 	}
 	if r.ControllerPeakRSSMiB > 0 {
 		row("controller peak RSS (VmHWM)", "%.0f MiB (%d metrics scrapes meanwhile)", r.ControllerPeakRSSMiB, r.ControllerScrapes)
+	}
+	if rt := r.ControllerRuntime; rt != nil {
+		limit := "none"
+		if rt.MemoryLimitMiB > 0 {
+			limit = fmt.Sprintf("%.0f MiB", rt.MemoryLimitMiB)
+		}
+		row("controller live heap, largest a scrape read", "%.0f MiB (GOMEMLIMIT %s); garbage collector %.1f of %.1f CPU-s in %.0f cycles",
+			rt.PeakLiveHeapMiB, limit, rt.GCCPUSeconds, rt.CPUSeconds, rt.GCCycles)
 	}
 	printPodIdentity(row, r.PodIdentity)
 	printNMILoad(row, r.NMILoad)

@@ -27,20 +27,10 @@ import (
 	"github.com/acrpull/acrpull/internal/harness/testenv"
 )
 
-// installChart renders the chart as release into namespace (without its CRDs, which the test apiserver has), creates
-// every object but the service-account token Secrets (no token controller runs here), and returns the objects and
-// the controller Deployment's arguments.
-func installChart(t *testing.T, release, namespace string, sets ...string) ([]*unstructured.Unstructured, []string) {
-	t.Helper()
-	var flags []string
-	for _, s := range sets {
-		flags = append(flags, "--set", s)
-	}
-	return installChartWith(t, release, namespace, flags...)
-}
-
-// installChartWith is installChart with any helm template flags (a values file, say).
-func installChartWith(t *testing.T, release, namespace string, helmFlags ...string) ([]*unstructured.Unstructured, []string) {
+// installChart renders the chart as release into namespace (without its CRDs, which the test apiserver has) with
+// any further helm template flags (--set, a values file), creates every object but the service-account token
+// Secrets (no token controller runs here), and returns the objects and the controller Deployment's arguments.
+func installChart(t *testing.T, release, namespace string, helmFlags ...string) ([]*unstructured.Unstructured, []string) {
 	t.Helper()
 	flags := append([]string{"--set", "namespace=" + namespace, "--set", "createNamespace=true", "--set", "crds.install=false"}, helmFlags...)
 	out, err := template(release, flags...)

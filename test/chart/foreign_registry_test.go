@@ -39,7 +39,7 @@ func TestControllerWithoutSuffixListSendsNoTokenToATenantsHost(t *testing.T) {
 	// (A host that merely contains an Azure suffix before another domain is refused by the CRD already.)
 	tenantHosts := []string{"registry.evil.example", "evilazurecr.io"}
 
-	_, args := installChartWith(t, release, ns, "-f", valuesFile(t, "allowedACRServerSuffixes: []\n"))
+	_, args := installChart(t, release, ns, "-f", valuesFile(t, "allowedACRServerSuffixes: []\n"))
 	for _, a := range args {
 		g.Expect(a).NotTo(HavePrefix("--allowed-acr-server-suffixes"), "the chart's empty list renders no flag")
 	}

@@ -25,7 +25,7 @@ func TestSecureMetricsNeedAnAuthorizedCaller(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	release, ns := fresh("metrics-auth"), fresh("acrpull-metrics-auth")
-	_, args := installChart(t, release, ns, "monitoring.secure=true", "monitoring.create=false")
+	_, args := installChart(t, release, ns, "--set", "monitoring.secure=true", "--set", "monitoring.create=false")
 	g.Expect(args).To(ContainElement("--metrics-secure"))
 
 	g.Expect(env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nobody"}})).To(Succeed())

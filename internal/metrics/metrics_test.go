@@ -129,6 +129,18 @@ acrpull_token_expiry_timestamp_seconds{binding="one",controller="c",namespace="a
 acrpull_token_expiry_timestamp_seconds{binding="one",controller="c",namespace="b"} 2000
 `)
 
+	// A scrape shares one label pair among the series of a namespace or a controller: each series keeps its own.
+	m.TokenExpiry("c", "a", "two", time.Unix(4000, 0))
+	m.TokenExpiry("d", "a", "one", time.Unix(5000, 0))
+	expect("a namespace and a controller shared", `
+acrpull_token_expiry_timestamp_seconds{binding="one",controller="c",namespace="a"} 3000
+acrpull_token_expiry_timestamp_seconds{binding="one",controller="c",namespace="b"} 2000
+acrpull_token_expiry_timestamp_seconds{binding="one",controller="d",namespace="a"} 5000
+acrpull_token_expiry_timestamp_seconds{binding="two",controller="c",namespace="a"} 4000
+`)
+	m.ForgetBinding("c", "a", "two")
+	m.ForgetBinding("d", "a", "one")
+
 	m.ForgetBinding("c", "a", "one")
 	expect("one deleted", `
 acrpull_token_expiry_timestamp_seconds{binding="one",controller="c",namespace="b"} 2000

@@ -60,7 +60,7 @@ bench: ## Measure burst, steady refresh, memory under noise and throttling at 10
 # RSS and heap profiles. Hours on a two-core machine; not part of `make bench`. Tokens live an hour, so the burst
 # ends before the first refreshes come due and the steady window (45 min) sees one full refresh wave. The bench scrapes
 # the controller's metrics every 30 s, as Prometheus would, so the peak RSS includes what a scrape of 100,000 costs.
-BENCH_LARGE_FLAGS ?= --bindings 100000 --namespaces 10000 --scenarios burst,steady --access-token-lifetime 1h --steady-cycles 1 --scrape-interval 30s \
+BENCH_LARGE_FLAGS ?= --bindings 100000 --namespaces 10000 --scenarios burst,steady --access-token-lifetime 1h --steady-cycles 1 \
   --profile $(or $(TMPDIR),/tmp)/bench-large-profiles --out $(or $(TMPDIR),/tmp)/bench-large.json
 .PHONY: bench-large
 bench-large: ## Burst and steady refresh at 100,000 bindings over 10,000 namespaces, peak RSS, heap profiles (hours; BENCH_FLAGS adds flags).

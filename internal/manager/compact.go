@@ -6,6 +6,10 @@ SPDX-License-Identifier: MIT
 package manager
 
 import (
+	"encoding/binary"
+	"maps"
+	"slices"
+	"sync"
 	"unique"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -22,9 +26,11 @@ import (
 // share (a token's audience, inputs and times are the same for every binding of a credential), owners' kinds, the
 // bindings' registries, scopes, identities and service accounts, and their conditions' types, reasons and messages.
 // Every decoded object otherwise holds its own copy of each; at 100,000 bindings the copies were a quarter of the
-// live heap. Values are unchanged, only where they are stored.
+// live heap. Label and annotation maps with the same contents are shared too (sharedMaps). Values are unchanged,
+// only where they are stored.
 func compactObjects() toolscache.TransformFunc {
 	strip := cache.TransformStripManagedFields()
+	labelMaps := &sharedMaps{byContents: map[string]map[string]string{}}
 	return func(in any) (any, error) {
 		out, err := strip(in)
 		if err != nil {
@@ -37,7 +43,7 @@ func compactObjects() toolscache.TransformFunc {
 			compactBindingV1beta1(o)
 		}
 		if m, err := meta.Accessor(out); err == nil {
-			compactMeta(m)
+			compactMeta(m, labelMaps)
 		}
 		return out, nil
 	}
@@ -51,10 +57,10 @@ func shared(s string) string {
 	return unique.Make(s).Value()
 }
 
-func compactMeta(m metav1.Object) {
+func compactMeta(m metav1.Object, maps *sharedMaps) {
 	m.SetNamespace(shared(m.GetNamespace()))
-	m.SetLabels(sharedMap(m.GetLabels()))
-	m.SetAnnotations(sharedMap(m.GetAnnotations()))
+	m.SetLabels(maps.share(m.GetLabels()))
+	m.SetAnnotations(maps.share(m.GetAnnotations()))
 	owners := m.GetOwnerReferences()
 	for i := range owners {
 		owners[i].APIVersion, owners[i].Kind = shared(owners[i].APIVersion), shared(owners[i].Kind)
@@ -65,16 +71,55 @@ func compactMeta(m metav1.Object) {
 	}
 }
 
-// sharedMap copies a label or annotation map with its keys and values shared.
-func sharedMap(in map[string]string) map[string]string {
+// sharedMaps lets cached objects whose label or annotation maps hold the same entries share one map. A small Go map
+// costs about 300 bytes however short its strings, and the pull secrets' annotations (expiry, refresh time, inputs,
+// audience) are the same for every binding of a credential: at 100,000 bindings the maps were the largest item of
+// the heap after the decoded objects themselves. Sharing is safe because cached objects are read-only: the cache
+// hands out deep copies, and the few reads without one do not write.
+//
+// The table remembers at most sharedMapsKept maps and forgets them all when full, so maps no object uses any more
+// are not kept alive for long; a map seen again after that is shared from its next occurrence on.
+type sharedMaps struct {
+	mu         sync.Mutex
+	byContents map[string]map[string]string
+}
+
+const sharedMapsKept = 4096
+
+// share returns a map with in's entries, shared with every other object that had the same entries.
+func (t *sharedMaps) share(in map[string]string) map[string]string {
 	if len(in) == 0 {
 		return in
+	}
+	contents := contentsKey(in)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if m, ok := t.byContents[contents]; ok {
+		return m
+	}
+	if len(t.byContents) >= sharedMapsKept {
+		clear(t.byContents)
 	}
 	out := make(map[string]string, len(in))
 	for k, v := range in {
 		out[shared(k)] = shared(v)
 	}
+	t.byContents[contents] = out
 	return out
+}
+
+// contentsKey encodes a map's entries in key order, each string preceded by its length, so two maps have the same
+// key exactly when they hold the same entries: no choice of keys and values (annotation values may hold any byte)
+// makes one object's map stand in for another's.
+func contentsKey(m map[string]string) string {
+	var out []byte
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = binary.AppendUvarint(out, uint64(len(k)))
+		out = append(out, k...)
+		out = binary.AppendUvarint(out, uint64(len(m[k])))
+		out = append(out, m[k]...)
+	}
+	return string(out)
 }
 
 func compactConditions(conditions []metav1.Condition) {

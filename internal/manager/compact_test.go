@@ -8,6 +8,8 @@ package manager
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"reflect"
 	"testing"
 	"unsafe"
 
@@ -96,5 +98,58 @@ func TestCompactObjectsSharesRepeatedStringsAndKeepsValues(t *testing.T) {
 	}
 	if x.Annotations["acr.microsoft.com/token.expiry"] != "2026-12-06T01:00:00Z" || x.OwnerReferences[0].Name != "a" {
 		t.Errorf("secret metadata changed: %+v", x.ObjectMeta)
+	}
+}
+
+// Objects whose label or annotation maps hold the same entries share one map; any difference in an entry, however
+// the keys and values are cut, gives an object a map of its own with exactly its entries.
+func TestSharedMapsShareEqualContentsOnly(t *testing.T) {
+	table := &sharedMaps{byContents: map[string]map[string]string{}}
+	same := func(a, b map[string]string) bool {
+		return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+	}
+	annotations := func() map[string]string {
+		return map[string]string{"acr.microsoft.com/token.expiry": "2026-12-06T01:00:00Z", "acr.microsoft.com/inputs": "abc"}
+	}
+	first, second := table.share(annotations()), table.share(annotations())
+	if !same(first, second) {
+		t.Error("two equal annotation maps were not shared")
+	}
+	if !maps.Equal(first, annotations()) {
+		t.Errorf("shared map %v, want %v", first, annotations())
+	}
+	// Maps a separator-joined key would confuse: the same bytes in another cut.
+	for _, other := range []map[string]string{
+		{"acr.microsoft.com/token.expiry": "2026-12-06T01:00:00Z"},
+		{"acr.microsoft.com/token.expiry": "2026-12-06T01:00:00Z", "acr.microsoft.com/inputs": "abd"},
+		{"a": "b\x00c", "d": ""},
+		{"a": "b", "c\x00d": ""},
+		{"a\x01b": "c"},
+		{"a": "\x01bc"},
+	} {
+		got := table.share(other)
+		if same(got, first) || !maps.Equal(got, other) {
+			t.Errorf("share(%q) = %q", other, got)
+		}
+	}
+	if a, b := table.share(map[string]string{"a": "b\x00c", "d": ""}), table.share(map[string]string{"a": "b", "c\x00d": ""}); same(a, b) {
+		t.Error("maps with different entries share one map")
+	}
+
+	// A full table forgets what it shared, and still answers with the right entries.
+	for i := range sharedMapsKept + 1 {
+		label := map[string]string{"acr.microsoft.com/binding": fmt.Sprint("binding-", i)}
+		if got := table.share(label); !maps.Equal(got, label) {
+			t.Fatalf("share(%v) = %v", label, got)
+		}
+	}
+	if n := len(table.byContents); n > sharedMapsKept {
+		t.Errorf("table holds %d maps, at most %d wanted", n, sharedMapsKept)
+	}
+	if got := table.share(annotations()); same(got, first) || !maps.Equal(got, annotations()) {
+		t.Errorf("after the table was cleared: %v (same map as before: %v)", got, same(got, first))
+	}
+	if empty := table.share(nil); empty != nil {
+		t.Errorf("share(nil) = %v", empty)
 	}
 }

@@ -84,7 +84,12 @@ type sharedMaps struct {
 	byContents map[string]map[string]string
 }
 
-const sharedMapsKept = 4096
+// sharedMapsKept bounds the table, and sharedMapLargest what it keeps of one map (its key): maps larger than that
+// (kubectl's last-applied-configuration, say) are rarely the same twice, and the table stays below about 5 MB.
+const (
+	sharedMapsKept   = 4096
+	sharedMapLargest = 1024
+)
 
 // share returns a map with in's entries, shared with every other object that had the same entries.
 func (t *sharedMaps) share(in map[string]string) map[string]string {
@@ -92,6 +97,9 @@ func (t *sharedMaps) share(in map[string]string) map[string]string {
 		return in
 	}
 	contents := contentsKey(in)
+	if len(contents) > sharedMapLargest {
+		return copyShared(in)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if m, ok := t.byContents[contents]; ok {
@@ -100,11 +108,17 @@ func (t *sharedMaps) share(in map[string]string) map[string]string {
 	if len(t.byContents) >= sharedMapsKept {
 		clear(t.byContents)
 	}
+	out := copyShared(in)
+	t.byContents[contents] = out
+	return out
+}
+
+// copyShared copies a map with its keys and values stored once for the process.
+func copyShared(in map[string]string) map[string]string {
 	out := make(map[string]string, len(in))
 	for k, v := range in {
 		out[shared(k)] = shared(v)
 	}
-	t.byContents[contents] = out
 	return out
 }
 

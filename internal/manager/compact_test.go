@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -148,6 +149,12 @@ func TestSharedMapsShareEqualContentsOnly(t *testing.T) {
 	}
 	if got := table.share(annotations()); same(got, first) || !maps.Equal(got, annotations()) {
 		t.Errorf("after the table was cleared: %v (same map as before: %v)", got, same(got, first))
+	}
+	// A large map is copied, not kept.
+	large := map[string]string{"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("x", sharedMapLargest)}
+	before := len(table.byContents)
+	if got := table.share(large); !maps.Equal(got, large) || len(table.byContents) != before {
+		t.Errorf("a large map: kept %d maps more, contents equal: %v", len(table.byContents)-before, maps.Equal(got, large))
 	}
 	if empty := table.share(nil); empty != nil {
 		t.Errorf("share(nil) = %v", empty)

@@ -57,10 +57,10 @@ func shared(s string) string {
 	return unique.Make(s).Value()
 }
 
-func compactMeta(m metav1.Object, maps *sharedMaps) {
+func compactMeta(m metav1.Object, labelMaps *sharedMaps) {
 	m.SetNamespace(shared(m.GetNamespace()))
-	m.SetLabels(maps.share(m.GetLabels()))
-	m.SetAnnotations(maps.share(m.GetAnnotations()))
+	m.SetLabels(labelMaps.share(m.GetLabels()))
+	m.SetAnnotations(labelMaps.share(m.GetAnnotations()))
 	owners := m.GetOwnerReferences()
 	for i := range owners {
 		owners[i].APIVersion, owners[i].Kind = shared(owners[i].APIVersion), shared(owners[i].Kind)

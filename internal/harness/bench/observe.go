@@ -314,7 +314,7 @@ func printTable(w io.Writer, r *Results) {
 		if rt.MemoryLimitMiB > 0 {
 			limit = fmt.Sprintf("%.0f MiB", rt.MemoryLimitMiB)
 		}
-		row("controller live heap, largest a scrape read", "%.0f MiB (GOMEMLIMIT %s); garbage collector %.1f of %.1f CPU-s in %.0f cycles",
+		row("controller live heap, largest a scrape read", "%.0f MiB (GOMEMLIMIT %s); garbage collector %.1f of %.1f CPU-s (assists, dedicated marking, pauses) in %.0f cycles",
 			rt.PeakLiveHeapMiB, limit, rt.GCCPUSeconds, rt.CPUSeconds, rt.GCCycles)
 	}
 	printPodIdentity(row, r.PodIdentity)

@@ -20,8 +20,10 @@ type RuntimeReading struct {
 	PeakLiveHeapMiB float64 `json:"peakLiveHeapMiB"`
 	// MemoryLimitMiB is the runtime's soft memory limit (go_gc_gomemlimit_bytes); 0 when none is set.
 	MemoryLimitMiB float64 `json:"memoryLimitMiB,omitempty"`
-	// GCCPUSeconds and CPUSeconds are the collector's CPU (go_cpu_classes_gc_total_cpu_seconds_total, an estimate
-	// the runtime keeps) and the whole process's (process_cpu_seconds_total) at the last scrape.
+	// GCCPUSeconds and CPUSeconds are the collector's CPU and the whole process's (process_cpu_seconds_total) at
+	// the last scrape. The collector's is the runtime's estimate of its mark assists, dedicated mark workers and
+	// pauses; marking on otherwise idle processors (go_cpu_classes_gc_mark_idle_cpu_seconds_total, part of the
+	// runtime's gc total) takes no CPU from the controller and can exceed the process's own CPU, so it is left out.
 	GCCPUSeconds float64 `json:"gcCPUSeconds"`
 	CPUSeconds   float64 `json:"cpuSeconds"`
 	// GCCycles is how many collections the runtime finished (go_gc_cycles_total_gc_cycles_total).
@@ -55,7 +57,11 @@ func (r *runtimeReadings) record(families map[string]*dto.MetricFamily) {
 	if limit, ok := sampleOf(families, "go_gc_gomemlimit_bytes"); ok && limit < 1<<62 {
 		got.MemoryLimitMiB = limit / (1 << 20)
 	}
-	got.GCCPUSeconds, _ = sampleOf(families, "go_cpu_classes_gc_total_cpu_seconds_total")
+	got.GCCPUSeconds = 0
+	for _, class := range []string{"mark_assist", "mark_dedicated", "pause"} {
+		seconds, _ := sampleOf(families, "go_cpu_classes_gc_"+class+"_cpu_seconds_total")
+		got.GCCPUSeconds += seconds
+	}
 	got.CPUSeconds, _ = sampleOf(families, "process_cpu_seconds_total")
 	got.GCCycles, _ = sampleOf(families, "go_gc_cycles_total_gc_cycles_total")
 }

@@ -16,8 +16,14 @@ func TestRuntimeReadingsKeepTheLargestLiveHeapAndTheLatestCounters(t *testing.T)
 go_gc_heap_live_bytes %g
 # TYPE go_gc_gomemlimit_bytes gauge
 go_gc_gomemlimit_bytes %g
-# TYPE go_cpu_classes_gc_total_cpu_seconds_total counter
-go_cpu_classes_gc_total_cpu_seconds_total %g
+# TYPE go_cpu_classes_gc_mark_assist_cpu_seconds_total counter
+go_cpu_classes_gc_mark_assist_cpu_seconds_total %g
+# TYPE go_cpu_classes_gc_mark_dedicated_cpu_seconds_total counter
+go_cpu_classes_gc_mark_dedicated_cpu_seconds_total 1
+# TYPE go_cpu_classes_gc_mark_idle_cpu_seconds_total counter
+go_cpu_classes_gc_mark_idle_cpu_seconds_total 1000
+# TYPE go_cpu_classes_gc_pause_cpu_seconds_total counter
+go_cpu_classes_gc_pause_cpu_seconds_total 0.5
 # TYPE process_cpu_seconds_total counter
 process_cpu_seconds_total %g
 # TYPE go_gc_cycles_total_gc_cycles_total counter
@@ -36,8 +42,8 @@ go_gc_cycles_total_gc_cycles_total 7
 		r.record(families)
 	}
 	got := r.reading()
-	if got == nil || got.PeakLiveHeapMiB != 300 || got.GCCPUSeconds != 12 || got.CPUSeconds != 130 || got.GCCycles != 7 {
-		t.Fatalf("reading %+v: want the largest live heap (300 MiB) and the last scrape's counters (12, 130, 7)", got)
+	if got == nil || got.PeakLiveHeapMiB != 300 || got.GCCPUSeconds != 13.5 || got.CPUSeconds != 130 || got.GCCycles != 7 {
+		t.Fatalf("reading %+v: want the largest live heap (300 MiB) and the last scrape's counters (GC 12+1+0.5 without idle marking, 130, 7)", got)
 	}
 	if got.MemoryLimitMiB < 460 || got.MemoryLimitMiB > 461 {
 		t.Errorf("memory limit %.1f MiB, want 460.8", got.MemoryLimitMiB)

@@ -80,14 +80,7 @@ func serviceAccountKubeconfig(t *testing.T, namespace, name string) string {
 // process reach it, as a pod is pointed at a proxy and a CA: every Azure host through its proxy, its CA trusted.
 func startFakeAzure(t *testing.T) (*azurefake.Cloud, []string) {
 	t.Helper()
-	cloud, err := azurefake.New(azurefake.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cloud.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cloud.Close)
+	cloud := azurefake.StartForTest(t)
 	caFile := filepath.Join(t.TempDir(), "fake-azure-ca.pem")
 	if err := os.WriteFile(caFile, cloud.CACertPEM(), 0o600); err != nil {
 		t.Fatal(err)

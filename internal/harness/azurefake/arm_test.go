@@ -47,14 +47,7 @@ type armWorld struct {
 
 func newARMWorld(t *testing.T) *armWorld {
 	t.Helper()
-	cloud, err := azurefake.New(azurefake.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cloud.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cloud.Close)
+	cloud := azurefake.StartForTest(t)
 	for _, caller := range []string{micClient, otherCaller} {
 		cloud.AddIdentity(azurefake.Identity{ClientID: caller, TenantID: tenant})
 		cloud.AddClientSecret(caller, armSecret)

@@ -124,14 +124,7 @@ func TestManagedIdentityCredential(t *testing.T) {
 
 // With no identity named, IMDS answers for the only identity assigned to the VM.
 func TestIMDSUsesTheOnlyAssignedIdentity(t *testing.T) {
-	alone, err := azurefake.New(azurefake.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alone.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer alone.Close()
+	alone := azurefake.StartForTest(t)
 	alone.AddIdentity(azurefake.Identity{ClientID: puller, TenantID: tenant, AssignedToVM: true})
 	alone.AddIdentity(azurefake.Identity{ClientID: stranger, TenantID: tenant})
 	req, _ := http.NewRequest(http.MethodGet, imdsURL, nil)

@@ -32,3 +32,18 @@ func RunTests(m *testing.M, cloud **Cloud, setup func(*Cloud) error) int {
 	}
 	return m.Run()
 }
+
+// StartForTest starts a fake cloud of the test's own, closed when the test ends; a cloud that does not start fails
+// the test.
+func StartForTest(t testing.TB) *Cloud {
+	t.Helper()
+	c, err := New(Options{})
+	if err == nil {
+		err = c.Start()
+	}
+	if err != nil {
+		t.Fatalf("starting the fake Azure cloud: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}

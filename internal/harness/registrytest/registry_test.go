@@ -37,14 +37,7 @@ const (
 // world is a cloud with a registry holding alice:v1 and bob:v1, and an identity allowed to pull alice only.
 func world(t *testing.T) (*azurefake.Cloud, *registrytest.Registry) {
 	t.Helper()
-	cloud, err := azurefake.New(azurefake.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cloud.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cloud.Close)
+	cloud := azurefake.StartForTest(t)
 	reg := registrytest.Start(t, cloud, host)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -24,7 +24,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/discovery"
@@ -85,7 +84,7 @@ type Options struct {
 	ProfileDir   string
 	ProfileBurst time.Duration
 	// ScrapeInterval, when set, has the bench read its own controller's /metrics that often while it runs, as
-	// Prometheus does (the chart ships a ServiceMonitor): a scrape's allocations then count in the peak RSS.
+	// Prometheus does (the chart renders a PodMonitor): a scrape's allocations then count in the peak RSS.
 	ScrapeInterval time.Duration
 	// ControllerMemoryLimit is the container memory limit the bench's own acrpull runs as if under (the chart's
 	// default, 512Mi): in the chart's pod acrpull gives the Go runtime nine tenths of its cgroup limit as a soft limit;
@@ -213,8 +212,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 	if b.controller != nil {
 		res.ControllerPeakRSSMiB = mib(b.procStatus("VmHWM"))
-		res.ControllerScrapes = b.scrapes.Load()
-		res.ControllerRuntime = b.runtime.reading()
+		res.ControllerScrapes, res.ControllerRuntime = b.scrapes.reading()
 	}
 	printTable(b.out, res)
 	if res.Upstream != nil {
@@ -279,9 +277,8 @@ type bench struct {
 	metricsAddr, pprofAddr string
 	metricsURL             string
 	profiles               *profiler
-	// scrapes counts the current controller's scrapes (ScrapeInterval), runtime holds what they read.
-	scrapes atomic.Int64
-	runtime runtimeReadings
+	// scrapes counts the current controller's scrapes (ScrapeInterval) and holds what they read.
+	scrapes runtimeReadings
 	// built is set once the bench's own acrpull is built, so a restart does not wait for the compiler.
 	built bool
 	// ready watches bindings, their secrets and service accounts, for any controller's readiness.
@@ -430,8 +427,7 @@ func (b *bench) startController(args []string) error {
 	}
 	b.controller, b.exited = cmd, make(chan struct{})
 	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(b.exited) }()
-	b.scrapes.Store(0)
-	b.runtime.reset()
+	b.scrapes.reset()
 	if b.metricsURL != "" && b.o.ScrapeInterval > 0 {
 		go b.scrapeEvery(b.metricsURL, b.o.ScrapeInterval, b.exited)
 	}
@@ -456,18 +452,8 @@ func (b *bench) scrapeEvery(url string, interval time.Duration, exited <-chan st
 			return
 		case <-tick.C:
 		}
-		resp, err := scraper.Get(url)
-		if err != nil {
-			continue
-		}
-		raw, err := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			continue
-		}
-		b.scrapes.Add(1)
-		if families, err := parseMetrics(raw); err == nil {
-			b.runtime.record(families)
+		if families, err := controllerMetrics(context.Background(), scraper, url); err == nil {
+			b.scrapes.record(families)
 		}
 	}
 }

@@ -117,6 +117,27 @@ func eachRequestCount(families map[string]*dto.MetricFamily, resources, verbs []
 	}
 }
 
+// controllerMetrics reads and parses a controller's /metrics at url.
+func controllerMetrics(ctx context.Context, c *http.Client, url string) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return parseMetrics(raw)
+}
+
 func parseMetrics(raw []byte) (map[string]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.LegacyValidation)
 	return p.TextToMetricFamilies(bytes.NewReader(raw))
@@ -137,14 +158,7 @@ func (b *bench) heap(ctx context.Context) uint64 {
 	if b.metricsURL == "" {
 		return 0
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.metricsURL, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	families, err := parseMetrics(raw)
+	families, err := controllerMetrics(ctx, http.DefaultClient, b.metricsURL)
 	if err != nil {
 		return 0
 	}

@@ -30,27 +30,29 @@ type RuntimeReading struct {
 	GCCycles float64 `json:"gcCycles"`
 }
 
-// runtimeReadings gathers RuntimeReading from the scrapes of one controller process.
+// runtimeReadings counts the scrapes of one controller process and gathers RuntimeReading from them.
 type runtimeReadings struct {
-	mu   sync.Mutex
-	read bool
-	last RuntimeReading
+	mu      sync.Mutex
+	scrapes int64
+	read    bool
+	last    RuntimeReading
 }
 
 func (r *runtimeReadings) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.read, r.last = false, RuntimeReading{}
+	r.scrapes, r.read, r.last = 0, false, RuntimeReading{}
 }
 
-// record takes one scrape's figures: the largest live heap so far, the latest counters.
+// record counts one scrape and takes its figures: the largest live heap so far, the latest counters.
 func (r *runtimeReadings) record(families map[string]*dto.MetricFamily) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.scrapes++
 	live, ok := sampleOf(families, "go_gc_heap_live_bytes")
 	if !ok {
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.read = true
 	got := &r.last
 	got.PeakLiveHeapMiB = max(got.PeakLiveHeapMiB, live/(1<<20))
@@ -66,15 +68,15 @@ func (r *runtimeReadings) record(families map[string]*dto.MetricFamily) {
 	got.GCCycles, _ = sampleOf(families, "go_gc_cycles_total_gc_cycles_total")
 }
 
-// reading is the figures so far, nil when no scrape held the runtime's metrics.
-func (r *runtimeReadings) reading() *RuntimeReading {
+// reading is the number of scrapes and their figures, nil when no scrape held the runtime's metrics.
+func (r *runtimeReadings) reading() (int64, *RuntimeReading) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.read {
-		return nil
+		return r.scrapes, nil
 	}
 	out := r.last
-	return &out
+	return r.scrapes, &out
 }
 
 // sampleOf is the value of a family's single unlabelled sample, gauge or counter.

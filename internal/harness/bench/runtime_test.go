@@ -31,7 +31,7 @@ go_gc_cycles_total_gc_cycles_total 7
 `, liveMiB*(1<<20), limit, gc, cpu)
 	}
 	var r runtimeReadings
-	if r.reading() != nil {
+	if _, got := r.reading(); got != nil {
 		t.Fatal("a reading before any scrape")
 	}
 	for _, text := range []string{scrape(300, 483183820, 10, 100), scrape(120, 483183820, 12, 130)} {
@@ -41,7 +41,10 @@ go_gc_cycles_total_gc_cycles_total 7
 		}
 		r.record(families)
 	}
-	got := r.reading()
+	scrapes, got := r.reading()
+	if scrapes != 2 {
+		t.Errorf("%d scrapes counted, want 2", scrapes)
+	}
 	if got == nil || got.PeakLiveHeapMiB != 300 || got.GCCPUSeconds != 13.5 || got.CPUSeconds != 130 || got.GCCycles != 7 {
 		t.Fatalf("reading %+v: want the largest live heap (300 MiB) and the last scrape's counters (GC 12+1+0.5 without idle marking, 130, 7)", got)
 	}
@@ -53,7 +56,7 @@ go_gc_cycles_total_gc_cycles_total 7
 	families, _ := parseMetrics([]byte(scrape(1, 9223372036854775807, 0, 0)))
 	r.reset()
 	r.record(families)
-	if got := r.reading(); got == nil || got.MemoryLimitMiB != 0 {
+	if _, got := r.reading(); got == nil || got.MemoryLimitMiB != 0 {
 		t.Errorf("reading without a limit %+v: want MemoryLimitMiB 0", got)
 	}
 
@@ -61,7 +64,7 @@ go_gc_cycles_total_gc_cycles_total 7
 	families, _ = parseMetrics([]byte("# TYPE up gauge\nup 1\n"))
 	r.reset()
 	r.record(families)
-	if got := r.reading(); got != nil {
-		t.Errorf("reading from a scrape without runtime metrics: %+v", got)
+	if scrapes, got := r.reading(); got != nil || scrapes != 1 {
+		t.Errorf("a scrape without runtime metrics: %d scrapes, reading %+v; want 1 and none", scrapes, got)
 	}
 }

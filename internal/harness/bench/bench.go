@@ -179,18 +179,25 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	// The pod identity scenarios run their own controller and agents: alone, they need neither the write floor
 	// nor the AcrPullBinding controller.
 	if b.needsController() {
-		b.logf("measuring the write floor: %d bindings' worth of secret creates, SA patches, status patches, %d workers", min(o.Bindings, cmp.Or(o.FloorBindings, o.Bindings)), o.Workers)
-		if res.Floor, err = b.writeFloor(ctx); err != nil {
-			return nil, fmt.Errorf("write floor: %w", err)
-		}
-		// After the floor, whose bindings a finalizer policy would leave waiting for a controller to delete them.
+		// The floor's writes meet what the controller's will: the chart's validating policies, and the bench's own
+		// watches, whose events the apiserver encodes for every write.
 		if o.ChartPolicies {
-			if err := b.installChartPolicies(ctx); err != nil {
+			if err := b.installChartPolicies(ctx, false); err != nil {
 				return nil, err
 			}
 		}
 		if b.ready, err = b.startReadiness(ctx); err != nil {
 			return nil, err
+		}
+		b.logf("measuring the write floor: %d bindings' worth of secret creates, SA patches, status patches, %d workers", min(o.Bindings, cmp.Or(o.FloorBindings, o.Bindings)), o.Workers)
+		if res.Floor, err = b.writeFloor(ctx); err != nil {
+			return nil, fmt.Errorf("write floor: %w", err)
+		}
+		// After the floor, whose bindings the finalizer policy would leave waiting for a controller to delete them.
+		if o.ChartPolicies {
+			if err := b.installChartPolicies(ctx, true); err != nil {
+				return nil, err
+			}
 		}
 		if len(o.Upstream) > 0 {
 			if res.Upstream, err = b.measureUpstream(ctx, res.Floor); err != nil {

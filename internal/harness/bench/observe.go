@@ -259,6 +259,7 @@ func printTable(w io.Writer, r *Results) {
 		}
 		row("write floor: CPU seconds", "%s", sortedMap(f.CPUSeconds))
 		row("write floor: binding creates", "%.1f s (before the floor's writes; the burst makes them too)", f.CreateSeconds)
+		printSpread(row, "write floor", f.Spread)
 	}
 	if b := r.Burst; b != nil {
 		row("burst: all usable", "%.1f s (%.2fx the write floor; %.2fx the floor plus the binding creates)", b.Seconds, b.RatioToFloor, b.RatioToFloorWithCreates)

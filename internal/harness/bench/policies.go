@@ -32,8 +32,9 @@ const (
 )
 
 // installChartPolicies renders the chart's admission policies the way `helm install` would for this apiserver
-// (its version and the admission APIs it serves) and creates them.
-func (b *bench) installChartPolicies(ctx context.Context) error {
+// (its version and the admission APIs it serves) and creates them: the validating policies, or, with finalizer, the
+// finalizer policy (nothing unless finalizerOnCreate is on and the apiserver serves MutatingAdmissionPolicy).
+func (b *bench) installChartPolicies(ctx context.Context, finalizer bool) error {
 	disc, err := discovery.NewDiscoveryClientForConfig(b.env.Config)
 	if err != nil {
 		return err
@@ -44,14 +45,20 @@ func (b *bench) installChartPolicies(ctx context.Context) error {
 	}
 	args := []string{"template", "acrpull", filepath.Join(testenv.ModuleRoot(), "config", "helm"),
 		"--namespace", "acrpull", "--kube-version", version.GitVersion, "--set", fmt.Sprintf("finalizerOnCreate=%t", b.o.FinalizerOnCreate)}
-	args = append(args, "--show-only", validatingPoliciesTemplate)
+	template := validatingPoliciesTemplate
+	if finalizer {
+		template = finalizerPolicyTemplate
+	}
+	args = append(args, "--show-only", template)
+	served := false
 	if resources, err := disc.ServerResourcesForGroupVersion("admissionregistration.k8s.io/v1"); err == nil {
 		for _, r := range resources.APIResources {
 			args = append(args, "--api-versions", "admissionregistration.k8s.io/v1/"+r.Kind)
-			if r.Kind == "MutatingAdmissionPolicy" && b.o.FinalizerOnCreate {
-				args = append(args, "--show-only", finalizerPolicyTemplate)
-			}
+			served = served || r.Kind == "MutatingAdmissionPolicy"
 		}
+	}
+	if finalizer && (!served || !b.o.FinalizerOnCreate) {
+		return nil
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(b.env.AssetsDir, "helm"), args...)
 	var stderr bytes.Buffer

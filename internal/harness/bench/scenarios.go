@@ -38,6 +38,9 @@ type FloorResult struct {
 	// MeasuredBindings, when fewer than the burst's, is how many bindings' writes were measured; Writes, Seconds
 	// and CreateSeconds are then scaled up to the burst's size in proportion (see Options.FloorBindings).
 	MeasuredBindings int `json:"measuredBindings,omitempty"`
+	// Spread is how the floor's writes spread over time, read the way the burst's are (the same sampling of the
+	// apiserver's counters runs during both).
+	Spread *WriteSpread `json:"writeSpread,omitempty"`
 }
 
 // BurstResult is how fast N new bindings become usable: a secret with a token, attached to the service account,
@@ -151,6 +154,7 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 	}
 	createSecs := time.Since(createStart).Seconds()
 	start, cpuBefore := time.Now(), b.processCPU()
+	sampler := b.sampleWrites(ctx)
 	err = parallel(b.o.Workers, n, func(i int) error {
 		ns, name := namespace(i%b.o.Namespaces), fmt.Sprintf("floor-%d", i)
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Type: corev1.SecretTypeDockerConfigJson,
@@ -178,6 +182,7 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 		bnd.Status.Error = "floor"
 		return b.c.Status().Patch(ctx, bnd, client.MergeFrom(base))
 	})
+	spread := sampler.stop()
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +204,7 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 		return b.c.Update(ctx, sa)
 	})
 	writes := 3 * n
-	res := &FloorResult{Writes: writes, Seconds: secs, WritesPerSec: float64(writes) / secs, CPUSeconds: cpu, CreateSeconds: createSecs}
+	res := &FloorResult{Writes: writes, Seconds: secs, WritesPerSec: float64(writes) / secs, CPUSeconds: cpu, CreateSeconds: createSecs, Spread: spread}
 	if n < b.o.Bindings {
 		scale := float64(b.o.Bindings) / float64(n)
 		res.MeasuredBindings, res.Writes = n, 3*b.o.Bindings

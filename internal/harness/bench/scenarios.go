@@ -19,9 +19,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	acrv1beta2 "github.com/acrpull/acrpull/api/v1beta2"
+	"github.com/acrpull/acrpull/internal/dockerconfig"
 	"github.com/acrpull/acrpull/internal/harness/azurefake"
 )
 
@@ -139,15 +141,33 @@ func newBinding(ns, name string, identityIndex int) *acrv1beta2.AcrPullBinding {
 
 // writeFloor does, with a plain client and the bench's workers, the writes a controller must do for N bindings: a
 // secret create, a service-account patch and a status patch each. It runs before the controller starts, on
-// bindings it deletes afterwards.
+// bindings it deletes afterwards. Each write carries what any controller's must for the bench to count the binding
+// usable and for msi-acrpull's clients to find it: the secret a registry token, the binding label, the expiry
+// annotation and the binding as its owner; the status the token's issue and expiry times. What acrpull writes
+// beyond that (its other annotations, its conditions) is the controller's cost, not the floor's.
 func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 	n := b.o.Bindings
 	if b.o.FloorBindings > 0 && b.o.FloorBindings < n {
 		n = b.o.FloorBindings
 	}
+	token, err := b.cloud.IssueRefreshToken(identity(0), registryHost)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := dockerconfig.Render(registryHost, token)
+	if err != nil {
+		return nil, err
+	}
+	issued := metav1.NewTime(time.Now().Truncate(time.Second))
+	expires := metav1.NewTime(issued.Add(b.o.AccessTokenLifetime))
+	uids := make([]types.UID, n)
+	accounts := &floorAccounts{latest: map[string]*corev1.ServiceAccount{}}
 	createStart := time.Now()
-	err := parallel(b.o.Workers, n, func(i int) error {
-		return b.c.Create(ctx, newBinding(namespace(i%b.o.Namespaces), fmt.Sprintf("floor-%d", i), i%b.o.Identities))
+	err = parallel(b.o.Workers, n, func(i int) error {
+		bnd := newBinding(namespace(i%b.o.Namespaces), fmt.Sprintf("floor-%d", i), i%b.o.Identities)
+		err := b.c.Create(ctx, bnd)
+		uids[i] = bnd.UID
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -157,29 +177,25 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 	sampler := b.sampleWrites(ctx)
 	err = parallel(b.o.Workers, n, func(i int) error {
 		ns, name := namespace(i%b.o.Namespaces), fmt.Sprintf("floor-%d", i)
-		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Type: corev1.SecretTypeDockerConfigJson,
-			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}}
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+				Labels:      map[string]string{bindingLabel: name},
+				Annotations: map[string]string{expiryAnnotation: expires.UTC().Format(time.RFC3339)},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: acrv1beta2.GroupVersion.String(), Kind: "AcrPullBinding",
+					Name: name, UID: uids[i], Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
+			},
+			Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: payload},
+		}
 		if err := b.c.Create(ctx, secret); err != nil {
 			return err
 		}
-		for {
-			sa := &corev1.ServiceAccount{}
-			if err := b.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "default"}, sa); err != nil {
-				return err
-			}
-			base := sa.DeepCopy()
-			sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
-			err := b.c.Patch(ctx, sa, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
-			if err == nil {
-				break
-			}
-			if !apierrors.IsConflict(err) {
-				return err
-			}
+		if err := accounts.attach(ctx, b.c, ns, name); err != nil {
+			return err
 		}
 		bnd := newBinding(ns, name, 0)
 		base := bnd.DeepCopy()
-		bnd.Status.Error = "floor"
+		bnd.Status.LastTokenRefreshTime, bnd.Status.TokenExpirationTime = &issued, &expires
 		return b.c.Status().Patch(ctx, bnd, client.MergeFrom(base))
 	})
 	spread := sampler.stop()
@@ -187,6 +203,11 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 		return nil, err
 	}
 	secs, cpu := time.Since(start).Seconds(), cpuSpent(cpuBefore, b.processCPU())
+	// The floor's writes are the whole of what makes a binding usable: the bench's watches must count every one.
+	usable := func() int { u, _, _ := b.ready.counts("floor-"); return u }
+	if err := b.waitFor(ctx, "floor-", n, time.Minute, "floor bindings usable", usable); err != nil {
+		return nil, err
+	}
 	// Leave no trace for the controller: floor bindings, secrets and references go.
 	err = parallel(b.o.Workers, b.o.Namespaces, func(i int) error {
 		ns := namespace(i)
@@ -214,6 +235,41 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 		}
 	}
 	return res, err
+}
+
+// floorAccounts keeps the latest copy of each service account the floor has written, as a controller's cache
+// would: the floor's only reads of them are after a conflict, and the first of each.
+type floorAccounts struct {
+	mu     sync.Mutex
+	latest map[string]*corev1.ServiceAccount // namespace -> its default service account
+}
+
+// attach lists the pull secret name on the namespace's default service account, with an optimistic lock.
+func (f *floorAccounts) attach(ctx context.Context, c client.Client, namespace, name string) error {
+	for {
+		f.mu.Lock()
+		sa := f.latest[namespace].DeepCopy()
+		f.mu.Unlock()
+		if sa == nil {
+			sa = &corev1.ServiceAccount{}
+			if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "default"}, sa); err != nil {
+				return err
+			}
+		}
+		base := sa.DeepCopy()
+		sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
+		err := c.Patch(ctx, sa, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		f.mu.Lock()
+		if err == nil {
+			f.latest[namespace] = sa
+		} else {
+			delete(f.latest, namespace)
+		}
+		f.mu.Unlock()
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+	}
 }
 
 // finalizerWait bounds how long the burst waits, once every binding is usable, for every binding's finalizer.

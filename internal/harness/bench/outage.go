@@ -67,7 +67,7 @@ func (b *bench) outage(ctx context.Context) (*OutageResult, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("no bindings to take through an outage; run burst first")
 	}
-	if err := b.waitFor(ctx, "", n, 10*time.Minute, "Ready before the outage", func() int { _, r, _ := b.ready.counts(""); return r }); err != nil {
+	if err := b.waitFor(ctx, n, 10*time.Minute, "Ready before the outage", func() int { _, r, _ := b.ready.counts(""); return r }); err != nil {
 		return nil, err
 	}
 	w, err := b.watchStatuses(ctx)
@@ -101,10 +101,10 @@ func (b *bench) outage(ctx context.Context) (*OutageResult, error) {
 	b.cloud.ClearFaults()
 	up := time.Now()
 	b.logf("the cloud is back; %d bindings failing (%d not Ready), %d status writes during the outage", failing, notReady, duringTotal)
-	if err := b.waitFor(ctx, "", n, 10*time.Minute, "Ready after the outage", func() int { _, r, _ := b.ready.counts(""); return r }); err != nil {
+	if err := b.waitFor(ctx, n, 10*time.Minute, "Ready after the outage", func() int { _, r, _ := b.ready.counts(""); return r }); err != nil {
 		return nil, err
 	}
-	if err := b.waitFor(ctx, "", n, 10*time.Minute, "not failing after the outage", func() int { return n - w.failingNow() }); err != nil {
+	if err := b.waitFor(ctx, n, 10*time.Minute, "not failing after the outage", func() int { return n - w.failingNow() }); err != nil {
 		return nil, err
 	}
 	end, err := b.apiserverWrites(ctx)

@@ -423,19 +423,19 @@ func (r *readiness) firstReady(key string) (time.Time, bool) {
 
 // waitUsable waits until n bindings whose names start with prefix are usable.
 func (b *bench) waitUsable(ctx context.Context, prefix string, n int, timeout time.Duration) error {
-	return b.waitFor(ctx, prefix, n, timeout, "usable", func() int { u, _, _ := b.ready.counts(prefix); return u })
+	return b.waitFor(ctx, n, timeout, "usable", func() int { u, _, _ := b.ready.counts(prefix); return u })
 }
 
 // waitCurrentSince waits until n bindings whose names start with prefix have each been current at some moment since t.
 func (b *bench) waitCurrentSince(ctx context.Context, prefix string, n int, t time.Time, timeout time.Duration) error {
-	return b.waitFor(ctx, prefix, n, timeout, "current since "+t.Format("15:04:05"), func() int { return b.ready.currentSince(prefix, t) })
+	return b.waitFor(ctx, n, timeout, "current since "+t.Format("15:04:05"), func() int { return b.ready.currentSince(prefix, t) })
 }
 
 // errNotReached is waitFor's error when the count did not reach n in time (not when the controller exited or the
 // run was interrupted): a scenario that can report a slower controller's partial figures checks for it.
 var errNotReached = errors.New("not reached in time")
 
-func (b *bench) waitFor(ctx context.Context, prefix string, n int, timeout time.Duration, what string, count func() int) error {
+func (b *bench) waitFor(ctx context.Context, n int, timeout time.Duration, what string, count func() int) error {
 	deadline := time.Now().Add(timeout)
 	last := -1
 	for {

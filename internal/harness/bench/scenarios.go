@@ -214,8 +214,7 @@ func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 	}
 	secs, cpu := time.Since(start).Seconds(), cpuSpent(cpuBefore, b.processCPU())
 	// The floor's writes are the whole of what makes a binding usable: the bench's watches must count every one.
-	usable := func() int { u, _, _ := b.ready.counts("floor-"); return u }
-	if err := b.waitFor(ctx, "floor-", n, time.Minute, "floor bindings usable", usable); err != nil {
+	if err := b.waitUsable(ctx, "floor-", n, time.Minute); err != nil {
 		return nil, err
 	}
 	// Leave no trace for the controller: floor bindings, secrets and references go.
@@ -324,7 +323,7 @@ func (b *bench) burst(ctx context.Context, floor *FloorResult) (*BurstResult, er
 	// After the figures of "all usable": a finalizer the controller adds later is counted, not waited for in them.
 	// Not all of them by then is a figure (Finalized says how many), not a failure: at 100,000 the finalizer patches,
 	// which wait behind everything else, take longer than the wait (errNotReached is let through below).
-	err = b.waitFor(ctx, "app-", n, finalizerWait, "with the finalizer", func() int { f, _ := b.ready.finalized("app-"); return f })
+	err = b.waitFor(ctx, n, finalizerWait, "with the finalizer", func() int { f, _ := b.ready.finalized("app-"); return f })
 	var toSecret, toUsable []float64
 	var readyCondition int
 	var lastReady, lastUsable time.Time

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -275,7 +276,9 @@ type bench struct {
 	env   *testenv.Env
 	cloud *azurefake.Cloud
 	c     client.Client
-	dir   string
+	// apiserver reads the apiserver's own paths (/metrics), once a second while writes are sampled.
+	apiserver rest.Interface
+	dir       string
 
 	controller *exec.Cmd
 	exited     chan struct{}
@@ -305,6 +308,11 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	}
 	b.c = b.env.Client
+	cs, err := kubernetes.NewForConfig(b.env.Config)
+	if err != nil {
+		return err
+	}
+	b.apiserver = cs.RESTClient()
 	if b.cloud, err = azurefake.New(azurefake.Options{}); err != nil {
 		return err
 	}

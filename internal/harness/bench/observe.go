@@ -20,7 +20,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/acrpull/acrpull/internal/harness/azurefake"
 )
@@ -71,11 +70,7 @@ func (b *bench) apiserverRequestsOf(ctx context.Context, resources, verbs []stri
 
 // apiserverMetrics reads the apiserver's /metrics.
 func (b *bench) apiserverMetrics(ctx context.Context) (map[string]*dto.MetricFamily, error) {
-	cs, err := kubernetes.NewForConfig(b.env.Config)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	raw, err := b.apiserver.Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return nil, err
 	}

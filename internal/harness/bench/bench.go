@@ -183,7 +183,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		// The floor's writes meet what the controller's will: the chart's validating policies, and the bench's own
 		// watches, whose events the apiserver encodes for every write.
 		if o.ChartPolicies {
-			if err := b.installChartPolicies(ctx, false); err != nil {
+			if err := b.installChartPolicies(ctx, validatingPoliciesTemplate); err != nil {
 				return nil, err
 			}
 		}
@@ -195,8 +195,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			return nil, fmt.Errorf("write floor: %w", err)
 		}
 		// After the floor, whose bindings the finalizer policy would leave waiting for a controller to delete them.
-		if o.ChartPolicies {
-			if err := b.installChartPolicies(ctx, true); err != nil {
+		if o.ChartPolicies && o.FinalizerOnCreate {
+			if err := b.installChartPolicies(ctx, finalizerPolicyTemplate); err != nil {
 				return nil, err
 			}
 		}

@@ -31,10 +31,10 @@ const (
 	finalizerPolicyTemplate    = "templates/finalizer-policy.yaml"
 )
 
-// installChartPolicies renders the chart's admission policies the way `helm install` would for this apiserver
-// (its version and the admission APIs it serves) and creates them: the validating policies, or, with finalizer, the
-// finalizer policy (nothing unless finalizerOnCreate is on and the apiserver serves MutatingAdmissionPolicy).
-func (b *bench) installChartPolicies(ctx context.Context, finalizer bool) error {
+// installChartPolicies renders one of the chart's policy templates the way `helm install` would for this apiserver
+// (its version and the admission APIs it serves) and creates what it holds. The finalizer policy's needs an
+// apiserver serving MutatingAdmissionPolicy; on another, helm would render nothing, so nothing is installed.
+func (b *bench) installChartPolicies(ctx context.Context, template string) error {
 	disc, err := discovery.NewDiscoveryClientForConfig(b.env.Config)
 	if err != nil {
 		return err
@@ -44,20 +44,17 @@ func (b *bench) installChartPolicies(ctx context.Context, finalizer bool) error 
 		return err
 	}
 	args := []string{"template", "acrpull", filepath.Join(testenv.ModuleRoot(), "config", "helm"),
-		"--namespace", "acrpull", "--kube-version", version.GitVersion, "--set", fmt.Sprintf("finalizerOnCreate=%t", b.o.FinalizerOnCreate)}
-	template := validatingPoliciesTemplate
-	if finalizer {
-		template = finalizerPolicyTemplate
-	}
-	args = append(args, "--show-only", template)
-	served := false
+		"--namespace", "acrpull", "--kube-version", version.GitVersion, "--set", fmt.Sprintf("finalizerOnCreate=%t", b.o.FinalizerOnCreate),
+		"--show-only", template}
+	mutatingServed := false
 	if resources, err := disc.ServerResourcesForGroupVersion("admissionregistration.k8s.io/v1"); err == nil {
 		for _, r := range resources.APIResources {
 			args = append(args, "--api-versions", "admissionregistration.k8s.io/v1/"+r.Kind)
-			served = served || r.Kind == "MutatingAdmissionPolicy"
+			mutatingServed = mutatingServed || r.Kind == "MutatingAdmissionPolicy"
 		}
 	}
-	if finalizer && (!served || !b.o.FinalizerOnCreate) {
+	// helm refuses to show a template that rendered nothing.
+	if template == finalizerPolicyTemplate && !mutatingServed {
 		return nil
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(b.env.AssetsDir, "helm"), args...)

@@ -143,8 +143,9 @@ func newBinding(ns, name string, identityIndex int) *acrv1beta2.AcrPullBinding {
 // secret create, a service-account patch and a status patch each. It runs before the controller starts, on
 // bindings it deletes afterwards. Each write carries what any controller's must for the bench to count the binding
 // usable and for msi-acrpull's clients to find it: the secret a registry token, the binding label, the expiry
-// annotation and the binding as its owner; the status the token's issue and expiry times. What acrpull writes
-// beyond that (its other annotations, its conditions) is the controller's cost, not the floor's.
+// annotation and the binding as its owner; the status an issue and an expiry time (nominal ones, now and one access
+// token lifetime later: their size is what costs the apiserver, not their values). What acrpull writes beyond that
+// (its other annotations, its conditions) is the controller's cost, not the floor's.
 func (b *bench) writeFloor(ctx context.Context) (*FloorResult, error) {
 	n := b.o.Bindings
 	if b.o.FloorBindings > 0 && b.o.FloorBindings < n {

@@ -13,17 +13,28 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
 
 	"github.com/acrpull/acrpull/internal/azauth"
 	"github.com/acrpull/acrpull/internal/identityallowlist"
 	"github.com/acrpull/acrpull/internal/manager"
 )
 
-// kubeClientLimits are the apiserver client's rate limits. controller-runtime's default (20 QPS) would cap the
-// controller at about 20 writes a second, far below what the apiserver takes.
+// kubeClientLimits are the apiserver client's rate limits and compression. controller-runtime's default (20 QPS)
+// would cap the controller at about 20 writes a second, far below what the apiserver takes.
 type kubeClientLimits struct {
 	qps   float32
 	burst int
+	// compression asks the apiserver to gzip its responses and watch streams. Off by default, as kube-controller-manager
+	// and kube-scheduler have it: next to the apiserver, gzip costs its CPU (the resource a burst of bindings is short
+	// of) and saves bandwidth nobody is short of. A controller far from its apiserver turns it on.
+	compression bool
+}
+
+// apply sets the limits on the apiserver client's configuration.
+func (k kubeClientLimits) apply(cfg *rest.Config) {
+	cfg.QPS, cfg.Burst = k.qps, k.burst
+	cfg.DisableCompression = !k.compression
 }
 
 // suffixList collects --allowed-acr-server-suffixes, which may be repeated and may hold comma-separated values.
@@ -71,6 +82,8 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (ma
 	fs.IntVar(&opts.Workers, "workers", 16, "Bindings reconciled concurrently, per API version.")
 	fs.Float64Var(&qps, "kube-api-qps", 1000, "Requests per second to the apiserver.")
 	fs.IntVar(&kube.burst, "kube-api-burst", 2000, "Burst of requests to the apiserver.")
+	fs.BoolVar(&kube.compression, "kube-api-compression", false,
+		"Ask the apiserver to gzip its responses; off, as kube-controller-manager does, to spare the apiserver's CPU.")
 	fs.DurationVar(&opts.AzureCallTimeout, "azure-timeout", 30*time.Second, "Bound on each Azure request; a slower answer counts as a failure and is retried with backoff.")
 	fs.StringVar(&c.ServiceAccountTokenAudience, "service-account-token-audience", "api://AzureCRTokenExchange",
 		"The only audience of the service-account tokens presented to Entra ID; federated credentials must name it.")

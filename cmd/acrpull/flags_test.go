@@ -6,10 +6,17 @@ SPDX-License-Identifier: MIT
 package main
 
 import (
+	"encoding/pem"
 	"flag"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"strings"
+	"sync"
 	"testing"
+
+	"k8s.io/client-go/rest"
 
 	"github.com/acrpull/acrpull/internal/controller/acrpullbinding/acrserver"
 )
@@ -119,5 +126,55 @@ func TestVerifyPullFlag(t *testing.T) {
 	opts, _, err := parseFlags(flag.NewFlagSet("test", flag.ContinueOnError), []string{"--verify-pull=false"}, func(string) string { return "" })
 	if err != nil || opts.Controller.VerifyPull {
 		t.Errorf("--verify-pull=false: on %v, err %v", opts.Controller.VerifyPull, err)
+	}
+}
+
+// The controller asks the apiserver for gzip only when told to: by default its requests carry no Accept-Encoding that
+// would make the apiserver compress every response and watch event for it.
+func TestKubeAPICompressionIsOffUnlessAsked(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Accept-Encoding"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Success"}`)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+
+	acceptEncoding := func(args ...string) string {
+		t.Helper()
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		_, kube, err := parseFlags(fs, args, func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: ca}}
+		kube.apply(cfg)
+		c, err := rest.HTTPClientFor(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Get(srv.URL + "/version")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Errorf("the test server spoke HTTP/%d, not the HTTP/2 the apiserver speaks", resp.ProtoMajor)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[len(seen)-1]
+	}
+	if got := acceptEncoding(); got != "" {
+		t.Errorf("by default the controller asked for Accept-Encoding %q", got)
+	}
+	if got := acceptEncoding("--kube-api-compression"); !strings.Contains(got, "gzip") {
+		t.Errorf("--kube-api-compression asked for Accept-Encoding %q, not gzip", got)
 	}
 }

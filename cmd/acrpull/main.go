@@ -58,7 +58,7 @@ func main() {
 		log.Error(err, "Failed to load kubeconfig")
 		os.Exit(1)
 	}
-	cfg.QPS, cfg.Burst = kube.qps, kube.burst
+	kube.apply(cfg)
 	mgr, err := manager.New(cfg, opts)
 	if err != nil {
 		log.Error(err, "Failed to build manager")

@@ -152,6 +152,7 @@ allowedACRServerSuffixes: [azurecr.io, azurecr.us]
 ttlRotationFraction: 0.01
 verifyPull: false
 kubeAPIQPS: 12.5
+kubeAPICompression: true
 v1beta1: {acrServer: legacy.azurecr.io, managedIdentityClientID: 11111111-1111-1111-1111-111111111111}
 `)},
 	} {
@@ -191,6 +192,7 @@ labelSelector: shard=a
 workers: 4
 kubeAPIQPS: 50
 kubeAPIBurst: 100
+kubeAPICompression: true
 logLevel: debug
 v1beta1:
   acrServer: legacy.azurecr.io
@@ -218,7 +220,7 @@ podDisruptionBudget: {enabled: true, maxUnavailable: null, minAvailable: 2}
 		"--service-account-token-audience=api://custom-exchange", "--ttl-rotation-fraction=0.25", "--verify-pull=false",
 		"--allowed-acr-server-suffixes=azurecr.io,azurecr.us", "--label-selector=shard=a",
 		"--allowed-authority-hosts=login.airgap.example,https://adfs.airgap.example:8443/adfs/", "--workers=4",
-		"--kube-api-qps=50", "--kube-api-burst=100", "--zap-log-level=debug", "--acr-token-audience="))
+		"--kube-api-qps=50", "--kube-api-burst=100", "--kube-api-compression=true", "--zap-log-level=debug", "--acr-token-audience="))
 	g.Expect(c.Args[len(c.Args)-1]).To(Equal("--acr-token-audience="), "extra arguments come last, so they win")
 	g.Expect(c.Env).To(ConsistOf(
 		corev1.EnvVar{Name: "ACR_SERVER", Value: "legacy.azurecr.io"},

@@ -25,9 +25,11 @@ import (
 
 func main() {
 	var o bench.Options
-	var controller, upstream, scenarios, podIdentityModes, nmiAgent, nmiModes string
+	var controller, controllerFlags, upstream, scenarios, podIdentityModes, nmiAgent, nmiModes string
 	flag.StringVar(&controller, "controller", "", "Controller command line (space-separated); default: bin/acrpull with loopback metrics. "+
 		"It is run with KUBECONFIG, HTTPS_PROXY, HTTP_PROXY, NO_PROXY and SSL_CERT_FILE set.")
+	flag.StringVar(&controllerFlags, "controller-flags", "", "Flags (space-separated) added to the bench's own acrpull command line, "+
+		"to measure their effect with the figures only the bench's own controller gives (metrics, profiles); not with --controller.")
 	flag.StringVar(&upstream, "upstream", "", "A second controller's command line (msi-acrpull; see make bench-upstream), measured first in the same run "+
 		"on the same apiserver and fake cloud, then stopped and its bindings removed; scenarios burst, steady, busy and restart only. Figures are printed side by side.")
 	flag.IntVar(&o.Bindings, "bindings", 10000, "Bindings in the burst.")
@@ -95,6 +97,11 @@ func main() {
 	if controller != "" {
 		o.Controller = strings.Fields(controller)
 	}
+	if controller != "" && controllerFlags != "" {
+		fmt.Fprintln(os.Stderr, "bench: --controller-flags adds to the bench's own acrpull; with --controller, put the flags in its command line")
+		os.Exit(2)
+	}
+	o.ControllerFlags = strings.Fields(controllerFlags)
 	o.Upstream = strings.Fields(upstream)
 	o.Scenarios = strings.Split(scenarios, ",")
 	o.PodIdentity.Modes = strings.Split(podIdentityModes, ",")

@@ -39,6 +39,9 @@ import (
 type Options struct {
 	// Controller is the command line to run; empty runs ./bin/acrpull (built if missing).
 	Controller []string
+	// ControllerFlags are added to the bench's own acrpull command line, to measure a flag's effect with everything
+	// else the bench reads from its own controller (metrics, profiles, memory limit).
+	ControllerFlags []string
 	// Upstream, when set, is a second controller's command line (msi-acrpull) measured in the same run, on the same
 	// apiserver and fake cloud, before Controller; the figures are printed side by side (see compare.go).
 	Upstream   []string
@@ -368,7 +371,7 @@ func (b *bench) controllerArgs() []string {
 	if b.o.ProfileDir != "" {
 		args = append(args, "--pprof-bind-address="+b.pprofAddr)
 	}
-	return args
+	return append(args, b.o.ControllerFlags...)
 }
 
 // stopController interrupts the running controller, if any, and waits for it to exit (killing it after 10 s).

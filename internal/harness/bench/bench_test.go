@@ -8,6 +8,7 @@ package bench
 import (
 	"errors"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,5 +149,19 @@ func TestWriteSpreadFindsTheStormSecond(t *testing.T) {
 	late := []writeSample{{at: start, writes: 0}, {at: start.Add(3 * time.Second), writes: 300}, {at: start.Add(4 * time.Second), writes: 400}}
 	if ws := spreadOf(late); ws.MaxPerSecond != 100 || ws.LongestIntervalSeconds != 3 {
 		t.Errorf("late reading: max %.0f/s, longest interval %.1f s; want 100/s and 3 s", ws.MaxPerSecond, ws.LongestIntervalSeconds)
+	}
+}
+
+// --controller-flags reach the bench's own acrpull after its own flags, so a flag's effect is measured with the figures
+// only the bench's own controller gives; with --controller the command line is taken as given.
+func TestControllerFlagsAddToTheBenchsOwnController(t *testing.T) {
+	b := &bench{o: Options{ControllerFlags: []string{"--kube-api-compression=true"}}, metricsAddr: "127.0.0.1:9"}
+	args := b.controllerArgs()
+	if args[len(args)-1] != "--kube-api-compression=true" || !slices.Contains(args, "--metrics-bind-address=127.0.0.1:9") {
+		t.Fatalf("own controller's command line %q", args)
+	}
+	b.o.Controller = []string{"/bin/other", "--x"}
+	if got := b.controllerArgs(); !slices.Equal(got, b.o.Controller) {
+		t.Fatalf("--controller's command line became %q", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/acrpull/acrpull/internal/mic"
@@ -27,10 +28,13 @@ type settings struct {
 	// cloudConfig is the azure.json path; empty reads the Azure configuration from the environment.
 	cloudConfig string
 	// namespace is the controller's own (MIC_POD_NAMESPACE): the type upgrade's ConfigMap lives there.
-	namespace    string
-	typeUpgrade  bool
-	clientQPS    float64
-	userAgent    string
+	namespace   string
+	typeUpgrade bool
+	clientQPS   float64
+	userAgent   string
+	// compression asks the apiserver to gzip its responses and watch streams (--kube-api-compression): off, as for
+	// kube-controller-manager, because next to the apiserver gzip spends its CPU on every pod event of the cluster.
+	compression  bool
 	leaseName    string
 	ignoredFlags []string
 
@@ -104,6 +108,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (se
 	fs.BoolVar(&s.opts.Config.ForceNamespaced, "forceNamespaced", strings.EqualFold(getenv("FORCENAMESPACED"), "true"), "Identities are used only by pods in their own namespace (env FORCENAMESPACED).")
 	fs.IntVar(&retries, "update-user-msi-max-retry", 2, "How often an update is retried without the identities Resource Manager refused to assign (LinkedAuthorizationFailed).")
 	fs.Float64Var(&s.clientQPS, "clientQps", 5, "Requests per second to the apiserver.")
+	fs.BoolVar(&s.compression, "kube-api-compression", false, "Ask the apiserver to gzip its responses; off, as kube-controller-manager does, to spare the apiserver's CPU.")
 	fs.IntVar(&probePort, "http-probe-port", 8080, "Port of /healthz and /readyz (0 disables).")
 	fs.IntVar(&prometheusPort, "prometheus-port", 8888, "Port of /metrics (0 disables).")
 	fs.BoolVar(&s.typeUpgrade, "enable-type-upgrade", true, "At start, rewrite aadpodidentity.k8s.io objects stored with pre-v1.6 field names, once (ConfigMap "+mic.TypeUpgradeConfigMap+").")
@@ -166,4 +171,15 @@ func portAddr(port int) string {
 		return "0"
 	}
 	return ":" + strconv.Itoa(port)
+}
+
+// configureClient sets the apiserver client's rate, User-Agent and compression from the settings.
+func (s settings) configureClient(cfg *rest.Config) {
+	cfg.QPS = float32(s.clientQPS)
+	cfg.Burst = max(10, int(2*s.clientQPS))
+	cfg.UserAgent = rest.DefaultKubernetesUserAgent()
+	if s.userAgent != "" {
+		cfg.UserAgent += " " + s.userAgent
+	}
+	cfg.DisableCompression = !s.compression
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/acrpull/acrpull/internal/harness/upstreamcli"
 	"github.com/acrpull/acrpull/internal/mic"
 )
@@ -83,6 +85,18 @@ func TestDefaults(t *testing.T) {
 	}
 	if len(s.ignoredFlags) != 0 {
 		t.Errorf("ignored flags reported without being set: %q", s.ignoredFlags)
+	}
+	cfg := &rest.Config{}
+	s.configureClient(cfg)
+	if cfg.QPS != 5 || cfg.Burst != 10 || !cfg.DisableCompression {
+		t.Errorf("apiserver client: qps %v burst %d, compression off %v; want 5, 10, true", cfg.QPS, cfg.Burst, cfg.DisableCompression)
+	}
+	withGzip, err := parse(t, nil, "--kube-api-compression")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withGzip.configureClient(cfg); cfg.DisableCompression {
+		t.Error("--kube-api-compression left compression off")
 	}
 
 	s, err = parse(t, map[string]string{"FORCENAMESPACED": "true"})

@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -91,12 +90,7 @@ func main() {
 		log.Error(err, "Failed to load kubeconfig")
 		os.Exit(1)
 	}
-	cfg.QPS = float32(s.clientQPS)
-	cfg.Burst = max(10, int(2*s.clientQPS))
-	cfg.UserAgent = rest.DefaultKubernetesUserAgent()
-	if s.userAgent != "" {
-		cfg.UserAgent += " " + s.userAgent
-	}
+	s.configureClient(cfg)
 	mgr, err := mic.NewManager(cfg, s.opts)
 	if err != nil {
 		log.Error(err, "Failed to build the assignment controller")

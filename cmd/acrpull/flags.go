@@ -20,9 +20,9 @@ import (
 	"github.com/acrpull/acrpull/internal/manager"
 )
 
-// kubeClientLimits are the apiserver client's rate limits and compression. controller-runtime's default (20 QPS)
+// kubeClientSettings are the apiserver client's rate limits and compression. controller-runtime's default (20 QPS)
 // would cap the controller at about 20 writes a second, far below what the apiserver takes.
-type kubeClientLimits struct {
+type kubeClientSettings struct {
 	qps   float32
 	burst int
 	// compression asks the apiserver to gzip its responses and watch streams. Off by default, as kube-controller-manager
@@ -31,8 +31,8 @@ type kubeClientLimits struct {
 	compression bool
 }
 
-// apply sets the limits on the apiserver client's configuration.
-func (k kubeClientLimits) apply(cfg *rest.Config) {
+// apply sets the rate limits and compression on the apiserver client's configuration.
+func (k kubeClientSettings) apply(cfg *rest.Config) {
 	cfg.QPS, cfg.Burst = k.qps, k.burst
 	cfg.DisableCompression = !k.compression
 }
@@ -59,10 +59,10 @@ func flagGiven(fs *flag.FlagSet, name string) (given bool) {
 }
 
 // parseFlags reads msi-acrpull's flags and environment defaults (and its older flag spellings), plus acrpull's own.
-func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (manager.Options, kubeClientLimits, error) {
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (manager.Options, kubeClientSettings, error) {
 	var (
 		opts          manager.Options
-		kube          kubeClientLimits
+		kube          kubeClientSettings
 		suffixes      suffixList
 		selector      string
 		qps           float64

@@ -92,6 +92,86 @@ func TestAConflictOnEveryFirstWriteIsRetried(t *testing.T) {
 	g.Expect(injected).To(ContainElement(MatchRegexp(`POST .*/serviceaccounts/federated/token$`)), "token request")
 }
 
+// The status is written by an update conditioned on the version read, which the apiserver serves with less work than
+// a merge patch of a custom resource's status; a patch follows only an update the apiserver refused with a conflict
+// (the cache lagging), so no stale status wins either way. Bindings of both API versions, a controller of its own
+// recording each status write and its answer.
+func TestStatusIsUpdatedAndPatchedOnlyAfterAConflict(t *testing.T) {
+	g := NewWithT(t)
+	const shardLabel, shard = "acrpull.test/shard", "status-writes"
+	writes := &statusWriteLog{}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { writes.next = rt; return writes }
+	stop := startShardController(t, cfg, labels.SelectorFromSet(labels.Set{shardLabel: shard}))
+	defer stop()
+
+	ns := newNamespace(t)
+	serviceAccount(t, ns, "default", "")
+	for i := range 3 {
+		b := managedIdentityBinding(ns, fmt.Sprintf("status-%d", i), "default", "repository:alice:pull")
+		b.Labels = map[string]string{pausedLabel: "true", shardLabel: shard}
+		create(t, b)
+		deleteAtEnd(t, b)
+		eventuallyReady(t, b, metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
+	}
+	old := &acrv1beta1.AcrPullBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "status-v1beta1", Labels: map[string]string{pausedLabel: "true", shardLabel: shard}},
+		Spec:       acrv1beta1.AcrPullBindingSpec{AcrServer: registryHost, Scope: "repository:alice:pull", ManagedIdentityClientID: pullerClientID},
+	}
+	create(t, old)
+	deleteAtEnd(t, old)
+	eventuallyReadyV1beta1(t, client.ObjectKeyFromObject(old), metav1.ConditionTrue, acrv1beta2.ReasonTokenMinted)
+
+	log := writes.snapshot()
+	t.Logf("status writes: %v", log)
+	updated, conflicted, patched := 0, 0, 0
+	for _, w := range log {
+		switch {
+		case w.method == http.MethodPut && w.code == http.StatusOK:
+			updated++
+		case w.method == http.MethodPut && w.code == http.StatusConflict:
+			conflicted++
+		case w.method == http.MethodPatch:
+			patched++
+		default:
+			t.Errorf("status write %s answered %d", w.method, w.code)
+		}
+	}
+	g.Expect(updated).To(BeNumerically(">=", 4), "every binding's status written by an update")
+	g.Expect(patched).To(Equal(conflicted), "a patch only after an update refused with a conflict")
+	g.Expect(log[0].method).To(Equal(http.MethodPut))
+}
+
+// statusWrite is one write to a binding's status subresource and the apiserver's answer.
+type statusWrite struct {
+	method string
+	code   int
+}
+
+// statusWriteLog records the status writes passing through it.
+type statusWriteLog struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	log  []statusWrite
+}
+
+func (l *statusWriteLog) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.next.RoundTrip(req)
+	if err != nil || req.Method == http.MethodGet || !strings.HasSuffix(req.URL.Path, "/status") {
+		return resp, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log = append(l.log, statusWrite{method: req.Method, code: resp.StatusCode})
+	return resp, nil
+}
+
+func (l *statusWriteLog) snapshot() []statusWrite {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]statusWrite(nil), l.log...)
+}
+
 // firstWriteConflicts answers the first PUT, PATCH or POST to each URL path with 409 Conflict, without passing it on.
 type firstWriteConflicts struct {
 	next http.RoundTripper

@@ -256,7 +256,21 @@ func (r *reconciler) patchStatus(ctx context.Context, s *scope, reterr error) er
 	}
 	base := obj.DeepCopyObject().(client.Object)
 	s.binding.setStatus(s.status)
-	return client.IgnoreNotFound(r.Client.Status().Patch(ctx, obj, client.MergeFrom(base)))
+	return client.IgnoreNotFound(r.writeStatus(ctx, obj, base))
+}
+
+// writeStatus replaces the status with an update conditioned on the resourceVersion the pass read, and merge-patches
+// only when that version is stale. The pass computes the whole status, so both write the same; but for a custom
+// resource the apiserver serves a patch by encoding the stored object to JSON, merging and decoding the result, and
+// the client computes the patch from two encodings: an update spares both (in a 10,000 burst, 7% of the apiserver's
+// CPU on status writes and 12% of ours: docs/performance.md). A conflict means the cache lags the binding (its own
+// last write, usually): the patch then writes this pass's status over it, as it always did, for one more request.
+func (r *reconciler) writeStatus(ctx context.Context, obj, base client.Object) error {
+	err := r.Client.Status().Update(ctx, obj)
+	if !apierrors.IsConflict(err) {
+		return err
+	}
+	return r.Client.Status().Patch(ctx, obj, client.MergeFrom(base))
 }
 
 // lowestNonZero merges two results: the sooner requeue wins.
